@@ -1,0 +1,255 @@
+//! The catalog: the resolved desired state of one host.
+//!
+//! Raw manifests go in; a validated catalog comes out, with every template
+//! rendered, every reference resolved and the resources in the order they
+//! must be applied. Nothing downstream sees unvalidated input.
+
+pub mod attrs;
+mod graph;
+pub mod render;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+use crate::facts::Facts;
+use crate::manifest::Repo;
+use crate::manifest::diagnostic::{Diagnostic, Location};
+use crate::manifest::role::{ResourceDecl, Role};
+use crate::resource::{self, Desired, Kind, Resource, ResourceId};
+use attrs::Attrs;
+use render::Renderer;
+
+#[derive(Debug, Serialize)]
+pub struct Catalog {
+    pub host: String,
+    pub environment: String,
+    pub roles: Vec<String>,
+    pub resources: Vec<Resource>,
+    /// Indices into `resources`, in the order to apply them.
+    #[serde(skip)]
+    pub order: Vec<usize>,
+    /// For each resource, the resources that must succeed before it.
+    #[serde(skip)]
+    pub requires: Vec<Vec<usize>>,
+}
+
+impl Catalog {
+    pub fn index(&self, id: &ResourceId) -> Option<usize> {
+        self.resources.iter().position(|r| &r.id == id)
+    }
+
+    /// Every path the catalog manages (present or absent).
+    pub fn managed_paths(&self) -> BTreeSet<PathBuf> {
+        self.resources
+            .iter()
+            .filter_map(|r| r.desired.path().map(Path::to_path_buf))
+            .collect()
+    }
+}
+
+/// What a catalog is compiled for.
+pub struct Target<'a> {
+    /// Only this environment, or all of them.
+    pub environment: Option<&'a str>,
+    pub host: &'a str,
+    pub facts: &'a Facts,
+}
+
+/// Compiles the catalog of one host. All problems found are returned together.
+pub fn compile(repo: &mut Repo, target: &Target) -> Result<Catalog, Vec<Diagnostic>> {
+    // A broken environment file could hide the entry this host belongs to.
+    if !repo.diagnostics.is_empty() {
+        return Err(std::mem::take(&mut repo.diagnostics));
+    }
+    let (env_name, entry_location, entry_roles, vars) = {
+        let (env, entry) = repo
+            .find_host(target.environment, target.host)
+            .map_err(|d| vec![d])?;
+        let mut vars = Map::new();
+        for (k, v) in &env.vars {
+            vars.insert(k.name.clone(), v.to_json());
+        }
+        let mut host_vars = Map::new();
+        for (k, v) in &entry.vars {
+            host_vars.insert(k.name.clone(), v.to_json());
+        }
+        (
+            env.name.clone(),
+            entry.location.clone(),
+            entry.roles.clone(),
+            (vars, host_vars),
+        )
+    };
+    if entry_roles.is_empty() {
+        return Err(vec![
+            Diagnostic::new(
+                entry_location,
+                format!("host entry for `{}` lists no roles", target.host),
+            )
+            .key("roles")
+            .hint("add e.g. `roles: [base]`"),
+        ]);
+    }
+    let roles = match repo.resolve_roles(&entry_roles) {
+        Ok(roles) => roles,
+        Err(mut errors) => {
+            errors.append(&mut repo.diagnostics);
+            return Err(errors);
+        }
+    };
+    // Problems in the roles' files; compiling goes on to find the rest.
+    let load_errors = std::mem::take(&mut repo.diagnostics);
+    let (env_vars, host_vars) = vars;
+    compile_roles(repo, &roles, &env_name, target, env_vars, host_vars, load_errors)
+}
+
+/// Variable precedence: role defaults (in role order) < environment < host entry.
+fn template_data(
+    roles: &[Arc<Role>],
+    env: &str,
+    facts: &Facts,
+    env_vars: Map<String, Json>,
+    host_vars: Map<String, Json>,
+) -> Map<String, Json> {
+    let mut data = Map::new();
+    for role in roles {
+        for (k, v) in &role.vars {
+            data.insert(k.name.clone(), v.to_json());
+        }
+    }
+    data.extend(env_vars);
+    data.extend(host_vars);
+    data.insert(
+        "host".into(),
+        serde_json::to_value(facts).expect("facts serialise"),
+    );
+    data.insert("env".into(), Json::String(env.to_owned()));
+    data.insert(
+        "roles".into(),
+        Json::Array(roles.iter().map(|r| Json::String(r.name.clone())).collect()),
+    );
+    data
+}
+
+fn compile_roles(
+    repo: &Repo,
+    roles: &[Arc<Role>],
+    env: &str,
+    target: &Target,
+    env_vars: Map<String, Json>,
+    host_vars: Map<String, Json>,
+    mut errors: Vec<Diagnostic>,
+) -> Result<Catalog, Vec<Diagnostic>> {
+    let mut renderer = Renderer::new(template_data(roles, env, target.facts, env_vars, host_vars));
+    let root = fs_err::canonicalize(&repo.root).unwrap_or_else(|_| repo.root.clone());
+    let mut resources: Vec<Resource> = Vec::new();
+    let mut by_id: HashMap<ResourceId, usize> = HashMap::new();
+    for role in roles {
+        for decl in &role.resources {
+            let Some(resource) = build(decl, role, &root, &mut renderer, &mut errors) else {
+                continue;
+            };
+            match by_id.get(&resource.id) {
+                Some(&first) if resources[first].same_as(&resource) => {}
+                Some(&first) => errors.push(
+                    Diagnostic::new(
+                        resource.origin.clone(),
+                        format!(
+                            "`{}` is declared twice with different attributes",
+                            resource.id
+                        ),
+                    )
+                    .key(resource.id.kind.name())
+                    .related(resources[first].origin.clone(), "first declared")
+                    .hint("declare it once, or make both declarations identical"),
+                ),
+                None => {
+                    by_id.insert(resource.id.clone(), resources.len());
+                    resources.push(resource);
+                }
+            }
+        }
+    }
+    // With resources missing for errors, references to them would only
+    // add confusing follow-on errors: order the catalog only when it is whole.
+    let graph = if errors.is_empty() {
+        graph::build(&resources, &by_id, &mut errors)
+    } else {
+        None
+    };
+    if !errors.is_empty() {
+        errors.sort();
+        errors.dedup();
+        return Err(errors);
+    }
+    let (order, requires) = graph.expect("a graph when there are no errors");
+    Ok(Catalog {
+        host: target.host.to_owned(),
+        environment: env.to_owned(),
+        roles: roles.iter().map(|r| r.name.clone()).collect(),
+        resources,
+        order,
+        requires,
+    })
+}
+
+/// Builds one resource of a role for this host.
+fn build(
+    decl: &ResourceDecl,
+    role: &Role,
+    root: &Path,
+    renderer: &mut Renderer,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Resource> {
+    let mut a = Attrs::new(decl, role, root, renderer);
+    let origin = Location::new(&role.file, decl.pos);
+    let name = a.name();
+    let desired = name.as_ref().and_then(|name| {
+        if decl.kind.is_path() {
+            match resource::check_absolute_path(name) {
+                Ok(path) => typed(decl.kind, path, &mut a),
+                Err(e) => {
+                    a.error(
+                        decl.kind.name(),
+                        e,
+                        "write an absolute path such as `/etc/motd`",
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        }
+    });
+    let sensitive = a.bool("sensitive").unwrap_or(false);
+    let require = a.references("require");
+    let before = a.references("before");
+    let notify = a.references("notify");
+    let failed = !a.errors.is_empty();
+    errors.append(&mut a.errors);
+    if failed {
+        return None;
+    }
+    Some(Resource {
+        id: ResourceId::new(decl.kind, name?),
+        origin,
+        role: role.name.clone(),
+        desired: desired?,
+        sensitive,
+        require,
+        before,
+        notify,
+    })
+}
+
+fn typed(kind: Kind, path: PathBuf, a: &mut Attrs) -> Option<Desired> {
+    match kind {
+        Kind::File => resource::file::build(path, a),
+        Kind::Directory => resource::directory::build(path, a),
+        Kind::Symlink => resource::symlink::build(path, a),
+    }
+}

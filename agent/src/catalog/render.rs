@@ -1,0 +1,151 @@
+//! Rendering templates for one host: handlebars in strict mode, no HTML
+//! escaping (config files are not HTML), errors mapped to manifest places.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use handlebars::{Handlebars, RenderErrorReason};
+use serde_json::{Map, Value};
+
+use crate::manifest::diagnostic::{Diagnostic, Location, did_you_mean};
+use crate::manifest::node::Pos;
+
+pub struct Renderer {
+    handlebars: Handlebars<'static>,
+    /// Variables and facts, as one JSON object.
+    data: Value,
+    registered: HashSet<String>,
+}
+
+impl Renderer {
+    pub fn new(data: Map<String, Value>) -> Self {
+        let mut handlebars = Handlebars::new();
+        handlebars.set_strict_mode(true);
+        handlebars.register_escape_fn(handlebars::no_escape);
+        Self {
+            handlebars,
+            data: Value::Object(data),
+            registered: HashSet::new(),
+        }
+    }
+
+    pub fn data(&self) -> &Map<String, Value> {
+        self.data.as_object().expect("render data is an object")
+    }
+
+    /// Whether a template file was already read and compiled.
+    pub fn has_template(&self, name: &Path) -> bool {
+        self.registered.contains(name.to_string_lossy().as_ref())
+    }
+
+    /// Renders a string from a manifest. Strings without `{{` are returned
+    /// as they are, which keeps large catalogs cheap.
+    pub fn render_str(
+        &mut self,
+        text: &str,
+        at: &Location,
+        key: &str,
+        extra: Option<&Map<String, Value>>,
+    ) -> Result<String, Diagnostic> {
+        if !text.contains("{{") {
+            return Ok(text.to_owned());
+        }
+        let result = match extra {
+            None => self.handlebars.render_template(text, &self.data),
+            Some(extra) => self
+                .handlebars
+                .render_template(text, &merged(&self.data, extra)),
+        };
+        result.map_err(|e| {
+            let pos = match (e.line_no, e.column_no) {
+                // Point into the string when the error is on a later line of it.
+                (Some(line), _) if line > 1 => Pos {
+                    line: at.pos.line + u32::try_from(line - 1).unwrap_or(0),
+                    col: 1,
+                },
+                _ => at.pos,
+            };
+            self.diagnostic(&e, Location::new(&at.file, pos), key, extra)
+        })
+    }
+
+    /// Renders a template file (`name` is its path relative to the repository).
+    pub fn render_file(
+        &mut self,
+        name: &Path,
+        text: &str,
+        used_at: &Location,
+        extra: Option<&Map<String, Value>>,
+    ) -> Result<String, Diagnostic> {
+        let key = name.to_string_lossy().into_owned();
+        let file: std::sync::Arc<Path> = std::sync::Arc::from(name);
+        if !self.registered.contains(&key) {
+            if let Err(e) = self.handlebars.register_template_string(&key, text) {
+                let pos = e.pos().map_or(Pos { line: 1, col: 1 }, |(l, c)| Pos {
+                    line: u32::try_from(l).unwrap_or(1),
+                    col: u32::try_from(c).unwrap_or(1),
+                });
+                return Err(Diagnostic::new(
+                    Location::new(&file, pos),
+                    format!("invalid template: {}", e.reason()),
+                )
+                .key("template")
+                .related(used_at.clone(), "used")
+                .hint("handlebars syntax: {{name}}, {{#if x}}…{{/if}}, {{#each list}}…{{/each}}"));
+            }
+            self.registered.insert(key.clone());
+        }
+        let result = match extra {
+            None => self.handlebars.render(&key, &self.data),
+            Some(extra) => self.handlebars.render(&key, &merged(&self.data, extra)),
+        };
+        result.map_err(|e| {
+            let pos = Pos {
+                line: e.line_no.and_then(|l| u32::try_from(l).ok()).unwrap_or(1),
+                col: e.column_no.and_then(|c| u32::try_from(c).ok()).unwrap_or(1),
+            };
+            self.diagnostic(&e, Location::new(&file, pos), "template", extra)
+                .related(used_at.clone(), "used")
+        })
+    }
+
+    fn diagnostic(
+        &self,
+        e: &handlebars::RenderError,
+        at: Location,
+        key: &str,
+        extra: Option<&Map<String, Value>>,
+    ) -> Diagnostic {
+        match e.reason() {
+            RenderErrorReason::MissingVariable(path) => {
+                let path = path.clone().unwrap_or_default();
+                let mut known: Vec<String> = self.data().keys().cloned().collect();
+                if let Some(extra) = extra {
+                    known.extend(extra.keys().cloned());
+                }
+                if let Some(Value::Object(host)) = self.data().get("host") {
+                    known.extend(host.keys().map(|k| format!("host.{k}")));
+                }
+                let hint = did_you_mean(&path, known.iter().map(String::as_str)).unwrap_or_else(|| {
+                    format!("define `{path}` under `vars:` in the role, the environment or the host entry")
+                });
+                Diagnostic::new(at, format!("undefined variable `{path}` in `{key}`"))
+                    .key(key.to_owned())
+                    .hint(hint)
+            }
+            other => Diagnostic::new(at, format!("cannot render `{key}`: {other}"))
+                .key(key.to_owned())
+                .hint("check the template's handlebars syntax"),
+        }
+    }
+}
+
+fn merged(base: &Value, extra: &Map<String, Value>) -> Value {
+    let mut data = base.clone();
+    if let Value::Object(map) = &mut data {
+        for (k, v) in extra {
+            map.insert(k.clone(), v.clone());
+        }
+    }
+    data
+}

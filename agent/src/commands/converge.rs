@@ -1,0 +1,118 @@
+//! `tend converge`: bring this host to its catalog, or with `--dry-run`
+//! show what that would change and touch nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use crate::catalog::{self, Catalog, Target};
+use crate::engine::{self, apply::Executor};
+use crate::report::{Report, RunMode, Status};
+use crate::state::{Applied, Backups, StateDir};
+
+pub struct Options<'a> {
+    pub repo: &'a Path,
+    pub environment: Option<&'a str>,
+    pub host: Option<&'a str>,
+    pub dry_run: bool,
+    pub state_dir: PathBuf,
+}
+
+pub enum Outcome {
+    /// The manifests did not compile; nothing was touched.
+    Invalid(
+        crate::manifest::Repo,
+        Vec<crate::manifest::diagnostic::Diagnostic>,
+    ),
+    Ran(Box<Report>),
+}
+
+pub fn converge(options: &Options) -> anyhow::Result<Outcome> {
+    let started_at = SystemTime::now();
+    let clock = Instant::now();
+    let mut repo = super::open_repo(options.repo)?;
+    let (host, facts) = super::host_and_facts(options.host);
+    let target = Target {
+        environment: options.environment,
+        host: &host,
+        facts: &facts,
+    };
+    let catalog = match catalog::compile(&mut repo, &target) {
+        Ok(c) => c,
+        Err(problems) => return Ok(Outcome::Invalid(repo, problems)),
+    };
+    let report = if options.dry_run {
+        let state = StateDir::open_read_only(&options.state_dir);
+        let previous = state.applied()?;
+        let outcomes = engine::run(&catalog, &previous, None);
+        finish(&catalog, options, outcomes, started_at, clock)
+    } else {
+        let state = StateDir::open_locked(&options.state_dir, |holder| {
+            eprintln!(
+                "waiting for another tend run to finish (lock `{}` held by {holder})",
+                options.state_dir.join("lock").display()
+            );
+        })?;
+        let previous = state.applied()?;
+        let mut executor = Executor::new(Backups::new(state.backup_dir()));
+        let outcomes = engine::run(&catalog, &previous, Some(&mut executor));
+        let applied = applied_after(&previous, &outcomes);
+        if applied != previous {
+            state.save_applied(&applied)?;
+        }
+        finish(&catalog, options, outcomes, started_at, clock)
+    };
+    Ok(Outcome::Ran(Box::new(report)))
+}
+
+/// What the state directory records after a run: the desired digest of
+/// every resource that converged; a failed one keeps what it had.
+fn applied_after(previous: &Applied, outcomes: &[engine::Outcome]) -> Applied {
+    let mut applied = Applied {
+        version: 1,
+        ..Applied::default()
+    };
+    for outcome in outcomes {
+        let id = &outcome.report.id;
+        if outcome.report.status == Status::Failed {
+            if let Some(old) = previous.resources.get(id) {
+                applied.resources.insert(id.clone(), old.clone());
+            }
+        } else {
+            applied.resources.insert(id.clone(), outcome.digest.clone());
+        }
+    }
+    applied
+}
+
+fn finish(
+    catalog: &Catalog,
+    options: &Options,
+    outcomes: Vec<engine::Outcome>,
+    started_at: SystemTime,
+    clock: Instant,
+) -> Report {
+    let resources: Vec<_> = outcomes
+        .into_iter()
+        .map(|o| o.report)
+        .filter(|r| r.status != Status::Unchanged)
+        .collect();
+    let summary = Report::summarise(&resources, catalog.resources.len());
+    Report {
+        id: uuid::Uuid::new_v4().to_string(),
+        host: catalog.host.clone(),
+        environment: catalog.environment.clone(),
+        roles: catalog.roles.clone(),
+        mode: if options.dry_run {
+            RunMode::DryRun
+        } else {
+            RunMode::Apply
+        },
+        revision: crate::source::git::revision(options.repo),
+        source_stale: false,
+        started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
+        duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+        status: Report::status_of(&summary),
+        summary,
+        resources,
+    }
+}

@@ -1,0 +1,279 @@
+//! The only place tend writes to the file system.
+//!
+//! Writes are atomic (a temporary file in the same directory, fsync, rename,
+//! fsync of the directory), never follow a symlink at the final path, and
+//! refuse to pass through a parent directory that is a symlink someone other
+//! than root could have planted.
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::unistd::{Gid, Uid};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("refusing to write through `{link}`: it is a symlink owned by uid {owner}, not root")]
+    UnsafeLink { link: PathBuf, owner: u32 },
+    #[error("`{0}` has no parent directory")]
+    NoParent(PathBuf),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("{what} `{path}`: {source}")]
+    Sys {
+        what: &'static str,
+        path: PathBuf,
+        source: nix::Error,
+    },
+}
+
+fn sys<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(nix::Error) -> FsError + 'a {
+    move |source| FsError::Sys {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Checks the directories above `path`: a symlink among them is followed
+/// only when root owns it (as `/lib -> usr/lib` on Debian). Directories
+/// already checked in this run are remembered in `checked`.
+pub fn check_parents(path: &Path, checked: &mut HashSet<PathBuf>) -> Result<(), FsError> {
+    let mut missing = Vec::new();
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        if checked.contains(d) {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        dir = d.parent();
+    }
+    // Walk from the top so a planted link is found before what is below it.
+    for d in missing.into_iter().rev() {
+        match fs_err::symlink_metadata(&d) {
+            Ok(meta) if meta.file_type().is_symlink() && meta.uid() != 0 => {
+                return Err(FsError::UnsafeLink {
+                    link: d,
+                    owner: meta.uid(),
+                });
+            }
+            Ok(_) => {
+                checked.insert(d);
+            }
+            // Not there (yet): nothing below it can be a link.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn temp_in(dir: &Path, path: &Path) -> Result<tempfile::NamedTempFile, FsError> {
+    let stem = path
+        .file_name()
+        .map_or_else(|| "tend".into(), |n| n.to_string_lossy());
+    Ok(tempfile::Builder::new()
+        .prefix(&format!(".{stem}.tend-"))
+        .tempfile_in(dir)
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot create a temporary file in `{}`: {e}", dir.display()),
+            )
+        })?)
+}
+
+/// Replaces (or creates) `path` with `content`, `mode` and ownership, so that
+/// a reader sees the old file or the new one, never a half-written one. A
+/// symlink at `path` is replaced, not written through.
+pub fn atomic_write(
+    path: &Path,
+    content: &[u8],
+    mode: u32,
+    uid: Option<u32>,
+    gid: Option<u32>,
+) -> Result<(), FsError> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| FsError::NoParent(path.to_path_buf()))?;
+    let mut tmp = temp_in(dir, path)?;
+    tmp.write_all(content).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("writing `{}`: {e}", tmp.path().display()))
+    })?;
+    let file = tmp.as_file();
+    if uid.is_some() || gid.is_some() {
+        nix::unistd::fchown(file.as_fd(), uid.map(Uid::from_raw), gid.map(Gid::from_raw))
+            .map_err(sys("cannot change the owner of", path))?;
+    }
+    // After chown, which clears setuid bits.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot set the mode of `{}`: {e}", path.display()),
+            )
+        })?;
+    file.sync_all().map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot sync `{}`: {e}", path.display()))
+    })?;
+    tmp.persist(path).map_err(|e| {
+        std::io::Error::new(
+            e.error.kind(),
+            format!("cannot replace `{}`: {}", path.display(), e.error),
+        )
+    })?;
+    sync_dir(dir)
+}
+
+/// Makes a directory entry change durable.
+pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
+    let d = fs_err::File::open(dir)?;
+    d.sync_all()?;
+    Ok(())
+}
+
+/// Opens an existing file or directory without following a final symlink.
+fn open_nofollow(path: &Path) -> Result<std::fs::File, FsError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
+        .open(path)
+        .map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot open `{}`: {e}", path.display())).into()
+        })
+}
+
+pub fn set_mode(path: &Path, mode: u32) -> Result<(), FsError> {
+    let file = open_nofollow(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot set the mode of `{}`: {e}", path.display()),
+            )
+        })?;
+    Ok(())
+}
+
+pub fn set_owner(path: &Path, uid: Option<u32>, gid: Option<u32>) -> Result<(), FsError> {
+    let file = open_nofollow(path)?;
+    // fchown clears setuid/setgid bits: put the mode back as it was.
+    let mode = file.metadata()?.mode() & 0o7777;
+    nix::unistd::fchown(file.as_fd(), uid.map(Uid::from_raw), gid.map(Gid::from_raw))
+        .map_err(sys("cannot change the owner of", path))?;
+    if mode & 0o6000 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+pub fn create_dir(
+    path: &Path,
+    mode: u32,
+    uid: Option<u32>,
+    gid: Option<u32>,
+) -> Result<(), FsError> {
+    fs_err::create_dir(path)?;
+    if uid.is_some() || gid.is_some() {
+        set_owner(path, uid, gid)?;
+    }
+    // Set explicitly: mkdir's mode is filtered through the umask.
+    set_mode(path, mode)?;
+    sync_dir(
+        path.parent()
+            .ok_or_else(|| FsError::NoParent(path.to_path_buf()))?,
+    )
+}
+
+/// Creates or replaces the symlink at `path` atomically.
+pub fn replace_symlink(path: &Path, target: &Path) -> Result<(), FsError> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| FsError::NoParent(path.to_path_buf()))?;
+    // A free temporary name: create a temp file, then put the link in its place.
+    let tmp = temp_in(dir, path)?;
+    let tmp_path = tmp.path().to_path_buf();
+    drop(tmp);
+    fs_err::os::unix::fs::symlink(target, &tmp_path)?;
+    if let Err(e) = fs_err::rename(&tmp_path, path) {
+        let _ = fs_err::remove_file(&tmp_path);
+        return Err(e.into());
+    }
+    sync_dir(dir)
+}
+
+/// Removes a file, symlink or whole directory tree; never follows symlinks.
+pub fn remove(path: &Path) -> Result<(), FsError> {
+    let meta = fs_err::symlink_metadata(path)?;
+    if meta.is_dir() {
+        fs_err::remove_dir_all(path)?;
+    } else {
+        fs_err::remove_file(path)?;
+    }
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Calls `f` with every regular file at or below `path` (not following
+/// symlinks), for backing files up before they are removed.
+pub fn walk_files(
+    path: &Path,
+    f: &mut dyn FnMut(&Path) -> Result<(), FsError>,
+) -> Result<(), FsError> {
+    let meta = fs_err::symlink_metadata(path)?;
+    if meta.is_file() {
+        return f(path);
+    }
+    if meta.is_dir() {
+        for entry in fs_err::read_dir(path)? {
+            walk_files(&entry?.path(), f)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads a regular file without following a final symlink.
+pub fn read_nofollow(path: &Path) -> Result<Vec<u8>, FsError> {
+    use std::io::Read as _;
+    let mut file = open_nofollow(path)?;
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("reading `{}`: {e}", path.display())))?;
+    Ok(buf)
+}
+
+/// Creates a private directory (and its parents) if needed.
+pub fn ensure_private_dir(path: &Path) -> Result<(), FsError> {
+    if !path.is_dir() {
+        fs_err::create_dir_all(path)?;
+        set_mode(path, 0o700)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_a_symlink_instead_of_following_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs_err::write(&victim, b"keep").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        atomic_write(&link, b"new", 0o640, None, None).unwrap();
+        assert_eq!(fs_err::read(&victim).unwrap(), b"keep");
+        assert_eq!(fs_err::read(&link).unwrap(), b"new");
+        let meta = fs_err::symlink_metadata(&link).unwrap();
+        assert!(meta.is_file());
+        assert_eq!(meta.mode() & 0o7777, 0o640);
+        let leftovers: Vec<_> = fs_err::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 2, "no temporary file is left behind");
+    }
+}

@@ -1,0 +1,18 @@
+//! tend: a pull-based configuration agent.
+//!
+//! The path of a run: [`manifest`] reads roles and environments from the
+//! repository, [`catalog`] resolves them into the desired state of one host,
+//! [`engine`] plans (and in a real run applies) the changes through the
+//! [`resource`] types, and [`report`] says what happened. [`fsutil`] is the
+//! only module that writes files; [`state`] keeps what was applied.
+
+pub mod catalog;
+pub mod commands;
+pub mod engine;
+pub mod facts;
+pub mod fsutil;
+pub mod manifest;
+pub mod report;
+pub mod resource;
+pub mod source;
+pub mod state;

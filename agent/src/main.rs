@@ -1,0 +1,179 @@
+//! The `tend` command line: argument parsing and printing; the work is done
+//! by the library's commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tend::commands::{self, EXIT_ERROR, converge};
+use tend::state::DEFAULT_STATE_DIR;
+
+#[derive(Parser)]
+#[command(
+    name = "tend",
+    version,
+    about = "Converge this host to the role manifests in a git repository"
+)]
+struct Cli {
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate every role and environment; show every problem at once.
+    Check {
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+    },
+    /// Print the resolved desired state of one host.
+    Catalog {
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Environment (default: the one whose host entries match the host).
+        #[arg(long)]
+        env: Option<String>,
+        /// Host name (default: this machine's).
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long, value_enum, default_value_t = CatalogFormat::Yaml)]
+        format: CatalogFormat,
+    },
+    /// Bring this host to its catalog (or show what would change).
+    Converge {
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        #[arg(long)]
+        env: Option<String>,
+        #[arg(long)]
+        host: Option<String>,
+        /// Show what would change; touch nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+        /// Exit 0 no changes, 2 changes, 4 failures, 6 both.
+        #[arg(long)]
+        detailed_exitcodes: bool,
+        #[arg(long, default_value = DEFAULT_STATE_DIR, env = "TEND_STATE_DIR")]
+        state_dir: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CatalogFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none())
+        .without_time()
+        .init();
+    match run(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Check { repo } => match commands::check::check(&repo)? {
+            Ok(s) => {
+                println!(
+                    "ok: {} environments, {} host entries, {} roles checked",
+                    s.environments, s.host_entries, s.roles
+                );
+                Ok(0)
+            }
+            Err((repo, problems)) => {
+                commands::print_diagnostics(&repo, &problems);
+                Ok(EXIT_ERROR)
+            }
+        },
+        Command::Catalog {
+            repo,
+            env,
+            host,
+            format,
+        } => {
+            let mut manifests = commands::open_repo(&repo)?;
+            let (host, facts) = commands::host_and_facts(host.as_deref());
+            let target = tend::catalog::Target {
+                environment: env.as_deref(),
+                host: &host,
+                facts: &facts,
+            };
+            match tend::catalog::compile(&mut manifests, &target) {
+                Ok(catalog) => {
+                    print!(
+                        "{}",
+                        commands::catalog::render(&catalog, matches!(format, CatalogFormat::Json))?
+                    );
+                    Ok(0)
+                }
+                Err(problems) => {
+                    commands::print_diagnostics(&manifests, &problems);
+                    Ok(EXIT_ERROR)
+                }
+            }
+        }
+        Command::Converge {
+            repo,
+            env,
+            host,
+            dry_run,
+            format,
+            detailed_exitcodes,
+            state_dir,
+        } => {
+            let options = converge::Options {
+                repo: &repo,
+                environment: env.as_deref(),
+                host: host.as_deref(),
+                dry_run,
+                state_dir,
+            };
+            match converge::converge(&options)? {
+                converge::Outcome::Invalid(repo, problems) => {
+                    commands::print_diagnostics(&repo, &problems);
+                    Ok(EXIT_ERROR)
+                }
+                converge::Outcome::Ran(report) => {
+                    match format {
+                        ReportFormat::Text => print!("{}", report.to_text()),
+                        ReportFormat::Json => {
+                            println!("{}", serde_json::to_string_pretty(&report)?)
+                        }
+                    }
+                    let code = report.detailed_exit_code();
+                    Ok(if detailed_exitcodes { code } else { code & 4 })
+                }
+            }
+        }
+    }
+}

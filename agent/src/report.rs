@@ -1,0 +1,190 @@
+//! The run report: what a converge found and did, as JSON for the central
+//! log and as the plan/apply listing people read.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::plan::Action;
+use crate::source::git::Revision;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunMode {
+    Apply,
+    DryRun,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Unchanged,
+    Changed,
+    Drift,
+    Failed,
+}
+
+/// Why a resource differed from the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cause {
+    /// The desired state changed (a new commit, other vars, a new host).
+    Revision,
+    /// The desired state is what was applied last time: the host changed.
+    Drift,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub total: usize,
+    pub changed: usize,
+    pub drift: usize,
+    pub failed: usize,
+    pub unchanged: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResourceReport {
+    pub id: String,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cause: Option<Cause>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub action: Option<Action>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub changes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub diff: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+impl ResourceReport {
+    pub fn new(id: String) -> Self {
+        Self {
+            id,
+            status: Status::Unchanged,
+            cause: None,
+            action: None,
+            changes: Vec::new(),
+            diff: None,
+            error: None,
+            duration_ms: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub id: String,
+    pub host: String,
+    pub environment: String,
+    pub roles: Vec<String>,
+    pub mode: RunMode,
+    pub revision: Option<Revision>,
+    pub source_stale: bool,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub status: Status,
+    pub summary: Summary,
+    /// Every resource that did not end unchanged, in the order applied.
+    pub resources: Vec<ResourceReport>,
+}
+
+impl Report {
+    /// The run's status: failures first, then drift (so that drift is never
+    /// hidden by a change made in the same run), then changes.
+    pub fn status_of(summary: &Summary) -> Status {
+        if summary.failed > 0 {
+            Status::Failed
+        } else if summary.drift > 0 {
+            Status::Drift
+        } else if summary.changed > 0 {
+            Status::Changed
+        } else {
+            Status::Unchanged
+        }
+    }
+
+    pub fn summarise(resources: &[ResourceReport], total: usize) -> Summary {
+        let count = |s| resources.iter().filter(|r| r.status == s).count();
+        let (changed, drift, failed) = (
+            count(Status::Changed),
+            count(Status::Drift),
+            count(Status::Failed),
+        );
+        Summary {
+            total,
+            changed,
+            drift,
+            failed,
+            unchanged: total - changed - drift - failed,
+        }
+    }
+
+    /// The listing: a line per resource that differs, diffs indented below
+    /// it, and a summary line.
+    pub fn to_text(&self) -> String {
+        let dry = self.mode == RunMode::DryRun;
+        let mut out = String::new();
+        for r in &self.resources {
+            if r.status == Status::Failed {
+                let _ = writeln!(
+                    out,
+                    "! {}: failed: {}",
+                    r.id,
+                    r.error.as_deref().unwrap_or("unknown error")
+                );
+                continue;
+            }
+            let Some(action) = r.action else { continue };
+            let verb = match (action, dry) {
+                (Action::Create, false) => "created",
+                (Action::Change, false) => "changed",
+                (Action::Remove, false) => "removed",
+                (Action::Create, true) => "would create",
+                (Action::Change, true) => "would change",
+                (Action::Remove, true) => "would remove",
+            };
+            let details = if r.changes.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", r.changes.join(", "))
+            };
+            let cause = match r.cause {
+                Some(Cause::Drift) => "drift",
+                _ => "revision",
+            };
+            let _ = writeln!(out, "{} {}: {verb}{details} ({cause})", action.sign(), r.id);
+            if let Some(diff) = &r.diff {
+                for line in diff.lines() {
+                    let _ = writeln!(out, "    {line}");
+                }
+            }
+        }
+        let s = &self.summary;
+        let _ = if dry {
+            writeln!(
+                out,
+                "{} would change, {} drift would be corrected, {} failed, {} unchanged in {} ms (dry-run: nothing was touched)",
+                s.changed, s.drift, s.failed, s.unchanged, self.duration_ms
+            )
+        } else {
+            writeln!(
+                out,
+                "{} changed, {} drift corrected, {} failed, {} unchanged in {} ms",
+                s.changed, s.drift, s.failed, s.unchanged, self.duration_ms
+            )
+        };
+        out
+    }
+
+    /// Puppet's detailed exit codes: 0 nothing to do, 2 changes (made, or
+    /// that a dry-run would make), 4 failures, 6 both.
+    pub fn detailed_exit_code(&self) -> u8 {
+        let changes = self.summary.changed + self.summary.drift > 0;
+        let failures = self.summary.failed > 0;
+        u8::from(changes) * 2 + u8::from(failures) * 4
+    }
+}

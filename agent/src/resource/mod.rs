@@ -1,0 +1,363 @@
+//! Resource types: what a manifest can declare, and how each type is checked,
+//! observed and changed.
+//!
+//! A type has three parts: its attribute schema (checked when a role is
+//! loaded, for every host at once), `build` (turns a declaration rendered for
+//! one host into a typed desired state), and `plan` (compares the desired
+//! state with what is on the host and returns the typed operations that would
+//! make them equal). Operations are carried out only by [`crate::engine`].
+
+pub mod directory;
+pub mod file;
+pub mod symlink;
+
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::manifest::diagnostic::Location;
+
+/// The resource types tend knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    File,
+    Directory,
+    Symlink,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::File, Kind::Directory, Kind::Symlink];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::File => "file",
+            Kind::Directory => "directory",
+            Kind::Symlink => "symlink",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The attributes this type accepts besides the common ones.
+    pub fn attributes(self) -> &'static [AttrSpec] {
+        match self {
+            Kind::File => file::ATTRIBUTES,
+            Kind::Directory => directory::ATTRIBUTES,
+            Kind::Symlink => symlink::ATTRIBUTES,
+        }
+    }
+
+    /// Whether the name of a resource of this type is an absolute path.
+    pub fn is_path(self) -> bool {
+        matches!(self, Kind::File | Kind::Directory | Kind::Symlink)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a manifest value must look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrType {
+    /// A string, rendered as a template for the host.
+    Str,
+    /// `true` or `false`.
+    Bool,
+    /// A file mode as a quoted octal string, e.g. `"0644"`.
+    Mode,
+    /// A list of resource identities (`type:name`).
+    Refs,
+    /// A mapping of template variables.
+    Vars,
+    /// One of a fixed set of words.
+    OneOf(&'static [&'static str]),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct AttrSpec {
+    pub name: &'static str,
+    pub ty: AttrType,
+}
+
+const fn attr(name: &'static str, ty: AttrType) -> AttrSpec {
+    AttrSpec { name, ty }
+}
+
+/// Attributes every resource accepts.
+pub const COMMON_ATTRIBUTES: &[AttrSpec] = &[
+    attr("require", AttrType::Refs),
+    attr("before", AttrType::Refs),
+    attr("notify", AttrType::Refs),
+];
+
+pub const PRESENT_ABSENT: &[&str] = &["present", "absent"];
+
+/// `type:name`, the identity of a resource in a catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceId {
+    pub kind: Kind,
+    pub name: String,
+}
+
+impl ResourceId {
+    pub fn new(kind: Kind, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            name: name.into(),
+        }
+    }
+
+    /// Parses `file:/etc/motd`. The error says what was wrong.
+    pub fn parse(text: &str) -> Result<ResourceId, String> {
+        let Some((kind, name)) = text.split_once(':') else {
+            return Err(format!(
+                "`{text}` is not a resource identity; write `type:name`, e.g. `file:/etc/motd`"
+            ));
+        };
+        let Some(kind) = Kind::from_name(kind) else {
+            let known = Kind::ALL.map(Kind::name);
+            let hint = crate::manifest::diagnostic::did_you_mean(kind, known)
+                .unwrap_or_else(|| format!("known types: {}", known.join(", ")));
+            return Err(format!(
+                "unknown resource type `{kind}` in `{text}`; {hint}"
+            ));
+        };
+        if name.is_empty() {
+            return Err(format!("`{text}` names no resource after the `:`"));
+        }
+        Ok(ResourceId::new(kind, name))
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind, self.name)
+    }
+}
+
+impl Serialize for ResourceId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A reference from one resource to another, and where it was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reference {
+    pub id: ResourceId,
+    #[serde(skip)]
+    pub location: Location,
+}
+
+/// A file mode (permission bits and setuid/setgid/sticky).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Mode(pub u32);
+
+impl Mode {
+    /// Parses `"0644"` or `"644"`: three or four octal digits.
+    pub fn parse(text: &str) -> Result<Mode, String> {
+        let valid =
+            (3..=4).contains(&text.len()) && text.bytes().all(|b| (b'0'..=b'7').contains(&b));
+        if !valid {
+            return Err(format!(
+                "`{text}` is not a file mode; write three or four octal digits, e.g. \"0644\""
+            ));
+        }
+        u32::from_str_radix(text, 8)
+            .map(Mode)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+impl Serialize for Mode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The desired state of one resource, by type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Desired {
+    File(file::FileSpec),
+    Directory(directory::DirectorySpec),
+    Symlink(symlink::SymlinkSpec),
+}
+
+impl Desired {
+    /// The path this resource manages, for path types.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Desired::File(f) => Some(&f.path),
+            Desired::Directory(d) => Some(&d.path),
+            Desired::Symlink(s) => Some(&s.path),
+        }
+    }
+
+    /// Whether the resource makes its path exist (as opposed to removing it).
+    pub fn is_present(&self) -> bool {
+        match self {
+            Desired::File(f) => f.content.is_some(),
+            Desired::Directory(d) => d.present,
+            Desired::Symlink(s) => s.target.is_some(),
+        }
+    }
+
+    /// The owner and group names the resource sets, if any.
+    pub fn ownership(&self) -> (Option<&str>, Option<&str>) {
+        match self {
+            Desired::File(f) => (f.owner.as_deref(), f.group.as_deref()),
+            Desired::Directory(d) => (d.owner.as_deref(), d.group.as_deref()),
+            Desired::Symlink(_) => (None, None),
+        }
+    }
+}
+
+/// A resource of a host's catalog: identity, desired state, relations.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resource {
+    pub id: ResourceId,
+    #[serde(skip)]
+    pub origin: Location,
+    /// The role that declared it.
+    pub role: String,
+    #[serde(flatten)]
+    pub desired: Desired,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub require: Vec<Reference>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<Reference>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<Reference>,
+}
+
+impl Resource {
+    /// A digest of the desired state. The state directory keeps it for every
+    /// applied resource: when it is unchanged but the host differs, the
+    /// difference is drift; when it changed, the cause is a new revision.
+    pub fn desired_digest(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(self.id.to_string().as_bytes());
+        hasher.update([0]);
+        let canonical = serde_json::to_vec(&DigestView(&self.desired)).unwrap_or_default();
+        hasher.update(&canonical);
+        hex(&hasher.finalize())
+    }
+
+    /// Whether two declarations of the same identity ask for the same thing.
+    pub fn same_as(&self, other: &Resource) -> bool {
+        self.desired == other.desired
+            && self.sensitive == other.sensitive
+            && self.require == other.require
+            && self.before == other.before
+            && self.notify == other.notify
+    }
+}
+
+/// The desired state as hashed: file contents enter the JSON as digests.
+struct DigestView<'a>(&'a Desired);
+
+impl Serialize for DigestView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Desired::File(f) => f.digest_view().serialize(s),
+            other => other.serialize(s),
+        }
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Checks that a rendered resource name is a clean absolute path: no `..`,
+/// no `.`, no empty components, no trailing slash, not `/` itself.
+pub fn check_absolute_path(name: &str) -> Result<PathBuf, String> {
+    let path = Path::new(name);
+    if !path.is_absolute() {
+        return Err(format!("`{name}` is not an absolute path"));
+    }
+    if name.len() > 1 && name.ends_with('/') || name.contains("//") {
+        return Err(format!(
+            "`{name}` is not a normalised path (no `//`, no trailing `/`)"
+        ));
+    }
+    for component in path.components() {
+        match component {
+            Component::RootDir | Component::Normal(_) => {}
+            Component::CurDir | Component::ParentDir | Component::Prefix(_) => {
+                return Err(format!(
+                    "`{name}` contains `.` or `..`; write the path without them"
+                ));
+            }
+        }
+    }
+    if path.parent().is_none() {
+        return Err("`/` itself cannot be managed".to_owned());
+    }
+    if name.contains('\0') {
+        return Err(format!("`{name}` contains a NUL byte"));
+    }
+    Ok(path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_are_octal_strings() {
+        assert_eq!(Mode::parse("0644").unwrap().0, 0o644);
+        assert_eq!(Mode::parse("755").unwrap().0, 0o755);
+        assert_eq!(Mode::parse("4755").unwrap().to_string(), "4755");
+        assert!(Mode::parse("0999").is_err());
+        assert!(Mode::parse("rw-r--r--").is_err());
+        assert!(Mode::parse("12345").is_err());
+    }
+
+    #[test]
+    fn identities_parse_and_suggest() {
+        assert_eq!(
+            ResourceId::parse("file:/etc/motd").unwrap(),
+            ResourceId::new(Kind::File, "/etc/motd")
+        );
+        let err = ResourceId::parse("fiel:/etc/motd").unwrap_err();
+        assert!(err.contains("did you mean `file`?"), "{err}");
+        assert!(ResourceId::parse("nginx").is_err());
+    }
+
+    #[test]
+    fn paths_must_be_clean_and_absolute() {
+        assert!(check_absolute_path("/etc/motd").is_ok());
+        assert!(check_absolute_path("etc/motd").is_err());
+        assert!(check_absolute_path("/etc/../shadow").is_err());
+        assert!(check_absolute_path("/etc//motd").is_err());
+        assert!(check_absolute_path("/etc/").is_err());
+        assert!(check_absolute_path("/").is_err());
+    }
+}

@@ -1,0 +1,3 @@
+//! Where the manifests come from: a git checkout.
+
+pub mod git;

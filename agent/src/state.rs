@@ -1,0 +1,145 @@
+//! The state directory (default `/var/lib/tend`): the run lock, the desired
+//! digest of every applied resource (which tells drift from a new revision),
+//! and content-addressed backups of every file tend replaced or removed.
+
+use std::collections::BTreeMap;
+use std::fs::TryLockError;
+use std::io::{Read as _, Seek as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::{self, FsError};
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/tend";
+const STATE_FILE: &str = "state.json";
+const LOCK_FILE: &str = "lock";
+const BACKUP_DIR: &str = "backup";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state directory `{path}`: {source}")]
+    Fs { path: PathBuf, source: FsError },
+    #[error(
+        "`{path}` is damaged ({source}); move it away to start afresh (drift will then be reported as revision once)"
+    )]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// Desired digests by resource id, as of the last real run.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Applied {
+    pub version: u32,
+    pub resources: BTreeMap<String, String>,
+}
+
+pub struct StateDir {
+    path: PathBuf,
+    /// Held for the whole run; released when dropped.
+    _lock: Option<std::fs::File>,
+}
+
+impl StateDir {
+    /// Opens the state directory for a real run: creates it (mode 0700) and
+    /// takes the run lock, waiting for another run to finish. `waiting` is
+    /// told who holds the lock before we wait.
+    pub fn open_locked(path: &Path, waiting: impl FnOnce(&str)) -> Result<StateDir, StateError> {
+        let fs = |source| StateError::Fs {
+            path: path.to_path_buf(),
+            source,
+        };
+        fsutil::ensure_private_dir(path).map_err(fs)?;
+        let lock_path = path.join(LOCK_FILE);
+        let mut file = fs_err::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| fs(e.into()))?
+            .into_parts()
+            .0;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                waiting(holder.trim());
+                file.lock().map_err(|e| fs(e.into()))?;
+            }
+            Err(TryLockError::Error(e)) => return Err(fs(e.into())),
+        }
+        // Say who holds it, for the next run that has to wait.
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = write!(file, "pid {}", std::process::id());
+        Ok(StateDir {
+            path: path.to_path_buf(),
+            _lock: Some(file),
+        })
+    }
+
+    /// Opens the state directory to read only, for a dry-run: creates
+    /// nothing and takes no lock.
+    pub fn open_read_only(path: &Path) -> StateDir {
+        StateDir {
+            path: path.to_path_buf(),
+            _lock: None,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the last real run applied (empty when there was none).
+    pub fn applied(&self) -> Result<Applied, StateError> {
+        let file = self.path.join(STATE_FILE);
+        match fs_err::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| StateError::Corrupt { path: file, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Applied::default()),
+            Err(e) => Err(StateError::Fs {
+                path: file,
+                source: e.into(),
+            }),
+        }
+    }
+
+    pub fn save_applied(&self, applied: &Applied) -> Result<(), StateError> {
+        let file = self.path.join(STATE_FILE);
+        let mut bytes = serde_json::to_vec(applied).expect("state serialises");
+        bytes.push(b'\n');
+        fsutil::atomic_write(&file, &bytes, 0o600, None, None)
+            .map_err(|source| StateError::Fs { path: file, source })
+    }
+
+    pub fn backup_dir(&self) -> PathBuf {
+        self.path.join(BACKUP_DIR)
+    }
+}
+
+/// Stores file contents under their sha256, once each.
+pub struct Backups {
+    dir: PathBuf,
+}
+
+impl Backups {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    /// Keeps a copy of `content`; returns its digest (the file name).
+    pub fn keep(&self, content: &[u8]) -> Result<String, FsError> {
+        let digest = crate::resource::sha256_hex(content);
+        let target = self.dir.join(&digest);
+        if !target.exists() {
+            fsutil::ensure_private_dir(&self.dir)?;
+            fsutil::atomic_write(&target, content, 0o600, None, None)?;
+        }
+        Ok(digest)
+    }
+}
