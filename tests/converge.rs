@@ -28,24 +28,57 @@ fn creates_changes_and_removes() {
 
     let run = t.converge(&[]);
     run.expect_code(2);
-    assert_eq!(fs_err::read_to_string(t.at("etc/motd")).unwrap(), "hello test-host\n");
+    assert_eq!(
+        fs_err::read_to_string(t.at("etc/motd")).unwrap(),
+        "hello test-host\n"
+    );
     assert!(!t.at("etc/old.conf").exists());
-    assert_eq!(fs_err::read_link(t.at("etc/current")).unwrap().to_str(), Some("motd"));
+    assert_eq!(
+        fs_err::read_link(t.at("etc/current")).unwrap().to_str(),
+        Some("motd")
+    );
     assert!(run.stdout.contains("- file:"), "{}", run.stdout);
-    assert!(run.summary().starts_with("3 changed, 0 drift corrected, 0 failed, 1 unchanged"), "{}", run.summary());
+    assert!(
+        run.summary()
+            .starts_with("3 changed, 0 drift corrected, 0 failed, 1 unchanged"),
+        "{}",
+        run.summary()
+    );
 
     // Change the content: only that file changes, with a diff.
     t.role("main", &BASIC.replace("hello", "welcome to"));
     let run = t.converge(&[]);
     run.expect_code(2);
-    assert!(run.stdout.contains(&format!("~ file:{}: changed content (revision)", t.at("etc/motd").display())), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(&format!(
+            "~ file:{}: changed content (revision)",
+            t.at("etc/motd").display()
+        )),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("-hello test-host"), "{}", run.stdout);
-    assert!(run.stdout.contains("+welcome to test-host"), "{}", run.stdout);
-    assert!(run.summary().starts_with("1 changed, 0 drift corrected, 0 failed, 3 unchanged"), "{}", run.summary());
-    assert_eq!(fs_err::read_to_string(t.at("etc/motd")).unwrap(), "welcome to test-host\n");
+    assert!(
+        run.stdout.contains("+welcome to test-host"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.summary()
+            .starts_with("1 changed, 0 drift corrected, 0 failed, 3 unchanged"),
+        "{}",
+        run.summary()
+    );
+    assert_eq!(
+        fs_err::read_to_string(t.at("etc/motd")).unwrap(),
+        "welcome to test-host\n"
+    );
 
     // Remove it.
-    t.role("main", &BASIC.replace("content: \"hello {{host.name}}\\n\"", "state: absent"));
+    t.role(
+        "main",
+        &BASIC.replace("content: \"hello {{host.name}}\\n\"", "state: absent"),
+    );
     t.converge(&[]).expect_code(2);
     assert!(!t.at("etc/motd").exists());
 }
@@ -57,8 +90,19 @@ fn second_converge_changes_nothing_and_exits_0() {
     t.converge(&[]).expect_code(2);
     let again = t.converge(&[]);
     again.expect_code(0);
-    assert_eq!(again.stdout.lines().count(), 1, "only the summary: {}", again.stdout);
-    assert!(again.summary().starts_with("0 changed, 0 drift corrected, 0 failed, 4 unchanged"), "{}", again.summary());
+    assert_eq!(
+        again.stdout.lines().count(),
+        1,
+        "only the summary: {}",
+        again.stdout
+    );
+    assert!(
+        again
+            .summary()
+            .starts_with("0 changed, 0 drift corrected, 0 failed, 4 unchanged"),
+        "{}",
+        again.summary()
+    );
 }
 
 #[test]
@@ -82,24 +126,42 @@ resources:
     t.role("main", &role);
     t.converge(&[]).expect_code(2);
     let dir = fs_err::metadata(t.at("srv")).unwrap();
-    assert_eq!((dir.mode() & 0o7777, dir.uid(), dir.gid()), (0o750, uid, gid));
+    assert_eq!(
+        (dir.mode() & 0o7777, dir.uid(), dir.gid()),
+        (0o750, uid, gid)
+    );
     let file = fs_err::metadata(t.at("srv/secret.txt")).unwrap();
-    assert_eq!((file.mode() & 0o7777, file.uid(), file.gid()), (0o600, uid, gid));
+    assert_eq!(
+        (file.mode() & 0o7777, file.uid(), file.gid()),
+        (0o600, uid, gid)
+    );
 
     // Only the mode changes: reported as such, and the file is not rewritten.
     t.role("main", &role.replace("\"0600\"", "\"0640\""));
     let run = t.converge(&[]);
     run.expect_code(2);
-    assert!(run.stdout.contains("changed mode 0600 -> 0640 (revision)"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("changed mode 0600 -> 0640 (revision)"),
+        "{}",
+        run.stdout
+    );
     let after = fs_err::metadata(t.at("srv/secret.txt")).unwrap();
-    assert_eq!(after.ino(), file.ino(), "a mode change must not replace the file");
+    assert_eq!(
+        after.ino(),
+        file.ino(),
+        "a mode change must not replace the file"
+    );
     assert_eq!(after.mode() & 0o7777, 0o640);
 
     // Ownership changed by hand is drift, and is put back.
     nix::unistd::chown(&t.at("srv/secret.txt"), Some(0.into()), Some(0.into())).unwrap();
     let run = t.converge(&[]);
     run.expect_code(2);
-    assert!(run.stdout.contains(&format!("owner root -> {user}")), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(&format!("owner root -> {user}")),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("(drift)"), "{}", run.stdout);
     let repaired = fs_err::metadata(t.at("srv/secret.txt")).unwrap();
     assert_eq!((repaired.uid(), repaired.gid()), (uid, gid));
@@ -140,7 +202,11 @@ resources:
     let before = tree_state(&t.root);
     let dry = t.converge(&["--dry-run", "--format", "json"]);
     dry.expect_code(2);
-    assert_eq!(tree_state(&t.root), before, "dry-run changed the target tree");
+    assert_eq!(
+        tree_state(&t.root),
+        before,
+        "dry-run changed the target tree"
+    );
     assert!(!t.state.exists(), "dry-run created the state directory");
 
     let real = t.converge(&["--format", "json"]);
@@ -149,7 +215,10 @@ resources:
     let applied = resources(&real.stdout);
     assert_eq!(planned, applied, "dry-run and real run disagree");
     assert_eq!(planned.len(), 6, "{planned:#?}");
-    assert!(!t.at("var/junk").exists(), "purge removes unmanaged entries");
+    assert!(
+        !t.at("var/junk").exists(),
+        "purge removes unmanaged entries"
+    );
     assert_eq!(fs_err::read_to_string(t.at("var/keep")).unwrap(), "keep\n");
 
     let dry_json: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
@@ -193,13 +262,20 @@ fn hand_edits_are_reported_as_drift_and_repaired() {
     assert_eq!(r["id"], format!("file:{}", t.at("etc/motd").display()));
     assert_eq!(r["cause"], "drift");
     assert!(r["diff"].as_str().unwrap().contains("-edited by hand"));
-    assert_eq!(fs_err::read_to_string(t.at("etc/motd")).unwrap(), "hello test-host\n");
+    assert_eq!(
+        fs_err::read_to_string(t.at("etc/motd")).unwrap(),
+        "hello test-host\n"
+    );
 
     // A change of the manifest is a revision, even where the host also drifted.
     fs_err::write(t.at("etc/motd"), "edited again\n").unwrap();
     t.role("main", &BASIC.replace("hello", "hi"));
     let run = t.converge(&[]);
-    assert!(run.stdout.contains("changed content (revision)"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("changed content (revision)"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -214,7 +290,11 @@ fn a_symlink_at_the_path_is_replaced_never_written_through() {
 
     let run = t.converge(&[]);
     run.expect_code(2);
-    assert!(run.stdout.contains("changed symlink -> file"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("changed symlink -> file"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(fs_err::read_to_string(&victim).unwrap(), "root:secret\n");
     let meta = fs_err::symlink_metadata(t.at("etc/motd")).unwrap();
     assert!(meta.is_file());
@@ -249,11 +329,17 @@ resources:
     let run = t.converge(&[]);
     run.expect_code(6);
     assert!(
-        run.stdout.contains("refusing to write through") && run.stdout.contains(&format!("{}", t.at("home/app").display())),
+        run.stdout.contains("refusing to write through")
+            && run
+                .stdout
+                .contains(&format!("{}", t.at("home/app").display())),
         "{}\nuser {user}",
         run.stdout
     );
-    assert!(!victim.path().join("config").exists(), "wrote through the planted link");
+    assert!(
+        !victim.path().join("config").exists(),
+        "wrote through the planted link"
+    );
     assert_eq!(fs_err::read_to_string(t.at("ok")).unwrap(), "fine\n");
 }
 
@@ -276,14 +362,37 @@ resources:
     );
     let run = t.converge(&[]);
     run.expect_code(6);
-    assert!(run.stdout.contains("user `no-such-user-here` does not exist"), "{}", run.stdout);
-    assert!(run.stdout.contains(&format!("it requires `file:{}`, which failed", t.at("a").display())), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("user `no-such-user-here` does not exist"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "it requires `file:{}`, which failed",
+            t.at("a").display()
+        )),
+        "{}",
+        run.stdout
+    );
     assert!(!t.at("a").exists() && !t.at("b").exists());
     assert_eq!(fs_err::read_to_string(t.at("c")).unwrap(), "c\n");
-    assert!(run.summary().starts_with("1 changed, 0 drift corrected, 2 failed, 0 unchanged"), "{}", run.summary());
+    assert!(
+        run.summary()
+            .starts_with("1 changed, 0 drift corrected, 2 failed, 0 unchanged"),
+        "{}",
+        run.summary()
+    );
     // Without --detailed-exitcodes, failures still exit non-zero.
     let plain = crate::support::tend(&[
-        "converge", "--repo", t.repo.to_str().unwrap(), "--host", HOST, "--state-dir", t.state.to_str().unwrap(),
+        "converge",
+        "--repo",
+        t.repo.to_str().unwrap(),
+        "--host",
+        HOST,
+        "--state-dir",
+        t.state.to_str().unwrap(),
     ]);
     assert_eq!(plain.code, 4);
 }
@@ -308,12 +417,25 @@ fn a_second_run_waits_for_the_lock_and_says_who_holds_it() {
     let t = Test::new();
     t.role("main", BASIC);
     fs_err::create_dir_all(&t.state).unwrap();
-    let lock = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(t.state.join("lock")).unwrap();
+    let lock = fs_err::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(t.state.join("lock"))
+        .unwrap();
     lock.file().lock().unwrap();
     fs_err::write(t.state.join("lock"), "pid 4242").unwrap();
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_tend"))
-        .args(["converge", "--repo", t.repo.to_str().unwrap(), "--host", HOST, "--state-dir", t.state.to_str().unwrap()])
+        .args([
+            "converge",
+            "--repo",
+            t.repo.to_str().unwrap(),
+            "--host",
+            HOST,
+            "--state-dir",
+            t.state.to_str().unwrap(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -321,7 +443,10 @@ fn a_second_run_waits_for_the_lock_and_says_who_holds_it() {
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("waiting for another tend run") && line.contains("pid 4242"), "{line}");
+    assert!(
+        line.contains("waiting for another tend run") && line.contains("pid 4242"),
+        "{line}"
+    );
     assert!(!t.at("etc/motd").exists(), "ran while the lock was held");
 
     lock.file().unlock().unwrap();
@@ -330,7 +455,10 @@ fn a_second_run_waits_for_the_lock_and_says_who_holds_it() {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "tend did not finish after the lock was released");
+        assert!(
+            Instant::now() < deadline,
+            "tend did not finish after the lock was released"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success());

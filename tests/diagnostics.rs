@@ -28,7 +28,9 @@ fn unknown_key_suggests_the_right_one() {
 
 #[test]
 fn unquoted_mode_is_explained() {
-    assert_snapshot!(check_role("resources:\n  - file: \"{{root}}/motd\"\n    content: hi\n    mode: 644\n"));
+    assert_snapshot!(check_role(
+        "resources:\n  - file: \"{{root}}/motd\"\n    content: hi\n    mode: 644\n"
+    ));
 }
 
 #[test]
@@ -40,7 +42,9 @@ fn yes_is_not_a_boolean() {
 
 #[test]
 fn unknown_resource_type() {
-    assert_snapshot!(check_role("resources:\n  - fiel: \"{{root}}/motd\"\n    content: hi\n"));
+    assert_snapshot!(check_role(
+        "resources:\n  - fiel: \"{{root}}/motd\"\n    content: hi\n"
+    ));
 }
 
 #[test]
@@ -53,8 +57,14 @@ fn undefined_variable_in_an_inline_template() {
 #[test]
 fn undefined_variable_in_a_template_file() {
     let t = Test::new();
-    t.role("main", "resources:\n  - file: \"{{root}}/nginx.conf\"\n    template: nginx.conf.hbs\n");
-    t.file("roles/main/templates/nginx.conf.hbs", "events {}\nhttp {\n  server_name {{server_name}};\n}\n");
+    t.role(
+        "main",
+        "resources:\n  - file: \"{{root}}/nginx.conf\"\n    template: nginx.conf.hbs\n",
+    );
+    t.file(
+        "roles/main/templates/nginx.conf.hbs",
+        "events {}\nhttp {\n  server_name {{server_name}};\n}\n",
+    );
     assert_snapshot!(check(&t));
 }
 
@@ -67,7 +77,9 @@ fn template_path_escaping_the_role_folder() {
 
 #[test]
 fn missing_source_file() {
-    assert_snapshot!(check_role("resources:\n  - file: \"{{root}}/robots.txt\"\n    source: robots.txt\n"));
+    assert_snapshot!(check_role(
+        "resources:\n  - file: \"{{root}}/robots.txt\"\n    source: robots.txt\n"
+    ));
 }
 
 #[test]
@@ -80,8 +92,14 @@ fn reference_to_a_resource_that_does_not_exist() {
 #[test]
 fn duplicate_identity_with_different_attributes_names_both_places() {
     let t = Test::new();
-    t.role("main", "include: [other]\nresources:\n  - file: \"{{root}}/motd\"\n    content: one\n");
-    t.role("other", "resources:\n  - file: \"{{root}}/motd\"\n    content: two\n");
+    t.role(
+        "main",
+        "include: [other]\nresources:\n  - file: \"{{root}}/motd\"\n    content: one\n",
+    );
+    t.role(
+        "other",
+        "resources:\n  - file: \"{{root}}/motd\"\n    content: two\n",
+    );
     assert_snapshot!(check(&t));
 }
 
@@ -106,7 +124,12 @@ fn host_matched_by_no_environment() {
     let t = Test::new();
     t.role("main", "resources: []\n");
     let run = crate::support::tend(&[
-        "converge", "--dry-run", "--repo", t.repo.to_str().unwrap(), "--host", "web-9.nowhere",
+        "converge",
+        "--dry-run",
+        "--repo",
+        t.repo.to_str().unwrap(),
+        "--host",
+        "web-9.nowhere",
     ]);
     run.expect_code(1);
     assert_snapshot!(t.scrub(&run.stderr));
@@ -116,40 +139,65 @@ fn host_matched_by_no_environment() {
 fn host_matched_by_two_environments() {
     let t = Test::new();
     t.role("main", "resources: []\n");
-    t.file("manifests/staging.yaml", "environment: staging\nhosts:\n  - match: \"test-*\"\n    roles: [main]\n");
+    t.file(
+        "manifests/staging.yaml",
+        "environment: staging\nhosts:\n  - match: \"test-*\"\n    roles: [main]\n",
+    );
     assert_snapshot!(check(&t));
     // converge without --env refuses to guess.
-    let run = crate::support::tend(&["converge", "--dry-run", "--repo", t.repo.to_str().unwrap(), "--host", "test-host"]);
+    let run = crate::support::tend(&[
+        "converge",
+        "--dry-run",
+        "--repo",
+        t.repo.to_str().unwrap(),
+        "--host",
+        "test-host",
+    ]);
     run.expect_code(1);
-    assert!(run.stderr.contains("matched by more than one host entry"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("matched by more than one host entry"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn unknown_key_in_a_role_file() {
-    assert_snapshot!(check_role("resource:\n  - file: /etc/motd\n    content: hi\n"));
+    assert_snapshot!(check_role(
+        "resource:\n  - file: /etc/motd\n    content: hi\n"
+    ));
 }
 
 #[test]
 fn invalid_yaml() {
-    assert_snapshot!(check_role("resources:\n  - file: \"{{root}}/motd\n    content: hi\n"));
+    assert_snapshot!(check_role(
+        "resources:\n  - file: \"{{root}}/motd\n    content: hi\n"
+    ));
 }
 
 #[test]
 fn state_that_is_not_a_state() {
-    assert_snapshot!(check_role("resources:\n  - file: \"{{root}}/motd\"\n    state: gone\n"));
+    assert_snapshot!(check_role(
+        "resources:\n  - file: \"{{root}}/motd\"\n    state: gone\n"
+    ));
 }
 
 #[test]
 fn content_and_template_together() {
     let t = Test::new();
-    t.role("main", "resources:\n  - file: \"{{root}}/motd\"\n    content: hi\n    template: motd.hbs\n");
+    t.role(
+        "main",
+        "resources:\n  - file: \"{{root}}/motd\"\n    content: hi\n    template: motd.hbs\n",
+    );
     t.file("roles/main/templates/motd.hbs", "hi\n");
     assert_snapshot!(check(&t));
 }
 
 #[test]
 fn relative_path() {
-    assert_snapshot!(check_role("resources:\n  - file: etc/motd\n    content: hi\n"));
+    assert_snapshot!(check_role(
+        "resources:\n  - file: etc/motd\n    content: hi\n"
+    ));
 }
 
 #[test]
@@ -177,9 +225,15 @@ fn check_reports_every_error_of_the_repository_in_one_run() {
         "main",
         "include: [extra]\nresources:\n  - file: \"{{root}}/a\"\n    content: \"{{nope}}\"\n  - file: \"{{root}}/b\"\n    content: b\n    mdoe: \"0644\"\n",
     );
-    t.role("extra", "resources:\n  - directory: \"{{root}}/d\"\n    purge: maybe\n");
+    t.role(
+        "extra",
+        "resources:\n  - directory: \"{{root}}/d\"\n    purge: maybe\n",
+    );
     t.role("unused", "resources:\n  - symlink: /x\n    targte: /y\n");
-    t.file("manifests/broken.yaml", "environment: broken\nhosts:\n  - roles: [main]\n");
+    t.file(
+        "manifests/broken.yaml",
+        "environment: broken\nhosts:\n  - roles: [main]\n",
+    );
     let out = check(&t);
     for expected in [
         "undefined variable `nope`",

@@ -17,9 +17,15 @@ enum Entry {
 
 fn entry() -> impl Strategy<Value = Entry> {
     prop_oneof![
-        ("[a-z0-9 \n]{0,40}", prop::sample::select(vec![0o600u32, 0o640, 0o644, 0o755]))
+        (
+            "[a-z0-9 \n]{0,40}",
+            prop::sample::select(vec![0o600u32, 0o640, 0o644, 0o755])
+        )
             .prop_map(|(content, mode)| Entry::File { content, mode }),
-        (prop::sample::select(vec![0o700u32, 0o750, 0o755]), any::<bool>())
+        (
+            prop::sample::select(vec![0o700u32, 0o750, 0o755]),
+            any::<bool>()
+        )
             .prop_map(|(mode, purge)| Entry::Dir { mode, purge }),
         "[a-z]{1,8}".prop_map(|target| Entry::Link { target }),
         Just(Entry::AbsentFile),
@@ -57,8 +63,14 @@ fn role(entries: &[(String, Entry)]) -> String {
                 yaml,
                 "  - directory: \"{{{{root}}}}/{path}\"\n    mode: \"{mode:04o}\"\n    purge: {purge}\n"
             ),
-            Entry::Link { target } => write!(yaml, "  - symlink: \"{{{{root}}}}/{path}\"\n    target: {target}\n"),
-            Entry::AbsentFile => write!(yaml, "  - file: \"{{{{root}}}}/{path}\"\n    state: absent\n"),
+            Entry::Link { target } => write!(
+                yaml,
+                "  - symlink: \"{{{{root}}}}/{path}\"\n    target: {target}\n"
+            ),
+            Entry::AbsentFile => write!(
+                yaml,
+                "  - file: \"{{{{root}}}}/{path}\"\n    state: absent\n"
+            ),
         };
     }
     yaml

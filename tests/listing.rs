@@ -28,14 +28,24 @@ resources:
     content: "unchanged\n"
 "#,
     );
-    t.file("roles/main/templates/app.conf.hbs", "# app\nworkers = {{workers}}\nenv = {{env}}\nhost = {{host.name}}\n");
+    t.file(
+        "roles/main/templates/app.conf.hbs",
+        "# app\nworkers = {{workers}}\nenv = {{env}}\nhost = {{host.name}}\n",
+    );
     std::fs::create_dir_all(t.at("etc")).unwrap();
-    std::fs::write(t.at("etc/app.conf"), "# app\nworkers = 2\nenv = test\nhost = test-host\n").unwrap();
+    std::fs::write(
+        t.at("etc/app.conf"),
+        "# app\nworkers = 2\nenv = test\nhost = test-host\n",
+    )
+    .unwrap();
     std::fs::write(t.at("etc/key.pem"), "-----BEGIN KEY-----\nold\n").unwrap();
     std::fs::write(t.at("etc/legacy.conf"), "old\n").unwrap();
     std::fs::write(t.at("etc/same"), "unchanged\n").unwrap();
     let run = t.dry_run();
     run.expect_code(2);
-    assert!(!run.stdout.contains("new\n") && !run.stdout.contains("old\n    "), "sensitive content leaked");
+    assert!(
+        !run.stdout.contains("new\n") && !run.stdout.contains("old\n    "),
+        "sensitive content leaked"
+    );
     assert_snapshot!(t.scrub(&run.stdout));
 }

@@ -8,7 +8,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-
 pub const HOST: &str = "test-host";
 
 pub struct Test {
@@ -202,13 +201,25 @@ pub fn test_user() -> (&'static str, u32, u32) {
     CREATE.call_once(|| {
         if nix::unistd::User::from_name(NAME).unwrap().is_none() {
             let status = Command::new("useradd")
-                .args(["--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", NAME])
+                .args([
+                    "--system",
+                    "--user-group",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    NAME,
+                ])
                 .status()
                 .expect("run useradd");
             // 9: created meanwhile by another test process.
-            assert!(status.success() || status.code() == Some(9), "useradd failed");
+            assert!(
+                status.success() || status.code() == Some(9),
+                "useradd failed"
+            );
         }
     });
-    let user = nix::unistd::User::from_name(NAME).unwrap().expect("test user exists");
+    let user = nix::unistd::User::from_name(NAME)
+        .unwrap()
+        .expect("test user exists");
     (NAME, user.uid.as_raw(), user.gid.as_raw())
 }

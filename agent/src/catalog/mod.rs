@@ -104,7 +104,15 @@ pub fn compile(repo: &mut Repo, target: &Target) -> Result<Catalog, Vec<Diagnost
     // Problems in the roles' files; compiling goes on to find the rest.
     let load_errors = std::mem::take(&mut repo.diagnostics);
     let (env_vars, host_vars) = vars;
-    compile_roles(repo, &roles, &env_name, target, env_vars, host_vars, load_errors)
+    compile_roles(
+        repo,
+        &roles,
+        &env_name,
+        target,
+        env_vars,
+        host_vars,
+        load_errors,
+    )
 }
 
 /// Variable precedence: role defaults (in role order) < environment < host entry.

@@ -167,7 +167,13 @@ impl Repo {
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        valid && self.root.join("roles").join(name).join("role.yaml").is_file()
+        valid
+            && self
+                .root
+                .join("roles")
+                .join(name)
+                .join("role.yaml")
+                .is_file()
     }
 
     /// A diagnostic for a role name that names no role.
