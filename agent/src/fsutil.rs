@@ -237,11 +237,12 @@ pub fn walk_files(
     Ok(())
 }
 
-/// Reads a regular file without following a final symlink.
-pub fn read_nofollow(path: &Path) -> Result<Vec<u8>, FsError> {
+/// Reads a regular file without following a final symlink; `expected` is
+/// the size it probably has (one allocation, one read, when right).
+pub fn read_nofollow(path: &Path, expected: usize) -> Result<Vec<u8>, FsError> {
     use std::io::Read as _;
     let mut file = open_nofollow(path)?;
-    let mut buf = Vec::new();
+    let mut buf = Vec::with_capacity(expected + 1);
     file.read_to_end(&mut buf)
         .map_err(|e| std::io::Error::new(e.kind(), format!("reading `{}`: {e}", path.display())))?;
     Ok(buf)

@@ -94,6 +94,7 @@ pub fn compile(repo: &mut Repo, target: &Target) -> Result<Catalog, Vec<Diagnost
             .hint("add e.g. `roles: [base]`"),
         ]);
     }
+    let clock = std::time::Instant::now();
     let roles = match repo.resolve_roles(&entry_roles) {
         Ok(roles) => roles,
         Err(mut errors) => {
@@ -101,6 +102,11 @@ pub fn compile(repo: &mut Repo, target: &Target) -> Result<Catalog, Vec<Diagnost
             return Err(errors);
         }
     };
+    tracing::debug!(
+        elapsed_ms = clock.elapsed().as_millis(),
+        roles = roles.len(),
+        "roles loaded"
+    );
     // Problems in the roles' files; compiling goes on to find the rest.
     let load_errors = std::mem::take(&mut repo.diagnostics);
     let (env_vars, host_vars) = vars;
@@ -182,6 +188,7 @@ fn compile_roles(
             }
         }
     }
+    tracing::debug!(resources = resources.len(), "resources rendered");
     // With resources missing for errors, references to them would only
     // add confusing follow-on errors: order the catalog only when it is whole.
     let graph = if errors.is_empty() {

@@ -36,10 +36,20 @@ pub fn converge(options: &Options) -> anyhow::Result<Outcome> {
         host: &host,
         facts: &facts,
     };
+    tracing::debug!(
+        elapsed_ms = clock.elapsed().as_millis(),
+        "environments loaded"
+    );
     let catalog = match catalog::compile(&mut repo, &target) {
         Ok(c) => c,
         Err(problems) => return Ok(Outcome::Invalid(repo, problems)),
     };
+    tracing::debug!(
+        elapsed_ms = clock.elapsed().as_millis(),
+        resources = catalog.resources.len(),
+        "catalog compiled"
+    );
+    drop(repo);
     let report = if options.dry_run {
         let state = StateDir::open_read_only(&options.state_dir);
         let previous = state.applied()?;
@@ -55,6 +65,7 @@ pub fn converge(options: &Options) -> anyhow::Result<Outcome> {
         let previous = state.applied()?;
         let mut executor = Executor::new(Backups::new(state.backup_dir()));
         let outcomes = engine::run(&catalog, &previous, Some(&mut executor));
+        tracing::debug!(elapsed_ms = clock.elapsed().as_millis(), "converged");
         let applied = applied_after(&previous, &outcomes);
         if applied != previous {
             state.save_applied(&applied)?;

@@ -69,7 +69,7 @@ impl Executor {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
             Ok(_) => fsutil::walk_files(path, &mut |file| {
-                let content = fsutil::read_nofollow(file)?;
+                let content = fsutil::read_nofollow(file, 0)?;
                 self.backups.keep(&content)?;
                 tracing::debug!(path = %file.display(), "backed up");
                 Ok(())

@@ -4,7 +4,6 @@
 //! line and column, the key involved, what is wrong and, where we can guess,
 //! a hint. They are collected, not thrown, so `tend check` shows them all.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -111,33 +110,24 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, c)| c)
 }
 
-/// The text of the files diagnostics point into, for showing the line.
-#[derive(Debug, Default, Clone)]
+/// Shows the lines diagnostics point into. Files are read again when a
+/// diagnostic is rendered rather than kept: a large role would otherwise
+/// stay in memory for the whole run.
+#[derive(Debug, Clone)]
 pub struct Sources {
-    /// Files read through the loader, by path relative to the repository.
-    files: BTreeMap<PathBuf, Arc<str>>,
-    /// The repository, to read other files (templates) when showing them.
-    root: Option<PathBuf>,
+    root: PathBuf,
 }
 
 impl Sources {
     pub fn new(root: &Path) -> Self {
         Self {
-            files: BTreeMap::new(),
-            root: Some(root.to_path_buf()),
+            root: root.to_path_buf(),
         }
-    }
-
-    pub fn insert(&mut self, file: &Path, text: Arc<str>) {
-        self.files.insert(file.to_path_buf(), text);
     }
 
     fn line(&self, file: &Path, line: u32) -> Option<String> {
         let index = usize::try_from(line).ok()?.checked_sub(1)?;
-        if let Some(text) = self.files.get(file) {
-            return text.lines().nth(index).map(str::to_owned);
-        }
-        let text = fs_err::read_to_string(self.root.as_ref()?.join(file)).ok()?;
+        let text = fs_err::read_to_string(self.root.join(file)).ok()?;
         text.lines().nth(index).map(str::to_owned)
     }
 
@@ -212,12 +202,15 @@ mod tests {
 
     #[test]
     fn renders_snippet_with_caret_under_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(dir.path().join("roles/web")).unwrap();
+        fs_err::write(
+            dir.path().join("roles/web/role.yaml"),
+            "resources:\n  - file: /x\n    mdoe: \"0644\"\n",
+        )
+        .unwrap();
         let file: Arc<Path> = Arc::from(Path::new("roles/web/role.yaml"));
-        let mut sources = Sources::default();
-        sources.insert(
-            &file,
-            Arc::from("resources:\n  - file: /x\n    mdoe: \"0644\"\n"),
-        );
+        let sources = Sources::new(dir.path());
         let d = Diagnostic::new(
             Location::new(&file, Pos { line: 3, col: 5 }),
             "unknown key `mdoe`",

@@ -87,8 +87,7 @@ impl Repo {
     /// Reads and parses one YAML file (path relative to the repository).
     /// A syntax error becomes a diagnostic and `None`.
     fn parse(&mut self, rel: &Path) -> Result<Option<Node>, std::io::Error> {
-        let text: Arc<str> = Arc::from(fs_err::read_to_string(self.root.join(rel))?);
-        self.sources.insert(rel, Arc::clone(&text));
+        let text = fs_err::read_to_string(self.root.join(rel))?;
         let file: Arc<Path> = Arc::from(rel);
         if text.trim().is_empty() {
             return Ok(Some(Node {
@@ -151,7 +150,7 @@ impl Repo {
         let loaded = self.parse(&rel)?.map(|root| {
             let file: Arc<Path> = Arc::from(rel.as_path());
             let mut checker = Checker::new(&file);
-            let role = role::read(name, dir, &root, &mut checker);
+            let role = role::read(name, dir, root, &mut checker);
             self.diagnostics.append(&mut checker.errors);
             Arc::new(role)
         });

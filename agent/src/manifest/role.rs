@@ -44,7 +44,16 @@ const ROLE_KEYS: &[&str] = &["description", "include", "vars", "resources"];
 
 /// Checks a parsed role file. Structural errors go to `checker`; what could
 /// be read is returned so that later checks still run on the rest.
-pub fn read(name: &str, dir: PathBuf, root: &Node, checker: &mut Checker) -> Role {
+pub fn read(name: &str, dir: PathBuf, mut root: Node, checker: &mut Checker) -> Role {
+    // Resources are moved out of the tree, not copied: large roles hold
+    // most of their bytes there.
+    let resources = match &mut root.value {
+        Value::Map(entries) => entries
+            .iter()
+            .position(|(k, _)| k.name == "resources")
+            .map(|i| entries.remove(i)),
+        _ => None,
+    };
     let mut role = Role {
         name: name.to_owned(),
         dir,
@@ -54,10 +63,30 @@ pub fn read(name: &str, dir: PathBuf, root: &Node, checker: &mut Checker) -> Rol
         vars: Vec::new(),
         resources: Vec::new(),
     };
-    let Some(entries) = checker.map(root, "a role file", None) else {
+    let Some(entries) = checker.map(&root, "a role file", None) else {
         return role;
     };
     checker.unknown_keys(entries, ROLE_KEYS, "a role file");
+    if let Some((_, value)) = resources {
+        match value.value {
+            Value::Seq(items) => {
+                for item in items {
+                    if let Some(decl) = read_resource(item, checker) {
+                        role.resources.push(decl);
+                    }
+                }
+            }
+            Value::Null => {}
+            other => checker.push(
+                Diagnostic::new(
+                    checker.at(value.pos),
+                    format!("`resources` must be a list, found {}", other.kind()),
+                )
+                .key("resources")
+                .hint("start each resource with `- `, e.g. `- file: /etc/motd`"),
+            ),
+        }
+    }
     for (key, value) in entries {
         match key.name.as_str() {
             "description" => role.description = checker.string(key, value),
@@ -67,24 +96,6 @@ pub fn read(name: &str, dir: PathBuf, root: &Node, checker: &mut Checker) -> Rol
                     role.vars = check_var_names(vars, checker);
                 }
             }
-            "resources" => match &value.value {
-                Value::Seq(items) => {
-                    for item in items {
-                        if let Some(decl) = read_resource(item, checker) {
-                            role.resources.push(decl);
-                        }
-                    }
-                }
-                Value::Null => {}
-                other => checker.push(
-                    Diagnostic::new(
-                        checker.at(value.pos),
-                        format!("`resources` must be a list, found {}", other.kind()),
-                    )
-                    .key("resources")
-                    .hint("start each resource with `- `, e.g. `- file: /etc/motd`"),
-                ),
-            },
             _ => {}
         }
     }
@@ -111,8 +122,8 @@ pub fn check_var_names(vars: &[(Key, Node)], checker: &mut Checker) -> Vec<(Key,
     out
 }
 
-fn read_resource(item: &Node, checker: &mut Checker) -> Option<ResourceDecl> {
-    let entries = checker.map(item, "a resource", None)?;
+fn read_resource(item: Node, checker: &mut Checker) -> Option<ResourceDecl> {
+    let entries = checker.map(&item, "a resource", None)?;
     let Some(((type_key, name), attrs)) = entries.split_first() else {
         checker.push(
             Diagnostic::new(checker.at(item.pos), "empty resource")
@@ -201,10 +212,15 @@ fn read_resource(item: &Node, checker: &mut Checker) -> Option<ResourceDecl> {
     if checker.errors.len() > before {
         return None;
     }
+    let pos = type_key.pos;
+    let Value::Map(mut entries) = item.value else {
+        return None;
+    };
+    let (_, name) = entries.remove(0);
     Some(ResourceDecl {
         kind,
-        pos: type_key.pos,
-        name: name.clone(),
-        attrs: attrs.to_vec(),
+        pos,
+        name,
+        attrs: entries,
     })
 }

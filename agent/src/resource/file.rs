@@ -42,27 +42,6 @@ pub struct FileSpec {
     pub group: Option<String>,
 }
 
-#[derive(Serialize)]
-pub struct DigestView<'a> {
-    path: &'a PathBuf,
-    content_sha256: Option<String>,
-    mode: Option<Mode>,
-    owner: &'a Option<String>,
-    group: &'a Option<String>,
-}
-
-impl FileSpec {
-    pub fn digest_view(&self) -> DigestView<'_> {
-        DigestView {
-            path: &self.path,
-            content_sha256: self.content.as_deref().map(super::sha256_hex),
-            mode: self.mode,
-            owner: &self.owner,
-            group: &self.group,
-        }
-    }
-}
-
 pub fn build(path: PathBuf, a: &mut Attrs) -> Option<Desired> {
     let state = a.state(PRESENT_ABSENT, "present");
     a.extra_vars = a.vars("vars");
@@ -166,7 +145,7 @@ pub fn plan(spec: &FileSpec, sensitive: bool, obs: &mut Observer) -> Result<Opti
             let current_mode = meta.mode() & 0o7777;
             // Compare bytes only when the sizes agree; read at most once.
             let current = if usize::try_from(meta.len()).ok() == Some(content.len()) {
-                Some(crate::fsutil::read_nofollow(path).map_err(|e| e.to_string())?)
+                Some(crate::fsutil::read_nofollow(path, content.len()).map_err(|e| e.to_string())?)
             } else {
                 None
             };
@@ -176,7 +155,7 @@ pub fn plan(spec: &FileSpec, sensitive: bool, obs: &mut Observer) -> Result<Opti
                 changes.push("content".to_owned());
                 let current = match current {
                     Some(c) => c,
-                    None => crate::fsutil::read_nofollow(path).map_err(|e| e.to_string())?,
+                    None => crate::fsutil::read_nofollow(path, 0).map_err(|e| e.to_string())?,
                 };
                 diff_text = Some(diff::unified(&shown, &current, content, sensitive));
             }

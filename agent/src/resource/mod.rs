@@ -255,8 +255,16 @@ impl Resource {
         let mut hasher = Sha256::new();
         hasher.update(self.id.to_string().as_bytes());
         hasher.update([0]);
-        let canonical = serde_json::to_vec(&DigestView(&self.desired)).unwrap_or_default();
-        hasher.update(&canonical);
+        // Attributes as JSON (file contents are skipped there), then the
+        // content itself: one pass, no intermediate buffers.
+        serde_json::to_writer(HashWriter(&mut hasher), &self.desired)
+            .expect("desired state serialises");
+        if let Desired::File(f) = &self.desired
+            && let Some(content) = &f.content
+        {
+            hasher.update([0]);
+            hasher.update(content);
+        }
         hex(&hasher.finalize())
     }
 
@@ -270,23 +278,25 @@ impl Resource {
     }
 }
 
-/// The desired state as hashed: file contents enter the JSON as digests.
-struct DigestView<'a>(&'a Desired);
+/// Feeds serialized bytes straight into a hash.
+struct HashWriter<'a>(&'a mut Sha256);
 
-impl Serialize for DigestView<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Desired::File(f) => f.digest_view().serialize(s),
-            other => other.serialize(s),
-        }
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    use fmt::Write as _;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
     }
     out
 }
