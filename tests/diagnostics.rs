@@ -246,3 +246,11 @@ fn check_reports_every_error_of_the_repository_in_one_run() {
     }
     assert!(out.contains("error: 5 problems"), "{out}");
 }
+
+#[test]
+fn undefined_variable_in_a_condition() {
+    // Handlebars alone would read it as false and render nothing.
+    assert_snapshot!(check_role(
+        "resources:\n  - file: \"{{root}}/motd\"\n    content: \"{{#if maintenance}}down for maintenance{{/if}}\\n\"\n"
+    ));
+}

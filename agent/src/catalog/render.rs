@@ -1,10 +1,11 @@
 //! Rendering templates for one host: handlebars in strict mode, no HTML
 //! escaping (config files are not HTML), errors mapped to manifest places.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::Path;
 
-use handlebars::{Handlebars, RenderErrorReason};
+use handlebars::template::{Parameter, Template, TemplateElement};
+use handlebars::{Handlebars, Path as HbPath, RenderErrorReason};
 use serde_json::{Map, Value};
 
 use crate::manifest::diagnostic::{Diagnostic, Location, did_you_mean};
@@ -14,7 +15,8 @@ pub struct Renderer {
     handlebars: Handlebars<'static>,
     /// Variables and facts, as one JSON object.
     data: Value,
-    registered: HashSet<String>,
+    /// Template files compiled so far, with their text and syntax tree.
+    registered: HashMap<String, (String, Option<Template>)>,
 }
 
 impl Renderer {
@@ -25,7 +27,7 @@ impl Renderer {
         Self {
             handlebars,
             data: Value::Object(data),
-            registered: HashSet::new(),
+            registered: HashMap::new(),
         }
     }
 
@@ -35,7 +37,8 @@ impl Renderer {
 
     /// Whether a template file was already read and compiled.
     pub fn has_template(&self, name: &Path) -> bool {
-        self.registered.contains(name.to_string_lossy().as_ref())
+        self.registered
+            .contains_key(name.to_string_lossy().as_ref())
     }
 
     /// Renders a string from a manifest. Strings without `{{` are returned
@@ -52,6 +55,23 @@ impl Renderer {
         }
         if let Some(done) = substitute(text, &self.data, extra) {
             return Ok(done);
+        }
+        if let Ok(compiled) = Template::compile(text)
+            && let Some((path, line, _)) = undefined_condition(&compiled, &self.data, extra)
+        {
+            let pos = if line > 1 {
+                Pos {
+                    line: at.pos.line + u32::try_from(line - 1).unwrap_or(0),
+                    col: 1,
+                }
+            } else {
+                at.pos
+            };
+            return Err(undefined_condition_error(
+                &path,
+                Location::new(&at.file, pos),
+                key,
+            ));
         }
         let result = match extra {
             None => self.handlebars.render_template(text, &self.data),
@@ -82,7 +102,7 @@ impl Renderer {
     ) -> Result<String, Diagnostic> {
         let key = name.to_string_lossy().into_owned();
         let file: std::sync::Arc<Path> = std::sync::Arc::from(name);
-        if !self.registered.contains(&key) {
+        if !self.registered.contains_key(&key) {
             if let Err(e) = self.handlebars.register_template_string(&key, text) {
                 let pos = e.pos().map_or(Pos { line: 1, col: 1 }, |(l, c)| Pos {
                     line: u32::try_from(l).unwrap_or(1),
@@ -96,7 +116,26 @@ impl Renderer {
                 .related(used_at.clone(), "used")
                 .hint("handlebars syntax: {{name}}, {{#if x}}…{{/if}}, {{#each list}}…{{/each}}"));
             }
-            self.registered.insert(key.clone());
+            let compiled = Template::compile(text).ok();
+            self.registered
+                .insert(key.clone(), (text.to_owned(), compiled));
+        }
+        let (text, compiled) = &self.registered[&key];
+        if let Some(done) = substitute(text, &self.data, extra) {
+            return Ok(done);
+        }
+        if let Some((path, line, col)) = compiled
+            .as_ref()
+            .and_then(|c| undefined_condition(c, &self.data, extra))
+        {
+            let pos = Pos {
+                line: u32::try_from(line).unwrap_or(1),
+                col: u32::try_from(col).unwrap_or(1),
+            };
+            return Err(
+                undefined_condition_error(&path, Location::new(&file, pos), "template")
+                    .related(used_at.clone(), "used"),
+            );
         }
         let result = match extra {
             None => self.handlebars.render(&key, &self.data),
@@ -143,6 +182,67 @@ impl Renderer {
     }
 }
 
+/// Handlebars treats an undefined variable in `{{#if x}}` or
+/// `{{#unless x}}` as false, even in strict mode. tend's rule is that a
+/// variable a template uses must be defined, so those are found here: the
+/// first such path, with its line and column. Blocks that change the scope
+/// (`#each`, `#with`) are not entered.
+fn undefined_condition(
+    template: &Template,
+    data: &Value,
+    extra: Option<&Map<String, Value>>,
+) -> Option<(String, usize, usize)> {
+    for (i, element) in template.elements.iter().enumerate() {
+        let TemplateElement::HelperBlock(block) = element else {
+            continue;
+        };
+        let Parameter::Name(name) = &block.name else {
+            continue;
+        };
+        if name != "if" && name != "unless" {
+            continue;
+        }
+        if let Some(Parameter::Path(HbPath::Relative((_, raw)))) = block.params.first() {
+            let path = raw.strip_prefix("this.").unwrap_or(raw);
+            if !path.starts_with('@') && !path.contains('/') && !defined(path, data, extra) {
+                let (line, col) = template.mapping.get(i).map_or((1, 1), |m| (m.0, m.1));
+                return Some((path.to_owned(), line, col));
+            }
+        }
+        for inner in [&block.template, &block.inverse].into_iter().flatten() {
+            if let Some(found) = undefined_condition(inner, data, extra) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+fn defined(path: &str, data: &Value, extra: Option<&Map<String, Value>>) -> bool {
+    let mut parts = path.split('.');
+    let Some(first) = parts.next() else {
+        return true;
+    };
+    let Some(mut value) = extra.and_then(|e| e.get(first)).or_else(|| data.get(first)) else {
+        return false;
+    };
+    for part in parts {
+        match value.as_object().and_then(|o| o.get(part)) {
+            Some(v) => value = v,
+            None => return false,
+        }
+    }
+    true
+}
+
+fn undefined_condition_error(path: &str, at: Location, key: &str) -> Diagnostic {
+    Diagnostic::new(at, format!("undefined variable `{path}` in a condition of `{key}`"))
+        .key(key.to_owned())
+        .hint(format!(
+            "handlebars would read it as false; give `{path}` a default (e.g. `{path}: false`) under the role's `vars:`"
+        ))
+}
+
 fn merged(base: &Value, extra: &Map<String, Value>) -> Value {
     let mut data = base.clone();
     if let Value::Object(map) = &mut data {
@@ -159,6 +259,10 @@ fn merged(base: &Value, extra: &Map<String, Value>) -> Value {
 /// through handlebars. Resource names are nearly always of this simple form,
 /// and compiling each with handlebars dominated large catalogs.
 fn substitute(text: &str, data: &Value, extra: Option<&Map<String, Value>>) -> Option<String> {
+    if text.contains("\\{{") {
+        // An escaped mustache: leave it to handlebars.
+        return None;
+    }
     let mut out = String::with_capacity(text.len() + 32);
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
@@ -220,6 +324,9 @@ mod tests {
             "{{#if on}}yes{{/if}}",
             "{{ root }}",
             "{{nothing}}",
+            "\\{{root}} {{root}}",
+            "{{~root}} x",
+            "{{this.root}}",
         ] {
             let expected = r.handlebars.render_template(template, &data).unwrap();
             assert_eq!(
