@@ -5,5 +5,6 @@ mod support;
 mod converge;
 mod diagnostics;
 mod example_repo;
+mod exec_and_accounts;
 mod idempotence;
 mod listing;

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod facts;
 pub mod fsutil;
 pub mod manifest;
+pub mod provider;
 pub mod report;
 pub mod resource;
 pub mod source;

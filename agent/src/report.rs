@@ -22,6 +22,15 @@ pub enum Status {
     Changed,
     Drift,
     Failed,
+    /// Dry-run only: the state depends on a change that was not made.
+    Unknown,
+}
+
+impl Status {
+    /// Whether the resource changed (or, in a dry-run, would or might).
+    pub fn is_change(self) -> bool {
+        matches!(self, Status::Changed | Status::Drift | Status::Unknown)
+    }
 }
 
 /// Why a resource differed from the host.
@@ -41,6 +50,9 @@ pub struct Summary {
     pub drift: usize,
     pub failed: usize,
     pub unchanged: usize,
+    /// Dry-run only: resources whose state depends on a change not made.
+    #[serde(default)]
+    pub unknown: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +69,12 @@ pub struct ResourceReport {
     pub diff: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
+    /// What an exec printed (the end of it).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub output: Option<String>,
+    /// For `unknown`: the change it waits for.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub depends_on: Option<String>,
     pub duration_ms: u64,
 }
 
@@ -70,6 +88,8 @@ impl ResourceReport {
             changes: Vec::new(),
             diff: None,
             error: None,
+            output: None,
+            depends_on: None,
             duration_ms: 0,
         }
     }
@@ -109,17 +129,19 @@ impl Report {
 
     pub fn summarise(resources: &[ResourceReport], total: usize) -> Summary {
         let count = |s| resources.iter().filter(|r| r.status == s).count();
-        let (changed, drift, failed) = (
+        let (changed, drift, failed, unknown) = (
             count(Status::Changed),
             count(Status::Drift),
             count(Status::Failed),
+            count(Status::Unknown),
         );
         Summary {
             total,
             changed,
             drift,
             failed,
-            unchanged: total - changed - drift - failed,
+            unchanged: total - changed - drift - failed - unknown,
+            unknown,
         }
     }
 
@@ -138,6 +160,15 @@ impl Report {
                 );
                 continue;
             }
+            if r.status == Status::Unknown {
+                let _ = writeln!(
+                    out,
+                    "? {}: unknown (depends on {})",
+                    r.id,
+                    r.depends_on.as_deref().unwrap_or("an earlier change")
+                );
+                continue;
+            }
             let Some(action) = r.action else { continue };
             let verb = match (action, dry) {
                 (Action::Create, false) => "created",
@@ -146,6 +177,10 @@ impl Report {
                 (Action::Create, true) => "would create",
                 (Action::Change, true) => "would change",
                 (Action::Remove, true) => "would remove",
+                (Action::Restart, false) => "restarted",
+                (Action::Restart, true) => "would restart",
+                (Action::Run, false) => "ran",
+                (Action::Run, true) => "would run",
             };
             let details = if r.changes.is_empty() {
                 String::new()
@@ -157,8 +192,8 @@ impl Report {
                 _ => "revision",
             };
             let _ = writeln!(out, "{} {}: {verb}{details} ({cause})", action.sign(), r.id);
-            if let Some(diff) = &r.diff {
-                for line in diff.lines() {
+            for text in [&r.diff, &r.output].into_iter().flatten() {
+                for line in text.lines() {
                     let _ = writeln!(out, "    {line}");
                 }
             }
@@ -167,8 +202,17 @@ impl Report {
         let _ = if dry {
             writeln!(
                 out,
-                "{} would change, {} drift would be corrected, {} failed, {} unchanged in {} ms (dry-run: nothing was touched)",
-                s.changed, s.drift, s.failed, s.unchanged, self.duration_ms
+                "{} would change, {} drift would be corrected, {} failed, {} unchanged{} in {} ms (dry-run: nothing was touched)",
+                s.changed,
+                s.drift,
+                s.failed,
+                s.unchanged,
+                if s.unknown > 0 {
+                    format!(", {} unknown", s.unknown)
+                } else {
+                    String::new()
+                },
+                self.duration_ms
             )
         } else {
             writeln!(
@@ -183,7 +227,7 @@ impl Report {
     /// Puppet's detailed exit codes: 0 nothing to do, 2 changes (made, or
     /// that a dry-run would make), 4 failures, 6 both.
     pub fn detailed_exit_code(&self) -> u8 {
-        let changes = self.summary.changed + self.summary.drift > 0;
+        let changes = self.summary.changed + self.summary.drift + self.summary.unknown > 0;
         let failures = self.summary.failed > 0;
         u8::from(changes) * 2 + u8::from(failures) * 4
     }

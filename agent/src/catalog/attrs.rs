@@ -87,6 +87,33 @@ impl<'a> Attrs<'a> {
         self.render(&text, &at, key)
     }
 
+    /// A whole number (checked to be non-negative when loaded).
+    pub fn int(&mut self, key: &str) -> Option<u64> {
+        match self.decl.attr(key)?.1.value {
+            Value::Int(i) => u64::try_from(i).ok(),
+            _ => None,
+        }
+    }
+
+    /// A list of strings, each rendered.
+    pub fn strings(&mut self, key: &str) -> Option<Vec<String>> {
+        let (_, node) = self.decl.attr(key)?;
+        let items: Vec<&Node> = match &node.value {
+            Value::Seq(items) => items.iter().collect(),
+            Value::Null => Vec::new(),
+            _ => vec![node],
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let Some(text) = scalar_text(item) else {
+                continue;
+            };
+            let at = self.at(item);
+            out.push(self.render(&text, &at, key)?);
+        }
+        Some(out)
+    }
+
     pub fn bool(&mut self, key: &str) -> Option<bool> {
         match self.decl.attr(key)?.1.value {
             Value::Bool(b) => Some(b),

@@ -5,17 +5,25 @@ use std::collections::{BinaryHeap, HashMap};
 use std::path::Path;
 
 use crate::manifest::diagnostic::{Diagnostic, did_you_mean};
-use crate::resource::{Kind, Resource, ResourceId};
+use crate::resource::{Desired, Kind, Resource, ResourceId};
 
 /// Returns the application order and, per resource, what it requires; or
 /// records errors (unknown references, cycles) and returns `None`.
+pub struct Graph {
+    pub order: Vec<usize>,
+    pub requires: Vec<Vec<usize>>,
+    /// For each resource, the resources that notify it.
+    pub notifiers: Vec<Vec<usize>>,
+}
+
 pub fn build(
     resources: &[Resource],
     by_id: &HashMap<ResourceId, usize>,
     errors: &mut Vec<Diagnostic>,
-) -> Option<(Vec<usize>, Vec<Vec<usize>>)> {
+) -> Option<Graph> {
     let n = resources.len();
     let mut requires: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut notifiers: Vec<Vec<usize>> = vec![Vec::new(); n];
     let before_errors = errors.len();
     let edge = |from: usize, to: usize, requires: &mut Vec<Vec<usize>>| {
         if from != to && !requires[to].contains(&from) {
@@ -53,6 +61,9 @@ pub fn build(
                 } else {
                     edge(i, j, &mut requires);
                 }
+                if key == "notify" && !notifiers[j].contains(&i) {
+                    notifiers[j].push(i);
+                }
             }
         }
     }
@@ -86,11 +97,47 @@ pub fn build(
             ),
         }
     }
+    // A path after the user and group that own it; a user after its
+    // groups; a service after the package of the same name.
+    for (i, r) in resources.iter().enumerate() {
+        if !r.desired.is_present() {
+            continue;
+        }
+        let mut wanted: Vec<ResourceId> = Vec::new();
+        match &r.desired {
+            Desired::File(_) | Desired::Directory(_) => {
+                let (owner, group) = r.desired.ownership();
+                wanted.extend(owner.map(|o| ResourceId::new(Kind::User, o)));
+                wanted.extend(group.map(|g| ResourceId::new(Kind::Group, g)));
+            }
+            Desired::User(u) => {
+                wanted.extend(
+                    u.group
+                        .iter()
+                        .map(|g| ResourceId::new(Kind::Group, g.as_str())),
+                );
+                for g in u.groups.iter().flatten() {
+                    wanted.push(ResourceId::new(Kind::Group, g.as_str()));
+                }
+            }
+            Desired::Service(s) => wanted.push(ResourceId::new(Kind::Package, s.name.as_str())),
+            _ => {}
+        }
+        for id in wanted {
+            if let Some(&j) = by_id.get(&id) {
+                edge(j, i, &mut requires);
+            }
+        }
+    }
     if errors.len() > before_errors {
         return None;
     }
     match topological(resources, &requires) {
-        Ok(order) => Some((order, requires)),
+        Ok(order) => Some(Graph {
+            order,
+            requires,
+            notifiers,
+        }),
         Err(cycle) => {
             let names: Vec<String> = cycle.iter().map(|&i| resources[i].id.to_string()).collect();
             let first = &resources[cycle[0]];

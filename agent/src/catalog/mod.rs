@@ -35,6 +35,9 @@ pub struct Catalog {
     /// For each resource, the resources that must succeed before it.
     #[serde(skip)]
     pub requires: Vec<Vec<usize>>,
+    /// For each resource, the resources whose change restarts (or runs) it.
+    #[serde(skip)]
+    pub notifiers: Vec<Vec<usize>>,
 }
 
 impl Catalog {
@@ -201,14 +204,15 @@ fn compile_roles(
         errors.dedup();
         return Err(errors);
     }
-    let (order, requires) = graph.expect("a graph when there are no errors");
+    let graph = graph.expect("a graph when there are no errors");
     Ok(Catalog {
         host: target.host.to_owned(),
         environment: env.to_owned(),
         roles: roles.iter().map(|r| r.name.clone()).collect(),
         resources,
-        order,
-        requires,
+        order: graph.order,
+        requires: graph.requires,
+        notifiers: graph.notifiers,
     })
 }
 
@@ -237,7 +241,7 @@ fn build(
                 }
             }
         } else {
-            None
+            typed(decl.kind, PathBuf::from(name), &mut a)
         }
     });
     let sensitive = a.bool("sensitive").unwrap_or(false);
@@ -261,10 +265,17 @@ fn build(
     })
 }
 
-fn typed(kind: Kind, path: PathBuf, a: &mut Attrs) -> Option<Desired> {
+/// Builds the typed desired state; `name` is a path for path types.
+fn typed(kind: Kind, name: PathBuf, a: &mut Attrs) -> Option<Desired> {
+    let text = || name.to_string_lossy().into_owned();
     match kind {
-        Kind::File => resource::file::build(path, a),
-        Kind::Directory => resource::directory::build(path, a),
-        Kind::Symlink => resource::symlink::build(path, a),
+        Kind::File => resource::file::build(name, a),
+        Kind::Directory => resource::directory::build(name, a),
+        Kind::Symlink => resource::symlink::build(name, a),
+        Kind::Package => resource::package::build(text(), a),
+        Kind::Service => resource::service::build(text(), a),
+        Kind::User => resource::user::build(text(), a),
+        Kind::Group => resource::group::build(text(), a),
+        Kind::Exec => resource::exec::build(text(), a),
     }
 }

@@ -6,12 +6,15 @@ use std::path::PathBuf;
 
 use super::plan::Op;
 use crate::fsutil::{self, FsError};
+use crate::provider::{accounts, apt, service};
 use crate::state::Backups;
 
 pub struct Executor {
     backups: Backups,
     /// Parent directories already checked for unsafe symlinks in this run.
     checked: HashSet<PathBuf>,
+    /// Whether `apt-get update` already ran in this run.
+    updated: bool,
 }
 
 impl Executor {
@@ -19,19 +22,16 @@ impl Executor {
         Self {
             backups,
             checked: HashSet::new(),
+            updated: false,
         }
     }
 
-    pub fn execute(&mut self, op: &Op) -> Result<(), FsError> {
-        let path = match op {
-            Op::WriteFile { path, .. }
-            | Op::SetMode { path, .. }
-            | Op::SetOwner { path, .. }
-            | Op::CreateDir { path, .. }
-            | Op::Symlink { path, .. }
-            | Op::Remove { path } => path,
-        };
-        fsutil::check_parents(path, &mut self.checked)?;
+    /// Carries out one operation. Returns output worth reporting (an exec's).
+    pub fn execute(&mut self, op: &Op) -> Result<Option<String>, String> {
+        if let Some(path) = op.path() {
+            fsutil::check_parents(path, &mut self.checked).map_err(|e| e.to_string())?;
+        }
+        let fs = |r: Result<(), FsError>| r.map(|()| None).map_err(|e| e.to_string());
         match op {
             Op::WriteFile {
                 path,
@@ -40,26 +40,108 @@ impl Executor {
                 uid,
                 gid,
             } => {
-                self.back_up(path)?;
-                fsutil::atomic_write(path, content, *mode, *uid, *gid)
+                fs(self.back_up(path))?;
+                fs(fsutil::atomic_write(path, content, *mode, *uid, *gid))
             }
-            Op::SetMode { path, mode } => fsutil::set_mode(path, *mode),
-            Op::SetOwner { path, uid, gid } => fsutil::set_owner(path, *uid, *gid),
+            Op::SetMode { path, mode } => fs(fsutil::set_mode(path, *mode)),
+            Op::SetOwner { path, uid, gid } => fs(fsutil::set_owner(path, *uid, *gid)),
             Op::CreateDir {
                 path,
                 mode,
                 uid,
                 gid,
-            } => fsutil::create_dir(path, *mode, *uid, *gid),
+            } => fs(fsutil::create_dir(path, *mode, *uid, *gid)),
             Op::Symlink { path, target } => {
-                self.back_up(path)?;
-                fsutil::replace_symlink(path, target)
+                fs(self.back_up(path))?;
+                fs(fsutil::replace_symlink(path, target))
             }
             Op::Remove { path } => {
-                self.back_up(path)?;
-                fsutil::remove(path)
+                fs(self.back_up(path))?;
+                fs(fsutil::remove(path))
+            }
+            Op::Service { name, action, init } => service::act(*init, name, *action).map(|()| None),
+            Op::Tool { program, args } => accounts::tool(program, args).map(|()| None),
+            Op::Exec {
+                command,
+                cwd,
+                timeout,
+            } => {
+                let out = crate::resource::exec::shell(command, cwd.as_deref(), *timeout)?;
+                if out.success() {
+                    Ok(Some(out.text))
+                } else {
+                    Err(out.failure(&format!("`{command}`")))
+                }
+            }
+            Op::InstallPackage { .. } | Op::RemovePackage { .. } => {
+                Err("packages are applied in transactions, not one by one".to_owned())
             }
         }
+    }
+
+    /// One apt transaction for `batch` (index, name, spec). When it fails,
+    /// each package is tried alone so that the failure lands on the package
+    /// that caused it. Returns each package's outcome.
+    pub fn packages(
+        &mut self,
+        install: bool,
+        batch: &[(usize, String, String)],
+    ) -> Vec<(usize, Result<(), String>)> {
+        let specs: Vec<String> = batch.iter().map(|(_, _, spec)| spec.clone()).collect();
+        let transaction = self.apt(install, &specs);
+        if transaction.as_ref().is_ok_and(|o| !o.success()) && batch.len() > 1 {
+            tracing::warn!(
+                packages = specs.len(),
+                "the package transaction failed; trying each package alone"
+            );
+            return batch
+                .iter()
+                .map(|(i, name, spec)| (*i, self.one_package(install, name, spec)))
+                .collect();
+        }
+        let names: Vec<&str> = batch.iter().map(|(_, name, _)| name.as_str()).collect();
+        let installed = apt::installed(&names);
+        batch
+            .iter()
+            .map(|(i, name, spec)| {
+                let result = match (&transaction, &installed) {
+                    (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+                    (Ok(out), Ok(now)) => check(install, name, spec, now, out),
+                };
+                (*i, result)
+            })
+            .collect()
+    }
+
+    fn one_package(&mut self, install: bool, name: &str, spec: &str) -> Result<(), String> {
+        let out = self.apt(install, &[spec.to_owned()])?;
+        let now = apt::installed(&[name])?;
+        check(install, name, spec, &now, &out)
+    }
+
+    /// Runs apt; if it could not fetch a package file, the lists are stale:
+    /// update them once per run and try again.
+    fn apt(&mut self, install: bool, specs: &[String]) -> Result<crate::provider::Output, String> {
+        let run = |specs: &[String]| {
+            if install {
+                apt::install(specs)
+            } else {
+                apt::remove(specs)
+            }
+        };
+        let out = run(specs)?;
+        if !out.success()
+            && !self.updated
+            && (out.text.contains("Failed to fetch") || out.text.contains("Unable to fetch"))
+        {
+            self.updated = true;
+            let update = apt::update()?;
+            if !update.success() {
+                return Err(update.failure("apt-get update"));
+            }
+            return run(specs);
+        }
+        Ok(out)
     }
 
     /// Keeps the content of every regular file at or below `path` before it
@@ -75,5 +157,30 @@ impl Executor {
                 Ok(())
             }),
         }
+    }
+}
+
+/// Whether a package ended as asked, judged by dpkg after the transaction.
+fn check(
+    install: bool,
+    name: &str,
+    spec: &str,
+    now: &std::collections::HashMap<String, String>,
+    out: &crate::provider::Output,
+) -> Result<(), String> {
+    let ok = match (install, now.get(name), spec.split_once('=')) {
+        (true, Some(have), Some((_, want))) => have == want,
+        (true, Some(_), None) => true,
+        (false, None, _) => true,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(out.failure(if install {
+            "apt-get install"
+        } else {
+            "apt-get remove"
+        }))
     }
 }

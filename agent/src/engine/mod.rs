@@ -4,16 +4,17 @@
 
 pub mod apply;
 pub mod diff;
+mod packages;
 pub mod plan;
 
 use std::time::Instant;
 
 use crate::catalog::Catalog;
 use crate::report::{Cause, ResourceReport, Status};
-use crate::resource::Desired;
+use crate::resource::{self, Desired};
 use crate::state::Applied;
 use apply::Executor;
-use plan::{Observer, Plan};
+use plan::{Observer, Op, Plan};
 
 /// The outcome of one resource in a run.
 pub struct Outcome {
@@ -30,29 +31,62 @@ pub fn run(
     previous: &Applied,
     mut executor: Option<&mut Executor>,
 ) -> Vec<Outcome> {
+    let dry_run = executor.is_none();
     let mut observer = Observer::new(catalog.managed_paths());
-    let mut failed = vec![false; catalog.resources.len()];
+    let mut packages = packages::Packages::default();
+    let mut status: Vec<Option<Status>> = vec![None; catalog.resources.len()];
+    // Unit files written since systemd last re-read them.
+    let mut units_changed = false;
     let mut outcomes = Vec::with_capacity(catalog.resources.len());
     for &index in &catalog.order {
         let resource = &catalog.resources[index];
         let started = Instant::now();
         let digest = resource.desired_digest();
         let mut report = ResourceReport::new(resource.id.to_string());
-        if let Some(&dep) = catalog.requires[index].iter().find(|&&d| failed[d]) {
+        let requires = &catalog.requires[index];
+        if let Some(&dep) = requires
+            .iter()
+            .find(|&&d| status[d] == Some(Status::Failed))
+        {
             report.status = Status::Failed;
             report.error = Some(format!(
                 "not applied: it requires `{}`, which failed",
                 catalog.resources[dep].id
             ));
-            failed[index] = true;
         } else {
-            match plan(&resource.desired, resource.sensitive, &mut observer) {
-                Err(e) => {
+            let notified_by = catalog.notifiers[index]
+                .iter()
+                .find(|&&n| status[n].is_some_and(Status::is_change))
+                .map(|&n| catalog.resources[n].id.to_string());
+            let planned = plan(
+                catalog,
+                index,
+                &mut observer,
+                &mut packages,
+                notified_by.as_deref(),
+            );
+            // A dry-run cannot see what an earlier change would make of the
+            // host: say so instead of guessing.
+            let pending = requires
+                .iter()
+                .find(|&&d| status[d].is_some_and(Status::is_change))
+                .filter(|_| dry_run);
+            let reads_changed_host = match (&resource.desired, &planned) {
+                (_, Err(_)) => true,
+                (Desired::Exec(e), _) => e.has_guards(),
+                _ => false,
+            };
+            match (pending, planned) {
+                (Some(&dep), _) if reads_changed_host => {
+                    report.status = Status::Unknown;
+                    report.depends_on = Some(catalog.resources[dep].id.to_string());
+                }
+                (_, Err(e)) => {
                     report.status = Status::Failed;
                     report.error = Some(e);
                 }
-                Ok(None) => report.status = Status::Unchanged,
-                Ok(Some(plan)) => {
+                (_, Ok(None)) => report.status = Status::Unchanged,
+                (_, Ok(Some(plan))) => {
                     let cause = if previous.resources.get(&report.id) == Some(&digest) {
                         Cause::Drift
                     } else {
@@ -64,25 +98,37 @@ pub fn run(
                     };
                     report.cause = Some(cause);
                     report.action = Some(plan.action);
-                    report.diff = plan.diff;
                     report.changes = plan.changes;
+                    report.diff = plan.diff;
                     if let Some(executor) = executor.as_deref_mut() {
-                        for op in &plan.ops {
-                            if let Err(e) = executor.execute(op) {
+                        let applied = apply(
+                            catalog,
+                            index,
+                            &plan.ops,
+                            executor,
+                            &mut packages,
+                            &status,
+                            &mut units_changed,
+                        );
+                        match applied {
+                            Ok(output) => report.output = output,
+                            Err(e) => {
                                 report.status = Status::Failed;
-                                report.error = Some(e.to_string());
-                                break;
+                                report.error = Some(e);
                             }
+                        }
+                        if matches!(resource.desired, Desired::User(_) | Desired::Group(_)) {
+                            observer.forget_accounts();
                         }
                     }
                 }
             }
-            failed[index] = report.status == Status::Failed;
         }
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if report.status != Status::Unchanged {
             tracing::info!(resource = %report.id, status = ?report.status, "resource");
         }
+        status[index] = Some(report.status);
         outcomes.push(Outcome {
             index,
             report,
@@ -93,13 +139,59 @@ pub fn run(
 }
 
 fn plan(
-    desired: &Desired,
-    sensitive: bool,
+    catalog: &Catalog,
+    index: usize,
     observer: &mut Observer,
+    packages: &mut packages::Packages,
+    notified_by: Option<&str>,
 ) -> Result<Option<Plan>, String> {
-    match desired {
-        Desired::File(f) => crate::resource::file::plan(f, sensitive, observer),
-        Desired::Directory(d) => crate::resource::directory::plan(d, observer),
-        Desired::Symlink(s) => crate::resource::symlink::plan(s, observer),
+    let resource = &catalog.resources[index];
+    match &resource.desired {
+        Desired::File(f) => resource::file::plan(f, resource.sensitive, observer),
+        Desired::Directory(d) => resource::directory::plan(d, observer),
+        Desired::Symlink(s) => resource::symlink::plan(s, observer),
+        Desired::Package(p) => resource::package::plan(p, packages.facts(catalog)?),
+        Desired::Service(s) => resource::service::plan(s, observer.init(), notified_by),
+        Desired::User(u) => resource::user::plan(u),
+        Desired::Group(g) => resource::group::plan(g),
+        Desired::Exec(e) => resource::exec::plan(e, notified_by),
     }
+}
+
+/// Carries out one resource's operations; returns the output to report
+/// (an exec's), or the reason it failed.
+fn apply(
+    catalog: &Catalog,
+    index: usize,
+    ops: &[Op],
+    executor: &mut Executor,
+    packages: &mut packages::Packages,
+    status: &[Option<Status>],
+    units_changed: &mut bool,
+) -> Result<Option<String>, String> {
+    let mut output = None;
+    for op in ops {
+        match op {
+            Op::InstallPackage { .. } | Op::RemovePackage { .. } => {
+                packages.apply(catalog, index, status, executor)?;
+            }
+            Op::Service { init, .. } => {
+                if *units_changed && *init == crate::provider::service::Init::Systemd {
+                    crate::provider::service::daemon_reload()?;
+                    *units_changed = false;
+                }
+                output = executor.execute(op)?.or(output);
+            }
+            _ => {
+                output = executor.execute(op)?.or(output);
+                if op
+                    .path()
+                    .is_some_and(|p| p.to_string_lossy().contains("/systemd/"))
+                {
+                    *units_changed = true;
+                }
+            }
+        }
+    }
+    Ok(output)
 }

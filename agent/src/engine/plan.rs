@@ -16,14 +16,19 @@ pub enum Action {
     Create,
     Change,
     Remove,
+    /// A service restarted because something it is notified by changed.
+    Restart,
+    /// An exec command run.
+    Run,
 }
 
 impl Action {
     pub fn sign(self) -> char {
         match self {
             Action::Create => '+',
-            Action::Change => '~',
+            Action::Change | Action::Restart => '~',
             Action::Remove => '-',
+            Action::Run => '>',
         }
     }
 }
@@ -74,12 +79,54 @@ pub enum Op {
     Remove {
         path: PathBuf,
     },
+    /// Install, upgrade or pin a package (`spec` is `name` or
+    /// `name=version`). All of a run's installs go in one apt transaction.
+    InstallPackage {
+        name: String,
+        spec: String,
+    },
+    /// Remove a package, in one transaction with the run's other removals.
+    RemovePackage {
+        name: String,
+    },
+    Service {
+        name: String,
+        action: crate::provider::service::Action,
+        init: crate::provider::service::Init,
+    },
+    /// A system tool with its arguments (useradd, groupmod, ...).
+    Tool {
+        program: &'static str,
+        args: Vec<String>,
+    },
+    /// An exec resource's command, through `sh -c`.
+    Exec {
+        command: String,
+        cwd: Option<PathBuf>,
+        timeout: std::time::Duration,
+    },
+}
+
+impl Op {
+    /// The path a file-system operation writes, if it is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Op::WriteFile { path, .. }
+            | Op::SetMode { path, .. }
+            | Op::SetOwner { path, .. }
+            | Op::CreateDir { path, .. }
+            | Op::Symlink { path, .. }
+            | Op::Remove { path } => Some(path),
+            _ => None,
+        }
+    }
 }
 
 /// Read-only access to the host while planning, with the look-ups a large
 /// catalog repeats (user and group names) cached.
 #[derive(Default)]
 pub struct Observer {
+    init: Option<crate::provider::service::Init>,
     users: HashMap<String, Option<u32>>,
     groups: HashMap<String, Option<u32>>,
     user_names: HashMap<u32, String>,
@@ -145,6 +192,21 @@ impl Observer {
                     .map_or_else(|| gid.to_string(), |g| g.name)
             })
             .clone()
+    }
+
+    /// The init system, detected once per run.
+    pub fn init(&mut self) -> crate::provider::service::Init {
+        *self
+            .init
+            .get_or_insert_with(crate::provider::service::Init::detect)
+    }
+
+    /// Forgets cached user and group look-ups (after a user or group changed).
+    pub fn forget_accounts(&mut self) {
+        self.users.clear();
+        self.groups.clear();
+        self.user_names.clear();
+        self.group_names.clear();
     }
 
     /// Whether the catalog manages `path` or anything below it.

@@ -178,7 +178,9 @@ fn read_resource(item: Node, checker: &mut Checker) -> Option<ResourceDecl> {
         .map(|a| a.name)
         .collect();
     for (key, value) in attrs {
-        if let Some(other) = Kind::from_name(&key.name) {
+        if let Some(other) =
+            Kind::from_name(&key.name).filter(|_| !allowed.contains(&key.name.as_str()))
+        {
             checker.push(
                 Diagnostic::new(
                     checker.at(key.pos),

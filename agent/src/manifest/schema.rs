@@ -147,6 +147,16 @@ impl<'a> Checker<'a> {
             | (AttrType::Bool, Value::Bool(_))
             | (AttrType::Mode, Value::Str(_))
             | (AttrType::Vars, Value::Map(_)) => return,
+            (AttrType::Int, Value::Int(i)) if *i >= 0 => return,
+            (AttrType::Int, other) => bad(
+                other.kind(),
+                "a whole number",
+                "write a number such as 1001, unquoted",
+            ),
+            (AttrType::List, _) => {
+                self.string_list(key, node);
+                return;
+            }
             (AttrType::Refs, _) => {
                 self.string_list(key, node);
                 return;

@@ -8,8 +8,13 @@
 //! make them equal). Operations are carried out only by [`crate::engine`].
 
 pub mod directory;
+pub mod exec;
 pub mod file;
+pub mod group;
+pub mod package;
+pub mod service;
 pub mod symlink;
+pub mod user;
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -26,16 +31,35 @@ pub enum Kind {
     File,
     Directory,
     Symlink,
+    Package,
+    Service,
+    User,
+    Group,
+    Exec,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::File, Kind::Directory, Kind::Symlink];
+    pub const ALL: [Kind; 8] = [
+        Kind::File,
+        Kind::Directory,
+        Kind::Symlink,
+        Kind::Package,
+        Kind::Service,
+        Kind::User,
+        Kind::Group,
+        Kind::Exec,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::File => "file",
             Kind::Directory => "directory",
             Kind::Symlink => "symlink",
+            Kind::Package => "package",
+            Kind::Service => "service",
+            Kind::User => "user",
+            Kind::Group => "group",
+            Kind::Exec => "exec",
         }
     }
 
@@ -49,6 +73,11 @@ impl Kind {
             Kind::File => file::ATTRIBUTES,
             Kind::Directory => directory::ATTRIBUTES,
             Kind::Symlink => symlink::ATTRIBUTES,
+            Kind::Package => package::ATTRIBUTES,
+            Kind::Service => service::ATTRIBUTES,
+            Kind::User => user::ATTRIBUTES,
+            Kind::Group => group::ATTRIBUTES,
+            Kind::Exec => exec::ATTRIBUTES,
         }
     }
 
@@ -75,6 +104,10 @@ pub enum AttrType {
     Mode,
     /// A list of resource identities (`type:name`).
     Refs,
+    /// A list of strings (a single string counts as a list of one).
+    List,
+    /// A whole number, zero or more.
+    Int,
     /// A mapping of template variables.
     Vars,
     /// One of a fixed set of words.
@@ -196,6 +229,11 @@ pub enum Desired {
     File(file::FileSpec),
     Directory(directory::DirectorySpec),
     Symlink(symlink::SymlinkSpec),
+    Package(package::PackageSpec),
+    Service(service::ServiceSpec),
+    User(user::UserSpec),
+    Group(group::GroupSpec),
+    Exec(exec::ExecSpec),
 }
 
 impl Desired {
@@ -205,6 +243,7 @@ impl Desired {
             Desired::File(f) => Some(&f.path),
             Desired::Directory(d) => Some(&d.path),
             Desired::Symlink(s) => Some(&s.path),
+            _ => None,
         }
     }
 
@@ -214,6 +253,10 @@ impl Desired {
             Desired::File(f) => f.content.is_some(),
             Desired::Directory(d) => d.present,
             Desired::Symlink(s) => s.target.is_some(),
+            Desired::Package(p) => p.state != package::Ensure::Absent,
+            Desired::User(u) => u.present,
+            Desired::Group(g) => g.present,
+            Desired::Service(_) | Desired::Exec(_) => true,
         }
     }
 
@@ -222,7 +265,8 @@ impl Desired {
         match self {
             Desired::File(f) => (f.owner.as_deref(), f.group.as_deref()),
             Desired::Directory(d) => (d.owner.as_deref(), d.group.as_deref()),
-            Desired::Symlink(_) => (None, None),
+            Desired::User(u) => (None, u.group.as_deref()),
+            _ => (None, None),
         }
     }
 }

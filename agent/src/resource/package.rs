@@ -1,0 +1,191 @@
+//! `package`: a Debian package installed (at a version, or the latest) or absent.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::{AttrSpec, AttrType, Desired, attr};
+use crate::catalog::attrs::Attrs;
+use crate::engine::plan::{Action, Op, Plan};
+use crate::provider::apt;
+
+pub const ATTRIBUTES: &[AttrSpec] = &[
+    attr("state", AttrType::OneOf(&["installed", "absent", "latest"])),
+    attr("version", AttrType::Str),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ensure {
+    Installed,
+    Absent,
+    Latest,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PackageSpec {
+    pub name: String,
+    pub state: Ensure,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+pub fn valid_name(name: &str) -> bool {
+    // Debian policy: lower case letters, digits, + - . ; at least two
+    // characters, starting with a letter or digit.
+    name.len() >= 2
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))
+}
+
+pub fn build(name: String, a: &mut Attrs) -> Option<Desired> {
+    if !valid_name(&name) {
+        a.error(
+            "package",
+            format!("`{name}` is not a Debian package name"),
+            "package names are lower case letters, digits, `+`, `-` and `.`, e.g. `nginx`",
+        );
+    }
+    let state = match a
+        .state(&["installed", "absent", "latest"], "installed")
+        .as_str()
+    {
+        "absent" => Ensure::Absent,
+        "latest" => Ensure::Latest,
+        _ => Ensure::Installed,
+    };
+    let version = a.string("version");
+    if version.is_some() && state != Ensure::Installed {
+        a.error(
+            "version",
+            "`version` goes with `state: installed` only",
+            "remove `version`, or the `state` line",
+        );
+    }
+    Some(Desired::Package(PackageSpec {
+        name,
+        state,
+        version,
+    }))
+}
+
+/// What dpkg and apt say about the packages of a run, asked once.
+#[derive(Debug, Default)]
+pub struct Facts {
+    pub installed: HashMap<String, String>,
+    pub policy: HashMap<String, apt::Policy>,
+}
+
+impl Facts {
+    /// One `dpkg-query` for all packages, and one `apt-cache policy` for
+    /// those whose state depends on what apt could install.
+    pub fn gather(specs: &[&PackageSpec]) -> Result<Facts, String> {
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        let installed = apt::installed(&names)?;
+        let ask: Vec<&str> = specs
+            .iter()
+            .filter(|s| match s.state {
+                Ensure::Absent => false,
+                Ensure::Latest => true,
+                Ensure::Installed => match (&s.version, installed.get(&s.name)) {
+                    (_, None) => true,
+                    (Some(want), Some(have)) => want != have,
+                    (None, Some(_)) => false,
+                },
+            })
+            .map(|s| s.name.as_str())
+            .collect();
+        let policy = apt::policy(&ask)?;
+        Ok(Facts { installed, policy })
+    }
+}
+
+pub fn plan(spec: &PackageSpec, facts: &Facts) -> Result<Option<Plan>, String> {
+    let name = &spec.name;
+    let have = facts.installed.get(name);
+    let install = |spec_text: String, action: Action, changes: Vec<String>| {
+        Ok(Some(Plan {
+            action,
+            changes,
+            diff: None,
+            ops: vec![Op::InstallPackage {
+                name: name.clone(),
+                spec: spec_text,
+            }],
+        }))
+    };
+    let no_candidate = || {
+        format!(
+            "package `{name}` has no installation candidate: apt knows no such package (check the name, or the sources and `apt-get update`)"
+        )
+    };
+    match spec.state {
+        Ensure::Absent => Ok(have.map(|version| Plan {
+            action: Action::Remove,
+            changes: vec![format!("remove {version}")],
+            diff: None,
+            ops: vec![Op::RemovePackage { name: name.clone() }],
+        })),
+        Ensure::Installed => match (&spec.version, have) {
+            (None, Some(_)) => Ok(None),
+            (Some(want), Some(have)) if want == have => Ok(None),
+            (want, have) => {
+                let policy = facts.policy.get(name);
+                let target = match want {
+                    Some(want) => {
+                        if !policy.is_some_and(|p| p.versions.iter().any(|v| v == want)) {
+                            let known = policy.map(|p| p.versions.join(", ")).unwrap_or_default();
+                            return Err(format!(
+                                "package `{name}` has no version `{want}`{}",
+                                if known.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(" (apt knows: {known})")
+                                }
+                            ));
+                        }
+                        want.clone()
+                    }
+                    None => policy
+                        .and_then(|p| p.candidate.clone())
+                        .ok_or_else(no_candidate)?,
+                };
+                let spec_text = if want.is_some() {
+                    format!("{name}={target}")
+                } else {
+                    name.clone()
+                };
+                match have {
+                    None => install(spec_text, Action::Create, vec![format!("install {target}")]),
+                    Some(have) => install(
+                        spec_text,
+                        Action::Change,
+                        vec![format!("version {have} -> {target}")],
+                    ),
+                }
+            }
+        },
+        Ensure::Latest => {
+            let candidate = facts
+                .policy
+                .get(name)
+                .and_then(|p| p.candidate.clone())
+                .ok_or_else(no_candidate)?;
+            match have {
+                Some(have) if *have == candidate => Ok(None),
+                Some(have) => install(
+                    name.clone(),
+                    Action::Change,
+                    vec![format!("version {have} -> {candidate}")],
+                ),
+                None => install(
+                    name.clone(),
+                    Action::Create,
+                    vec![format!("install {candidate}")],
+                ),
+            }
+        }
+    }
+}
