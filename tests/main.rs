@@ -4,6 +4,7 @@ mod support;
 
 mod converge;
 mod diagnostics;
+mod e2e;
 mod example_repo;
 mod exec_and_accounts;
 mod idempotence;

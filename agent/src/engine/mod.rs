@@ -66,18 +66,27 @@ pub fn run(
                 notified_by.as_deref(),
             );
             // A dry-run cannot see what an earlier change would make of the
-            // host: say so instead of guessing.
+            // host: say so instead of guessing. Packages and commands can
+            // change anything; other changes matter where planning failed
+            // (a missing parent, owner or unit) or an exec guard reads the host.
+            let broad = |d: usize| {
+                matches!(
+                    catalog.resources[d].desired,
+                    Desired::Package(_) | Desired::Exec(_)
+                )
+            };
             let pending = requires
                 .iter()
-                .find(|&&d| status[d].is_some_and(Status::is_change))
-                .filter(|_| dry_run);
+                .copied()
+                .filter(|&d| dry_run && status[d].is_some_and(Status::is_change))
+                .min_by_key(|&d| !broad(d));
             let reads_changed_host = match (&resource.desired, &planned) {
                 (_, Err(_)) => true,
-                (Desired::Exec(e), _) => e.has_guards(),
-                _ => false,
+                (Desired::Exec(e), _) => e.has_guards() || pending.is_some_and(broad),
+                _ => pending.is_some_and(broad),
             };
             match (pending, planned) {
-                (Some(&dep), _) if reads_changed_host => {
+                (Some(dep), _) if reads_changed_host => {
                     report.status = Status::Unknown;
                     report.depends_on = Some(catalog.resources[dep].id.to_string());
                 }
@@ -87,7 +96,18 @@ pub fn run(
                 }
                 (_, Ok(None)) => report.status = Status::Unchanged,
                 (_, Ok(Some(plan))) => {
-                    let cause = if previous.resources.get(&report.id) == Some(&digest) {
+                    let cause = if plan.action == plan::Action::Restart {
+                        // A restart has the cause of the change that asked for it.
+                        let drifted = catalog.notifiers[index].iter().all(|&n| {
+                            !status[n].is_some_and(Status::is_change)
+                                || status[n] == Some(Status::Drift)
+                        });
+                        if drifted {
+                            Cause::Drift
+                        } else {
+                            Cause::Revision
+                        }
+                    } else if previous.resources.get(&report.id) == Some(&digest) {
                         Cause::Drift
                     } else {
                         Cause::Revision

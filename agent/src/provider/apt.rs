@@ -56,8 +56,18 @@ pub fn policy(names: &[&str]) -> Result<HashMap<String, Policy>, String> {
     if names.is_empty() {
         return Ok(HashMap::new());
     }
+    // An empty cache path makes apt build its cache in memory: without it,
+    // apt-cache writes /var/cache/apt/*.bin, and a dry-run writes nothing.
     let out = run(
-        command("apt-cache").arg("policy").arg("--").args(names),
+        command("apt-cache")
+            .args([
+                "-o",
+                "Dir::Cache::pkgcache=",
+                "-o",
+                "Dir::Cache::srcpkgcache=",
+            ])
+            .args(["policy", "--"])
+            .args(names),
         TOOL_TIMEOUT,
     )?;
     if !out.success() {

@@ -124,7 +124,7 @@ pub fn plan(spec: &PackageSpec, facts: &Facts) -> Result<Option<Plan>, String> {
     match spec.state {
         Ensure::Absent => Ok(have.map(|version| Plan {
             action: Action::Remove,
-            changes: vec![format!("remove {version}")],
+            changes: vec![format!("version {version}")],
             diff: None,
             ops: vec![Op::RemovePackage { name: name.clone() }],
         })),
@@ -158,7 +158,7 @@ pub fn plan(spec: &PackageSpec, facts: &Facts) -> Result<Option<Plan>, String> {
                     name.clone()
                 };
                 match have {
-                    None => install(spec_text, Action::Create, vec![format!("install {target}")]),
+                    None => install(spec_text, Action::Create, vec![format!("version {target}")]),
                     Some(have) => install(
                         spec_text,
                         Action::Change,

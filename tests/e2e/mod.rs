@@ -1,0 +1,294 @@
+//! End-to-end: fresh Debian 12 hosts (systemd booted with systemd-nspawn,
+//! sysvinit in a chroot) converged into the example roles for real.
+
+mod host;
+
+use host::{Host, Init, free_port, http_get, one_at_a_time, repo_with};
+
+fn env_file(host: &str, role: &str, vars: &str) -> String {
+    format!(
+        "environment: e2e\nvars:\n  server_name: photos.e2e.local\nhosts:\n  - match: \"{host}\"\n    roles: [{role}]\n    vars: {{ {vars} }}\n"
+    )
+}
+
+fn json(out: &host::Output) -> serde_json::Value {
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not a JSON report ({e}):\n{}\n{}", out.stdout, out.stderr))
+}
+
+/// The (id, status, action) of every resource a report lists.
+fn listed(report: &serde_json::Value) -> Vec<(String, String, String)> {
+    report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap_or_default().to_owned(),
+                r["status"].as_str().unwrap_or_default().to_owned(),
+                r["action"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn web_host(init: Init, name: &str) {
+    let _one = one_at_a_time();
+    let port = free_port();
+    let repo = repo_with(&env_file(
+        name,
+        "web",
+        &format!("listen: \"127.0.0.1:{port}\""),
+    ));
+    let host = Host::start(init, name, repo.path());
+
+    let first = host.converge(&["--format", "json"]);
+    first.expect_code(2);
+    let report = json(&first);
+    assert_eq!(report["summary"]["failed"], 0, "{}", first.stdout);
+    let page = http_get(port)
+        .unwrap_or_else(|| panic!("nothing listens on 127.0.0.1:{port}\n{}", first.stdout));
+    assert!(page.contains(&format!("photos on {name} (e2e)")), "{page}");
+    assert_eq!(
+        host.run(&["dpkg-query", "-W", "-f=${Status}", "nginx"])
+            .stdout,
+        "install ok installed"
+    );
+
+    // Converged: a second run changes nothing.
+    let again = host.converge(&[]);
+    again.expect_code(0);
+    assert!(
+        again
+            .stdout
+            .starts_with("0 changed, 0 drift corrected, 0 failed"),
+        "{}",
+        again.stdout
+    );
+
+    // A new value for a var: only nginx.conf changes, and nginx restarts once.
+    let pid_before = host.read("/run/nginx.pid");
+    std::fs::write(
+        repo.path().join("manifests/e2e.yaml"),
+        env_file(
+            name,
+            "web",
+            &format!("listen: \"127.0.0.1:{port}\", workers: 3"),
+        ),
+    )
+    .unwrap();
+    let changed = host.converge(&["--format", "json"]);
+    changed.expect_code(2);
+    assert_eq!(
+        listed(&json(&changed)),
+        vec![
+            (
+                "file:/etc/nginx/nginx.conf".into(),
+                "changed".into(),
+                "change".into()
+            ),
+            ("service:nginx".into(), "changed".into(), "restart".into()),
+        ]
+    );
+    assert!(
+        host.read("/etc/nginx/nginx.conf")
+            .contains("worker_processes 3;")
+    );
+    let pid_after = host.read("/run/nginx.pid");
+    assert!(
+        !pid_after.is_empty() && pid_after != pid_before,
+        "nginx was not restarted ({pid_before} -> {pid_after})"
+    );
+    assert!(http_get(port).is_some_and(|p| p.contains("photos on")));
+
+    // A hand edit is drift, repaired.
+    host.write("/etc/nginx/sites-available/photos", "# edited by hand\n");
+    let drift = host.converge(&["--format", "json"]);
+    drift.expect_code(2);
+    let report = json(&drift);
+    assert_eq!(report["status"], "drift");
+    let site = &report["resources"][0];
+    assert_eq!(site["id"], "file:/etc/nginx/sites-available/photos");
+    assert_eq!(site["cause"], "drift");
+    assert!(
+        host.read("/etc/nginx/sites-available/photos")
+            .contains("listen 127.0.0.1:")
+    );
+    host.converge(&[]).expect_code(0);
+}
+
+#[test]
+fn web_on_a_systemd_host() {
+    web_host(Init::Systemd, "web-sd.e2e");
+}
+
+#[test]
+fn web_on_a_sysvinit_host() {
+    web_host(Init::SysV, "web-sysv.e2e");
+}
+
+#[test]
+fn db_serves_the_templated_setting() {
+    let _one = one_at_a_time();
+    let port = free_port();
+    let name = "db-sd.e2e";
+    let repo = repo_with(&env_file(
+        name,
+        "db",
+        &format!("pg_port: {port}, pg_listen: \"127.0.0.1\", shared_buffers: 48MB"),
+    ));
+    let host = Host::start(Init::Systemd, name, repo.path());
+    let run = host.converge(&[]);
+    run.expect_code(2);
+    let port = port.to_string();
+    let show = host.run(&[
+        "runuser",
+        "-u",
+        "postgres",
+        "--",
+        "psql",
+        "-p",
+        &port,
+        "-h",
+        "/var/run/postgresql",
+        "-Atc",
+        "show shared_buffers",
+    ]);
+    assert_eq!(show.stdout.trim(), "48MB", "{}{}", show.stdout, show.stderr);
+    host.converge(&[]).expect_code(0);
+}
+
+fn app_host(init: Init, name: &str) {
+    let _one = one_at_a_time();
+    let port = free_port();
+    let repo = repo_with(&env_file(
+        name,
+        "app",
+        &format!("app_listen: \"127.0.0.1:{port}\""),
+    ));
+    let host = Host::start(init, name, repo.path());
+    host.converge(&[]).expect_code(2);
+    let page = http_get(port).unwrap_or_else(|| panic!("the app does not answer on {port}"));
+    assert!(
+        page.contains(&format!("photo app is up on {name} (e2e)")),
+        "{page}"
+    );
+    let enabled = match init {
+        Init::Systemd => {
+            host.run(&["systemctl", "is-enabled", "photoapp"])
+                .stdout
+                .trim()
+                == "enabled"
+        }
+        Init::SysV => host.run(&["sh", "-c", "ls /etc/rc2.d/S*photoapp"]).code == 0,
+    };
+    assert!(enabled, "photoapp is not enabled at boot");
+    host.converge(&[]).expect_code(0);
+    // Stopped by hand: the next run starts it again, as drift.
+    match init {
+        Init::Systemd => host.run(&["systemctl", "stop", "photoapp"]),
+        Init::SysV => host.run(&["/etc/init.d/photoapp", "stop"]),
+    }
+    .expect_code(0);
+    let run = host.converge(&[]);
+    run.expect_code(2);
+    assert!(
+        run.stdout
+            .contains("~ service:photoapp: changed start (drift)"),
+        "{}",
+        run.stdout
+    );
+    assert!(http_get(port).is_some());
+}
+
+#[test]
+fn app_on_a_systemd_host() {
+    app_host(Init::Systemd, "app-sd.e2e");
+}
+
+#[test]
+fn app_on_a_sysvinit_host() {
+    app_host(Init::SysV, "app-sysv.e2e");
+}
+
+#[test]
+fn a_package_that_does_not_exist_fails_with_its_dependents_only() {
+    let _one = one_at_a_time();
+    let name = "broken.e2e";
+    let repo = repo_with(&env_file(name, "broken", ""));
+    std::fs::create_dir_all(repo.path().join("roles/broken")).unwrap();
+    std::fs::write(
+        repo.path().join("roles/broken/role.yaml"),
+        "resources:\n  - package: tend-no-such-package\n  - package: less\n  - file: /etc/needs-it.conf\n    content: \"x\\n\"\n    require: [package:tend-no-such-package]\n  - file: /etc/independent.conf\n    content: \"y\\n\"\n",
+    )
+    .unwrap();
+    let host = Host::start(Init::SysV, name, repo.path());
+    let run = host.converge(&["--format", "json"]);
+    run.expect_code(6);
+    let report = json(&run);
+    let by_id = |id: &str| {
+        report["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(by_id("package:tend-no-such-package")["status"], "failed");
+    assert!(
+        by_id("package:tend-no-such-package")["error"]
+            .as_str()
+            .unwrap()
+            .contains("no installation candidate")
+    );
+    assert_eq!(by_id("file:/etc/needs-it.conf")["status"], "failed");
+    assert_eq!(by_id("package:less")["status"], "changed");
+    assert_eq!(by_id("file:/etc/independent.conf")["status"], "changed");
+    assert_eq!(host.read("/etc/independent.conf"), "y\n");
+    assert_eq!(host.read("/etc/needs-it.conf"), "");
+    assert_eq!(
+        host.run(&["dpkg-query", "-W", "-f=${Status}", "less"])
+            .stdout,
+        "install ok installed"
+    );
+}
+
+#[test]
+fn a_dry_run_on_a_fresh_host_changes_nothing_and_lists_everything() {
+    let _one = one_at_a_time();
+    let name = "web-dry.e2e";
+    let port = free_port();
+    let repo = repo_with(&env_file(
+        name,
+        "web",
+        &format!("listen: \"127.0.0.1:{port}\""),
+    ));
+    let host = Host::start(Init::SysV, name, repo.path());
+    let before = host.changes();
+    let run = host.converge(&["--dry-run"]);
+    run.expect_code(2);
+    assert_eq!(host.changes(), before, "the dry-run changed the host");
+    for touched in [
+        "+ package:nginx: would create",
+        "+ package:less: would create",
+        "+ package:procps: would create",
+        "+ user:ops: would create",
+        "+ group:admins: would create",
+        "~ file:/etc/motd: would change",
+        "? file:/etc/nginx/nginx.conf: unknown (depends on package:nginx)",
+        "? symlink:/etc/nginx/sites-enabled/default: unknown (depends on package:nginx)",
+        "? service:nginx: unknown (depends on package:nginx)",
+        "+ file:/srv/photos/index.html: would create",
+    ] {
+        assert!(
+            run.stdout.contains(touched),
+            "missing `{touched}` in\n{}",
+            run.stdout
+        );
+    }
+    assert!(
+        host::http_get_within(port, std::time::Duration::ZERO).is_none(),
+        "a dry-run started nginx"
+    );
+}
