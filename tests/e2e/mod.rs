@@ -77,6 +77,20 @@ fn web_host(init: Init, name: &str) {
         ),
     )
     .unwrap();
+    let preview = host.converge(&["--dry-run"]);
+    preview.expect_code(2);
+    assert!(
+        preview.stdout.contains(
+            "~ service:nginx: would restart (notified by file:/etc/nginx/nginx.conf) (revision)"
+        ),
+        "{}",
+        preview.stdout
+    );
+    assert_eq!(
+        host.read("/run/nginx.pid"),
+        pid_before,
+        "a dry-run restarted nginx"
+    );
     let changed = host.converge(&["--format", "json"]);
     changed.expect_code(2);
     assert_eq!(
@@ -236,11 +250,13 @@ fn a_package_that_does_not_exist_fails_with_its_dependents_only() {
             .unwrap_or_default()
     };
     assert_eq!(by_id("package:tend-no-such-package")["status"], "failed");
+    let error = by_id("package:tend-no-such-package")["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(
-        by_id("package:tend-no-such-package")["error"]
-            .as_str()
-            .unwrap()
-            .contains("no installation candidate")
+        error.contains("Unable to locate package tend-no-such-package"),
+        "{error}"
     );
     assert_eq!(by_id("file:/etc/needs-it.conf")["status"], "failed");
     assert_eq!(by_id("package:less")["status"], "changed");

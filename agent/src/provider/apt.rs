@@ -49,6 +49,8 @@ fn parse_installed(text: &str) -> HashMap<String, String> {
 pub struct Policy {
     pub candidate: Option<String>,
     pub versions: Vec<String>,
+    /// What apt said about a package it does not know.
+    pub message: Option<String>,
 }
 
 /// `apt-cache policy` for the names; names apt does not know are absent.
@@ -80,6 +82,18 @@ fn parse_policy(text: &str) -> HashMap<String, Policy> {
     let mut map = HashMap::new();
     let mut current: Option<(String, Policy)> = None;
     for line in text.lines() {
+        // `N: Unable to locate package foo`, on stderr, for unknown names.
+        if let Some(name) = line.strip_prefix("N: Unable to locate package ") {
+            let message = Some(line.trim_start_matches("N: ").to_owned());
+            map.insert(
+                name.trim().to_owned(),
+                Policy {
+                    message,
+                    ..Policy::default()
+                },
+            );
+            continue;
+        }
         if !line.starts_with(' ') && line.ends_with(':') {
             if let Some((name, p)) = current.take() {
                 map.insert(name, p);
@@ -163,7 +177,11 @@ mod tests {
     #[test]
     fn parses_apt_cache_policy() {
         let text = "nginx:\n  Installed: (none)\n  Candidate: 1.22.1-9\n  Version table:\n     1.22.1-9 500\n        500 http://deb.debian.org/debian bookworm/main amd64 Packages\n     1.22.1-8 100\n        100 /var/lib/dpkg/status\nvirt:\n  Installed: (none)\n  Candidate: (none)\n  Version table:\n";
-        let m = parse_policy(text);
+        let m = parse_policy(&format!("{text}N: Unable to locate package nope\n"));
+        assert_eq!(
+            m["nope"].message.as_deref(),
+            Some("Unable to locate package nope")
+        );
         assert_eq!(m["nginx"].candidate.as_deref(), Some("1.22.1-9"));
         assert_eq!(m["nginx"].versions, vec!["1.22.1-9", "1.22.1-8"]);
         assert_eq!(m["virt"].candidate, None);

@@ -117,8 +117,13 @@ pub fn plan(spec: &PackageSpec, facts: &Facts) -> Result<Option<Plan>, String> {
         }))
     };
     let no_candidate = || {
+        let apt_says = facts
+            .policy
+            .get(name)
+            .and_then(|p| p.message.as_deref())
+            .unwrap_or("no version of it can be installed");
         format!(
-            "package `{name}` has no installation candidate: apt knows no such package (check the name, or the sources and `apt-get update`)"
+            "package `{name}` has no installation candidate: apt says \"{apt_says}\" (check the name, the apt sources, or run `apt-get update`)"
         )
     };
     match spec.state {

@@ -79,7 +79,7 @@ pub fn plan(
         // Running (as wanted, or not managed): a notification restarts it.
         (Some(true) | None, true) => {
             if let Some(by) = notified_by {
-                changes.push(format!("restart (notified by {by})"));
+                changes.push(format!("(notified by {by})"));
                 ops.push(op(provider::Action::Restart));
                 action = Action::Restart;
             }
