@@ -82,18 +82,6 @@ fn parse_policy(text: &str) -> HashMap<String, Policy> {
     let mut map = HashMap::new();
     let mut current: Option<(String, Policy)> = None;
     for line in text.lines() {
-        // `N: Unable to locate package foo`, on stderr, for unknown names.
-        if let Some(name) = line.strip_prefix("N: Unable to locate package ") {
-            let message = Some(line.trim_start_matches("N: ").to_owned());
-            map.insert(
-                name.trim().to_owned(),
-                Policy {
-                    message,
-                    ..Policy::default()
-                },
-            );
-            continue;
-        }
         if !line.starts_with(' ') && line.ends_with(':') {
             if let Some((name, p)) = current.take() {
                 map.insert(name, p);
@@ -156,6 +144,37 @@ pub fn remove(names: &[String]) -> Result<Output, String> {
     run(apt_get().args(["remove", "--"]).args(names), TOOL_TIMEOUT)
 }
 
+/// Why apt cannot install these packages, in apt's words (a simulated
+/// install, which changes nothing): `E:` lines by package name.
+pub fn why_not_installable(names: &[&str]) -> Result<HashMap<String, String>, String> {
+    let out = run(
+        command("apt-get")
+            .args([
+                "-o",
+                "Dir::Cache::pkgcache=",
+                "-o",
+                "Dir::Cache::srcpkgcache=",
+            ])
+            .args(["-s", "-q", "install", "--"])
+            .args(names),
+        TOOL_TIMEOUT,
+    )?;
+    Ok(names
+        .iter()
+        .filter_map(|name| {
+            let line = out.text.lines().find(|l| {
+                l.starts_with("E: ")
+                    && l.split(|c: char| c.is_whitespace() || c == '\'')
+                        .any(|w| w == *name)
+            })?;
+            Some((
+                (*name).to_owned(),
+                line.trim_start_matches("E: ").to_owned(),
+            ))
+        })
+        .collect())
+}
+
 /// Refreshes the package lists (when an install could not fetch a file).
 pub fn update() -> Result<Output, String> {
     run(apt_get().arg("update"), TOOL_TIMEOUT)
@@ -177,11 +196,7 @@ mod tests {
     #[test]
     fn parses_apt_cache_policy() {
         let text = "nginx:\n  Installed: (none)\n  Candidate: 1.22.1-9\n  Version table:\n     1.22.1-9 500\n        500 http://deb.debian.org/debian bookworm/main amd64 Packages\n     1.22.1-8 100\n        100 /var/lib/dpkg/status\nvirt:\n  Installed: (none)\n  Candidate: (none)\n  Version table:\n";
-        let m = parse_policy(&format!("{text}N: Unable to locate package nope\n"));
-        assert_eq!(
-            m["nope"].message.as_deref(),
-            Some("Unable to locate package nope")
-        );
+        let m = parse_policy(text);
         assert_eq!(m["nginx"].candidate.as_deref(), Some("1.22.1-9"));
         assert_eq!(m["nginx"].versions, vec!["1.22.1-9", "1.22.1-8"]);
         assert_eq!(m["virt"].candidate, None);

@@ -97,7 +97,18 @@ impl Facts {
             })
             .map(|s| s.name.as_str())
             .collect();
-        let policy = apt::policy(&ask)?;
+        let mut policy = apt::policy(&ask)?;
+        // For what apt cannot install, its own explanation (rare: one more call).
+        let stuck: Vec<&str> = ask
+            .iter()
+            .copied()
+            .filter(|n| policy.get(*n).is_none_or(|p| p.candidate.is_none()))
+            .collect();
+        if !stuck.is_empty() {
+            for (name, message) in apt::why_not_installable(&stuck)? {
+                policy.entry(name).or_default().message = Some(message);
+            }
+        }
         Ok(Facts { installed, policy })
     }
 }
