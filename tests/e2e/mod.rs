@@ -308,3 +308,74 @@ fn a_dry_run_on_a_fresh_host_changes_nothing_and_lists_everything() {
         "a dry-run started nginx"
     );
 }
+
+#[test]
+fn packages_install_in_one_transaction_pin_upgrade_and_remove() {
+    let _one = one_at_a_time();
+    let name = "pkgs.e2e";
+    let repo = repo_with(&env_file(name, "pkgs", ""));
+    let role = |yaml: &str| {
+        std::fs::create_dir_all(repo.path().join("roles/pkgs")).unwrap();
+        std::fs::write(repo.path().join("roles/pkgs/role.yaml"), yaml).unwrap();
+    };
+    role(
+        "resources:\n  - package: less\n    state: latest\n  - package: busybox\n  - package: file\n",
+    );
+    let host = Host::start(Init::SysV, name, repo.path());
+    let transactions = || {
+        host.read("/var/log/apt/history.log")
+            .matches("Start-Date:")
+            .count()
+    };
+    let before = transactions();
+    let run = host.converge(&[]);
+    run.expect_code(2);
+    assert_eq!(
+        transactions() - before,
+        1,
+        "three packages, one apt transaction:\n{}",
+        host.read("/var/log/apt/history.log")
+    );
+    host.converge(&[]).expect_code(0);
+
+    // Pin less to the version it has, remove busybox and file (one removal).
+    let version = host
+        .run(&["dpkg-query", "-W", "-f=${Version}", "less"])
+        .stdout;
+    role(&format!(
+        "resources:\n  - package: less\n    version: \"{version}\"\n  - package: busybox\n    state: absent\n  - package: file\n    state: absent\n"
+    ));
+    let before = transactions();
+    let run = host.converge(&[]);
+    run.expect_code(2);
+    assert!(
+        run.stdout.contains("- package:busybox: removed version"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("package:less"),
+        "the pin matches: {}",
+        run.stdout
+    );
+    assert_eq!(transactions() - before, 1);
+    let status = host
+        .run(&["dpkg-query", "-W", "-f=${Status}", "busybox"])
+        .stdout;
+    assert!(
+        status.ends_with("not-installed") || status.ends_with("config-files"),
+        "{status}"
+    );
+    host.converge(&[]).expect_code(0);
+
+    // A version apt does not have fails, and says which versions it has.
+    role("resources:\n  - package: less\n    version: \"0.1-1\"\n");
+    let run = host.converge(&[]);
+    run.expect_code(4);
+    assert!(
+        run.stdout
+            .contains("package `less` has no version `0.1-1` (apt knows: "),
+        "{}",
+        run.stdout
+    );
+}
