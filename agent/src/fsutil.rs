@@ -109,13 +109,7 @@ pub fn atomic_write(
             .map_err(sys("cannot change the owner of", path))?;
     }
     // After chown, which clears setuid bits.
-    file.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot set the mode of `{}`: {e}", path.display()),
-            )
-        })?;
+    chmod(file, path, mode)?;
     file.sync_all().map_err(|e| {
         std::io::Error::new(e.kind(), format!("cannot sync `{}`: {e}", path.display()))
     })?;
@@ -147,7 +141,11 @@ fn open_nofollow(path: &Path) -> Result<std::fs::File, FsError> {
 }
 
 pub fn set_mode(path: &Path, mode: u32) -> Result<(), FsError> {
-    let file = open_nofollow(path)?;
+    chmod(&open_nofollow(path)?, path, mode)
+}
+
+/// Sets the mode of an open file; `path` is for the error message.
+fn chmod(file: &std::fs::File, path: &Path, mode: u32) -> Result<(), FsError> {
     file.set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(|e| {
             std::io::Error::new(
@@ -165,7 +163,7 @@ pub fn set_owner(path: &Path, uid: Option<u32>, gid: Option<u32>) -> Result<(), 
     nix::unistd::fchown(file.as_fd(), uid.map(Uid::from_raw), gid.map(Gid::from_raw))
         .map_err(sys("cannot change the owner of", path))?;
     if mode & 0o6000 != 0 {
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        chmod(&file, path, mode)?;
     }
     Ok(())
 }

@@ -14,6 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::support::Run;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Init {
     Systemd,
@@ -150,24 +152,6 @@ pub struct Host {
     pid: u32,
     cgroup: Option<String>,
     _scratch: tempfile::TempDir,
-}
-
-pub struct Output {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Output {
-    #[track_caller]
-    pub fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code, code,
-            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
 }
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -328,7 +312,7 @@ impl Host {
     }
 
     /// Runs a command inside the host, as root, with a clean environment.
-    pub fn run(&self, argv: &[&str]) -> Output {
+    pub fn run(&self, argv: &[&str]) -> Run {
         let pid = self.pid.to_string();
         let mut cmd = Command::new("nsenter");
         match self.init {
@@ -349,7 +333,7 @@ impl Host {
             .stdin(Stdio::null())
             .output()
             .expect("run nsenter");
-        Output {
+        Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -357,7 +341,7 @@ impl Host {
     }
 
     /// `tend converge` of the mounted repository for this host.
-    pub fn converge(&self, extra: &[&str]) -> Output {
+    pub fn converge(&self, extra: &[&str]) -> Run {
         let mut argv = vec![
             "tend",
             "converge",

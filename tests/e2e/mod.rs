@@ -11,7 +11,7 @@ fn env_file(host: &str, role: &str, vars: &str) -> String {
     )
 }
 
-fn json(out: &host::Output) -> serde_json::Value {
+fn json(out: &crate::support::Run) -> serde_json::Value {
     serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("not a JSON report ({e}):\n{}\n{}", out.stdout, out.stderr))
 }

@@ -97,6 +97,13 @@ impl<'a> Attrs<'a> {
 
     /// A list of strings, each rendered.
     pub fn strings(&mut self, key: &str) -> Option<Vec<String>> {
+        let items = self.rendered_list(key)?;
+        Some(items.into_iter().map(|(text, _)| text).collect())
+    }
+
+    /// The items of a list attribute (a single string is a list of one),
+    /// each rendered, with its place; `None` when absent or not renderable.
+    fn rendered_list(&mut self, key: &str) -> Option<Vec<(String, Location)>> {
         let (_, node) = self.decl.attr(key)?;
         let items: Vec<&Node> = match &node.value {
             Value::Seq(items) => items.iter().collect(),
@@ -109,7 +116,7 @@ impl<'a> Attrs<'a> {
                 continue;
             };
             let at = self.at(item);
-            out.push(self.render(&text, &at, key)?);
+            out.push((self.render(&text, &at, key)?, at));
         }
         Some(out)
     }
@@ -156,22 +163,8 @@ impl<'a> Attrs<'a> {
 
     /// A list of references to other resources (rendered, parsed).
     pub fn references(&mut self, key: &str) -> Vec<Reference> {
-        let Some((_, node)) = self.decl.attr(key) else {
-            return Vec::new();
-        };
-        let items: Vec<&Node> = match &node.value {
-            Value::Seq(items) => items.iter().collect(),
-            _ => vec![node],
-        };
         let mut out = Vec::new();
-        for item in items {
-            let Some(text) = scalar_text(item) else {
-                continue;
-            };
-            let at = self.at(item);
-            let Some(text) = self.render(&text, &at, key) else {
-                continue;
-            };
+        for (text, at) in self.rendered_list(key).unwrap_or_default() {
             match ResourceId::parse(&text) {
                 Ok(id) => out.push(Reference { id, location: at }),
                 Err(e) => self.errors.push(
