@@ -29,8 +29,13 @@ pub struct Images {
     archives: PathBuf,
 }
 
+/// Bump when the image recipe changes, so that old caches are not reused.
+const IMAGE_VERSION: &str = "v1";
+
 fn cache_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/e2e-cache")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/e2e-cache")
+        .join(IMAGE_VERSION)
 }
 
 /// The machine's Debian mirror (deb822 or one-line format).

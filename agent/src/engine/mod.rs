@@ -96,8 +96,11 @@ pub fn run(
                 }
                 (_, Ok(None)) => report.status = Status::Unchanged,
                 (_, Ok(Some(plan))) => {
-                    let cause = if plan.action == plan::Action::Restart {
-                        // A restart has the cause of the change that asked for it.
+                    let notified = plan.action == plan::Action::Restart
+                        || (plan.action == plan::Action::Run && notified_by.is_some());
+                    let cause = if notified {
+                        // A restart (or a notified exec) has the cause of
+                        // the change that asked for it.
                         let drifted = catalog.notifiers[index].iter().all(|&n| {
                             !status[n].is_some_and(Status::is_change)
                                 || status[n] == Some(Status::Drift)
