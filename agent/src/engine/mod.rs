@@ -7,6 +7,7 @@ pub mod diff;
 mod packages;
 pub mod plan;
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use crate::catalog::Catalog;
@@ -32,13 +33,30 @@ pub fn run(
     mut executor: Option<&mut Executor>,
 ) -> Vec<Outcome> {
     let dry_run = executor.is_none();
-    let mut observer = Observer::new(catalog.managed_paths());
+    let managed = std::sync::Arc::new(catalog.managed_paths());
+    let mut observer = Observer::new(std::sync::Arc::clone(&managed));
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(4);
+    // Path resources planned ahead in parallel, while nothing was applied.
+    let mut ahead: HashMap<usize, Result<Option<Plan>, String>> = HashMap::new();
+    let mut ahead_until = 0;
+    let mut applied_any = false;
     let mut packages = packages::Packages::default();
     let mut status: Vec<Option<Status>> = vec![None; catalog.resources.len()];
     // Unit files written since systemd last re-read them.
     let mut units_changed = false;
     let mut outcomes = Vec::with_capacity(catalog.resources.len());
-    for &index in &catalog.order {
+    for (position, &index) in catalog.order.iter().enumerate() {
+        if !applied_any && workers > 1 && position >= ahead_until {
+            ahead_until = (position + LOOKAHEAD).min(catalog.order.len());
+            ahead.extend(plan_paths_ahead(
+                catalog,
+                &catalog.order[position..ahead_until],
+                &managed,
+                workers,
+            ));
+        }
         let resource = &catalog.resources[index];
         let started = Instant::now();
         let digest = resource.desired_digest();
@@ -58,13 +76,16 @@ pub fn run(
                 .iter()
                 .find(|&&n| status[n].is_some_and(Status::is_change))
                 .map(|&n| catalog.resources[n].id.to_string());
-            let planned = plan(
-                catalog,
-                index,
-                &mut observer,
-                &mut packages,
-                notified_by.as_deref(),
-            );
+            let planned = match ahead.remove(&index) {
+                Some(planned) if !applied_any => planned,
+                _ => plan(
+                    catalog,
+                    index,
+                    &mut observer,
+                    &mut packages,
+                    notified_by.as_deref(),
+                ),
+            };
             // A dry-run cannot see what an earlier change would make of the
             // host: say so instead of guessing. Packages and commands can
             // change anything; other changes matter where planning failed
@@ -124,6 +145,9 @@ pub fn run(
                     report.changes = plan.changes;
                     report.diff = plan.diff;
                     if let Some(executor) = executor.as_deref_mut() {
+                        // From here on the host differs from what was planned ahead.
+                        applied_any = true;
+                        ahead.clear();
                         let applied = apply(
                             catalog,
                             index,
@@ -161,6 +185,61 @@ pub fn run(
     outcomes
 }
 
+/// How many resources are planned ahead at a time: enough to keep the
+/// workers busy, few enough to hold little memory on a first run (planning
+/// ahead stops at the first change applied).
+const LOOKAHEAD: usize = 1024;
+
+/// Plans the file, directory and symlink resources among `indices` in
+/// parallel. Until something is applied, observing them does not depend on
+/// the order, and on an unchanged host it is most of the run.
+fn plan_paths_ahead(
+    catalog: &Catalog,
+    indices: &[usize],
+    managed: &std::sync::Arc<std::collections::BTreeSet<std::path::PathBuf>>,
+    workers: usize,
+) -> Vec<(usize, Result<Option<Plan>, String>)> {
+    let paths: Vec<usize> = indices
+        .iter()
+        .copied()
+        .filter(|&i| catalog.resources[i].desired.path().is_some())
+        .collect();
+    if paths.is_empty() {
+        return Vec::new();
+    }
+    let per_worker = paths.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = paths
+            .chunks(per_worker)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let mut observer = Observer::new(std::sync::Arc::clone(managed));
+                    chunk
+                        .iter()
+                        .map(|&i| (i, plan_path(&catalog.resources[i], &mut observer)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a planning thread panicked"))
+            .collect()
+    })
+}
+
+fn plan_path(
+    resource: &crate::resource::Resource,
+    observer: &mut Observer,
+) -> Result<Option<Plan>, String> {
+    match &resource.desired {
+        Desired::File(f) => resource::file::plan(f, resource.sensitive, observer),
+        Desired::Directory(d) => resource::directory::plan(d, observer),
+        Desired::Symlink(s) => resource::symlink::plan(s, observer),
+        _ => Err("not a path resource".to_owned()),
+    }
+}
+
 fn plan(
     catalog: &Catalog,
     index: usize,
@@ -170,9 +249,9 @@ fn plan(
 ) -> Result<Option<Plan>, String> {
     let resource = &catalog.resources[index];
     match &resource.desired {
-        Desired::File(f) => resource::file::plan(f, resource.sensitive, observer),
-        Desired::Directory(d) => resource::directory::plan(d, observer),
-        Desired::Symlink(s) => resource::symlink::plan(s, observer),
+        Desired::File(_) | Desired::Directory(_) | Desired::Symlink(_) => {
+            plan_path(resource, observer)
+        }
         Desired::Package(p) => resource::package::plan(p, packages.facts(catalog)?),
         Desired::Service(s) => resource::service::plan(s, observer.init(), notified_by),
         Desired::User(u) => resource::user::plan(u),

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -132,11 +133,11 @@ pub struct Observer {
     user_names: HashMap<u32, String>,
     group_names: HashMap<u32, String>,
     /// Every path the catalog manages, for `purge`.
-    pub managed: BTreeSet<PathBuf>,
+    pub managed: Arc<BTreeSet<PathBuf>>,
 }
 
 impl Observer {
-    pub fn new(managed: BTreeSet<PathBuf>) -> Self {
+    pub fn new(managed: Arc<BTreeSet<PathBuf>>) -> Self {
         Self {
             managed,
             ..Self::default()
