@@ -254,3 +254,10 @@ fn undefined_variable_in_a_condition() {
         "resources:\n  - file: \"{{root}}/motd\"\n    content: \"{{#if maintenance}}down for maintenance{{/if}}\\n\"\n"
     ));
 }
+
+#[test]
+fn two_resources_for_one_path() {
+    assert_snapshot!(check_role(
+        "resources:\n  - directory: \"{{root}}/conf\"\n  - file: \"{{root}}/conf\"\n    content: x\n"
+    ));
+}

@@ -67,6 +67,30 @@ pub fn build(
             }
         }
     }
+    // One path, one resource: a file and a directory (or symlink) of the
+    // same path would undo each other on every run.
+    let mut by_path: HashMap<&Path, usize> = HashMap::new();
+    for (i, r) in resources.iter().enumerate() {
+        let Some(path) = r.desired.path() else {
+            continue;
+        };
+        if let Some(&first) = by_path.get(path) {
+            errors.push(
+                Diagnostic::new(
+                    r.origin.clone(),
+                    format!(
+                        "`{}` manages the same path as `{}`",
+                        r.id, resources[first].id
+                    ),
+                )
+                .key(r.id.kind.name())
+                .related(resources[first].origin.clone(), "also managed")
+                .hint("keep one resource per path"),
+            );
+        } else {
+            by_path.insert(path, i);
+        }
+    }
     // Implicit edges: a path after the nearest managed directory above it
     // (or before it, when both are being removed).
     let dirs: HashMap<&Path, usize> = resources
