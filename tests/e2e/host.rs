@@ -390,6 +390,11 @@ impl Host {
         std::fs::read_to_string(format!("/proc/{}/root{path}", self.pid)).unwrap_or_default()
     }
 
+    /// Copies a file of this machine into the host.
+    pub fn copy_in(&self, from: &Path, to: &str) {
+        std::fs::copy(from, format!("/proc/{}/root{to}", self.pid)).unwrap();
+    }
+
     /// Writes a file of the host from outside (a hand edit).
     pub fn write(&self, path: &str, content: &str) {
         std::fs::write(format!("/proc/{}/root{path}", self.pid), content).unwrap();

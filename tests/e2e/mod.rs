@@ -379,3 +379,126 @@ fn packages_install_in_one_transaction_pin_upgrade_and_remove() {
         run.stdout
     );
 }
+
+/// Builds `tend-dummy` at `version` (a conffile and a version file) into `dir`,
+/// and returns its `Packages` stanza.
+fn dummy_deb(dir: &std::path::Path, version: &str) -> String {
+    let root = dir.join(format!("build-{version}"));
+    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("usr/share/tend-dummy")).unwrap();
+    std::fs::write(
+        root.join("DEBIAN/control"),
+        format!("Package: tend-dummy\nVersion: {version}\nArchitecture: all\nMaintainer: tend tests <tests@example.com>\nDescription: a package for tend's tests\n"),
+    )
+    .unwrap();
+    std::fs::write(root.join("DEBIAN/conffiles"), "/etc/tend-dummy.conf\n").unwrap();
+    std::fs::write(
+        root.join("etc/tend-dummy.conf"),
+        format!("version={version}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("usr/share/tend-dummy/VERSION"),
+        format!("{version}\n"),
+    )
+    .unwrap();
+    let deb = format!("tend-dummy_{version}_all.deb");
+    let built = std::process::Command::new("dpkg-deb")
+        .args(["--build", "--root-owner-group"])
+        .arg(&root)
+        .arg(dir.join(&deb))
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let bytes = std::fs::read(dir.join(&deb)).unwrap();
+    format!(
+        "Package: tend-dummy\nVersion: {version}\nArchitecture: all\nMaintainer: tend tests <tests@example.com>\nFilename: ./{deb}\nSize: {}\nSHA256: {}\nDescription: a package for tend's tests\n\n",
+        bytes.len(),
+        tend::resource::sha256_hex(&bytes)
+    )
+}
+
+#[test]
+fn packages_upgrade_to_latest_downgrade_to_a_pin_and_keep_local_conffiles() {
+    let _one = one_at_a_time();
+    let name = "upgrade.e2e";
+    let repo = repo_with(&env_file(name, "pkgs", ""));
+    let role = |yaml: &str| {
+        std::fs::create_dir_all(repo.path().join("roles/pkgs")).unwrap();
+        std::fs::write(repo.path().join("roles/pkgs/role.yaml"), yaml).unwrap();
+    };
+    role("resources:\n  - package: tend-dummy\n    version: \"1.0\"\n");
+    let host = Host::start(Init::SysV, name, repo.path());
+
+    // A local apt repository with versions 1.0 and 2.0 of tend-dummy.
+    let local = tempfile::tempdir().unwrap();
+    let packages = dummy_deb(local.path(), "1.0") + &dummy_deb(local.path(), "2.0");
+    std::fs::write(local.path().join("Packages"), &packages).unwrap();
+    host.run(&["mkdir", "-p", "/srv/localrepo"]).expect_code(0);
+    for file in [
+        "Packages",
+        "tend-dummy_1.0_all.deb",
+        "tend-dummy_2.0_all.deb",
+    ] {
+        host.copy_in(&local.path().join(file), &format!("/srv/localrepo/{file}"));
+    }
+    host.write(
+        "/etc/apt/sources.list.d/local.list",
+        "deb [trusted=yes] file:/srv/localrepo ./\n",
+    );
+    host.run(&[
+        "apt-get",
+        "update",
+        "-q",
+        "-o",
+        "Dir::Etc::sourcelist=sources.list.d/local.list",
+        "-o",
+        "Dir::Etc::sourceparts=-",
+        "-o",
+        "APT::Get::List-Cleanup=0",
+    ])
+    .expect_code(0);
+
+    let run = host.converge(&[]);
+    run.expect_code(2);
+    assert!(
+        run.stdout
+            .contains("+ package:tend-dummy: created version 1.0"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(host.read("/usr/share/tend-dummy/VERSION"), "1.0\n");
+
+    // A local edit of the configuration file survives the upgrade.
+    host.write("/etc/tend-dummy.conf", "version=1\nlocal=edit\n");
+    role("resources:\n  - package: tend-dummy\n    state: latest\n");
+    let run = host.converge(&[]);
+    run.expect_code(2);
+    assert!(
+        run.stdout
+            .contains("~ package:tend-dummy: changed version 1.0 -> 2.0"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(host.read("/usr/share/tend-dummy/VERSION"), "2.0\n");
+    assert_eq!(host.read("/etc/tend-dummy.conf"), "version=1\nlocal=edit\n");
+    host.converge(&[]).expect_code(0);
+
+    // Pinned back to 1.0: a downgrade.
+    role("resources:\n  - package: tend-dummy\n    version: \"1.0\"\n");
+    let run = host.converge(&[]);
+    run.expect_code(2);
+    assert!(
+        run.stdout
+            .contains("~ package:tend-dummy: changed version 2.0 -> 1.0"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(host.read("/usr/share/tend-dummy/VERSION"), "1.0\n");
+    host.converge(&[]).expect_code(0);
+}
