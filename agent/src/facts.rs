@@ -28,7 +28,7 @@ impl Facts {
         Facts {
             name: name.to_owned(),
             fqdn: fqdn(name),
-            short: name.split('.').next().unwrap_or(name).to_owned(),
+            short: short_name(name),
             os,
             os_version,
             cpus: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
@@ -36,6 +36,22 @@ impl Facts {
             ipv4: ipv4(),
         }
     }
+
+    /// The same machine under another name (`tend check` compiles each
+    /// host entry under its pattern).
+    #[must_use]
+    pub fn renamed(&self, name: &str) -> Facts {
+        Facts {
+            name: name.to_owned(),
+            fqdn: name.to_owned(),
+            short: short_name(name),
+            ..self.clone()
+        }
+    }
+}
+
+fn short_name(name: &str) -> String {
+    name.split('.').next().unwrap_or(name).to_owned()
 }
 
 /// The machine's host name, the default for `--host`.

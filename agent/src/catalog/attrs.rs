@@ -2,7 +2,6 @@
 //! typed, and every problem recorded against the attribute's position.
 
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
@@ -278,10 +277,6 @@ impl<'a> Attrs<'a> {
                 None
             }
         }
-    }
-
-    pub fn role_file_arc(&self) -> Arc<Path> {
-        Arc::clone(&self.role.file)
     }
 }
 

@@ -41,10 +41,6 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    pub fn index(&self, id: &ResourceId) -> Option<usize> {
-        self.resources.iter().position(|r| &r.id == id)
-    }
-
     /// Every path the catalog manages (present or absent).
     pub fn managed_paths(&self) -> BTreeSet<PathBuf> {
         self.resources

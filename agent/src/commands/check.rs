@@ -53,12 +53,7 @@ pub fn check(
     for (env, pattern) in &entries {
         // Templates see this machine's facts, with the entry's pattern as
         // the host name: enough to find undefined variables.
-        let facts = Facts {
-            name: pattern.clone(),
-            fqdn: pattern.clone(),
-            short: pattern.split('.').next().unwrap_or(pattern).to_owned(),
-            ..machine.clone()
-        };
+        let facts = machine.renamed(pattern);
         let target = Target {
             environment: Some(env),
             host: pattern,

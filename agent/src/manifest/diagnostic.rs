@@ -78,14 +78,6 @@ impl Diagnostic {
     }
 
     #[must_use]
-    pub fn maybe_hint(mut self, hint: Option<String>) -> Self {
-        if hint.is_some() {
-            self.hint = hint;
-        }
-        self
-    }
-
-    #[must_use]
     pub fn related(mut self, location: Location, label: impl Into<String>) -> Self {
         self.related.push((location, label.into()));
         self

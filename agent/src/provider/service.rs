@@ -22,13 +22,6 @@ impl Init {
             Init::SysV
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Init::Systemd => "systemd",
-            Init::SysV => "sysvinit",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
