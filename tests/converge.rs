@@ -37,7 +37,7 @@ fn creates_changes_and_removes() {
         fs_err::read_link(t.at("etc/current")).unwrap().to_str(),
         Some("motd")
     );
-    assert!(run.stdout.contains("- file:"), "{}", run.stdout);
+    run.shows("- file:");
     assert!(
         run.summary()
             .starts_with("3 changed, 0 drift corrected, 0 failed, 1 unchanged"),
@@ -49,20 +49,12 @@ fn creates_changes_and_removes() {
     t.role("main", &BASIC.replace("hello", "welcome to"));
     let run = t.converge(&[]);
     run.expect_code(2);
-    assert!(
-        run.stdout.contains(&format!(
-            "~ file:{}: changed content (revision)",
-            t.at("etc/motd").display()
-        )),
-        "{}",
-        run.stdout
-    );
-    assert!(run.stdout.contains("-hello test-host"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("+welcome to test-host"),
-        "{}",
-        run.stdout
-    );
+    run.shows(&format!(
+        "~ file:{}: changed content (revision)",
+        t.at("etc/motd").display()
+    ));
+    run.shows("-hello test-host");
+    run.shows("+welcome to test-host");
     assert!(
         run.summary()
             .starts_with("1 changed, 0 drift corrected, 0 failed, 3 unchanged"),
@@ -140,11 +132,7 @@ resources:
     t.role("main", &role.replace("\"0600\"", "\"0640\""));
     let run = t.converge(&[]);
     run.expect_code(2);
-    assert!(
-        run.stdout.contains("changed mode 0600 -> 0640 (revision)"),
-        "{}",
-        run.stdout
-    );
+    run.shows("changed mode 0600 -> 0640 (revision)");
     let after = fs_err::metadata(t.at("srv/secret.txt")).unwrap();
     assert_eq!(
         after.ino(),
@@ -157,12 +145,8 @@ resources:
     nix::unistd::chown(&t.at("srv/secret.txt"), Some(0.into()), Some(0.into())).unwrap();
     let run = t.converge(&[]);
     run.expect_code(2);
-    assert!(
-        run.stdout.contains(&format!("owner root -> {user}")),
-        "{}",
-        run.stdout
-    );
-    assert!(run.stdout.contains("(drift)"), "{}", run.stdout);
+    run.shows(&format!("owner root -> {user}"));
+    run.shows("(drift)");
     let repaired = fs_err::metadata(t.at("srv/secret.txt")).unwrap();
     assert_eq!((repaired.uid(), repaired.gid()), (uid, gid));
 }
@@ -271,11 +255,7 @@ fn hand_edits_are_reported_as_drift_and_repaired() {
     fs_err::write(t.at("etc/motd"), "edited again\n").unwrap();
     t.role("main", &BASIC.replace("hello", "hi"));
     let run = t.converge(&[]);
-    assert!(
-        run.stdout.contains("changed content (revision)"),
-        "{}",
-        run.stdout
-    );
+    run.shows("changed content (revision)");
 }
 
 #[test]
@@ -290,11 +270,7 @@ fn a_symlink_at_the_path_is_replaced_never_written_through() {
 
     let run = t.converge(&[]);
     run.expect_code(2);
-    assert!(
-        run.stdout.contains("changed symlink -> file"),
-        "{}",
-        run.stdout
-    );
+    run.shows("changed symlink -> file");
     assert_eq!(fs_err::read_to_string(&victim).unwrap(), "root:secret\n");
     let meta = fs_err::symlink_metadata(t.at("etc/motd")).unwrap();
     assert!(meta.is_file());
@@ -362,20 +338,11 @@ resources:
     );
     let run = t.converge(&[]);
     run.expect_code(6);
-    assert!(
-        run.stdout
-            .contains("user `no-such-user-here` does not exist"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains(&format!(
-            "it requires `file:{}`, which failed",
-            t.at("a").display()
-        )),
-        "{}",
-        run.stdout
-    );
+    run.shows("user `no-such-user-here` does not exist");
+    run.shows(&format!(
+        "it requires `file:{}`, which failed",
+        t.at("a").display()
+    ));
     assert!(!t.at("a").exists() && !t.at("b").exists());
     assert_eq!(fs_err::read_to_string(t.at("c")).unwrap(), "c\n");
     assert!(

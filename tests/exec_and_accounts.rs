@@ -24,12 +24,7 @@ resources:
     // A dry-run evaluates the guards but runs nothing.
     let dry = t.dry_run();
     dry.expect_code(2);
-    assert!(
-        dry.stdout
-            .contains("> exec:initialise: would run guards allow (revision)"),
-        "{}",
-        dry.stdout
-    );
+    dry.shows("> exec:initialise: would run guards allow (revision)");
     assert!(!dry.stdout.contains("only-if-flag"), "{}", dry.stdout);
     assert!(!t.at("initialised").exists() && !t.at("done").exists());
 
@@ -50,11 +45,7 @@ resources:
     std::fs::write(t.at("flag"), "").unwrap();
     let run = t.converge(&[]);
     run.expect_code(2);
-    assert!(
-        run.stdout.contains("> exec:only-if-flag: ran"),
-        "{}",
-        run.stdout
-    );
+    run.shows("> exec:only-if-flag: ran");
 }
 
 #[test]
@@ -79,11 +70,7 @@ resources:
     t.role("main", &role("one"));
     let run = t.converge(&[]);
     run.expect_code(2);
-    assert!(
-        run.stdout.contains("> exec:reload: ran notified by file:"),
-        "{}",
-        run.stdout
-    );
+    run.shows("> exec:reload: ran notified by file:");
     assert_eq!(
         std::fs::read_to_string(t.at("reloads")).unwrap(),
         "reloaded\n",
@@ -119,22 +106,9 @@ resources:
     );
     let run = t.converge(&[]);
     run.expect_code(4);
-    assert!(
-        run.stdout.contains("exited with 3: something went wrong"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("`sleep 30` timed out"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("it requires `exec:broken`, which failed"),
-        "{}",
-        run.stdout
-    );
+    run.shows("exited with 3: something went wrong");
+    run.shows("`sleep 30` timed out");
+    run.shows("it requires `exec:broken`, which failed");
 }
 
 #[test]
@@ -176,19 +150,11 @@ resources:
     // The owner does not exist yet: a dry-run cannot know the file's state.
     let dry = t.dry_run();
     dry.expect_code(2);
-    assert!(
-        dry.stdout.contains("+ group:tend-e2e-admins: would create"),
-        "{}",
-        dry.stdout
-    );
-    assert!(
-        dry.stdout.contains(&format!(
-            "? file:{}: unknown (depends on user:tend-e2e-ops)",
-            t.at("owned").display()
-        )),
-        "{}",
-        dry.stdout
-    );
+    dry.shows("+ group:tend-e2e-admins: would create");
+    dry.shows(&format!(
+        "? file:{}: unknown (depends on user:tend-e2e-ops)",
+        t.at("owned").display()
+    ));
     let run = t.converge(&[]);
     run.expect_code(2);
     let user = nix::unistd::User::from_name("tend-e2e-ops")
@@ -214,12 +180,7 @@ resources:
     // Changing an attribute changes only that.
     t.role("main", &with_file.replace("/bin/sh", "/usr/sbin/nologin"));
     let run = t.converge(&[]);
-    assert!(
-        run.stdout
-            .contains("~ user:tend-e2e-ops: changed shell /bin/sh -> /usr/sbin/nologin"),
-        "{}",
-        run.stdout
-    );
+    run.shows("~ user:tend-e2e-ops: changed shell /bin/sh -> /usr/sbin/nologin");
 
     // And removing them leaves nothing behind.
     t.role("main", &role("absent"));

@@ -79,12 +79,8 @@ fn web_host(init: Init, name: &str) {
     .unwrap();
     let preview = host.converge(&["--dry-run"]);
     preview.expect_code(2);
-    assert!(
-        preview.stdout.contains(
-            "~ service:nginx: would restart (notified by file:/etc/nginx/nginx.conf) (revision)"
-        ),
-        "{}",
-        preview.stdout
+    preview.shows(
+        "~ service:nginx: would restart (notified by file:/etc/nginx/nginx.conf) (revision)",
     );
     assert_eq!(
         host.read("/run/nginx.pid"),
@@ -206,12 +202,7 @@ fn app_host(init: Init, name: &str) {
     .expect_code(0);
     let run = host.converge(&[]);
     run.expect_code(2);
-    assert!(
-        run.stdout
-            .contains("~ service:photoapp: changed start (drift)"),
-        "{}",
-        run.stdout
-    );
+    run.shows("~ service:photoapp: changed start (drift)");
     assert!(http_get(port).is_some());
 }
 
@@ -348,11 +339,7 @@ fn packages_install_in_one_transaction_pin_upgrade_and_remove() {
     let before = transactions();
     let run = host.converge(&[]);
     run.expect_code(2);
-    assert!(
-        run.stdout.contains("- package:busybox: removed version"),
-        "{}",
-        run.stdout
-    );
+    run.shows("- package:busybox: removed version");
     assert!(
         !run.stdout.contains("package:less"),
         "the pin matches: {}",
@@ -372,12 +359,7 @@ fn packages_install_in_one_transaction_pin_upgrade_and_remove() {
     role("resources:\n  - package: less\n    version: \"0.1-1\"\n");
     let run = host.converge(&[]);
     run.expect_code(4);
-    assert!(
-        run.stdout
-            .contains("package `less` has no version `0.1-1` (apt knows: "),
-        "{}",
-        run.stdout
-    );
+    run.shows("package `less` has no version `0.1-1` (apt knows: ");
 }
 
 /// Builds `tend-dummy` at `version` (a conffile and a version file) into `dir`,
@@ -466,12 +448,7 @@ fn packages_upgrade_to_latest_downgrade_to_a_pin_and_keep_local_conffiles() {
 
     let run = host.converge(&[]);
     run.expect_code(2);
-    assert!(
-        run.stdout
-            .contains("+ package:tend-dummy: created version 1.0"),
-        "{}",
-        run.stdout
-    );
+    run.shows("+ package:tend-dummy: created version 1.0");
     assert_eq!(host.read("/usr/share/tend-dummy/VERSION"), "1.0\n");
 
     // A local edit of the configuration file survives the upgrade.
@@ -479,12 +456,7 @@ fn packages_upgrade_to_latest_downgrade_to_a_pin_and_keep_local_conffiles() {
     role("resources:\n  - package: tend-dummy\n    state: latest\n");
     let run = host.converge(&[]);
     run.expect_code(2);
-    assert!(
-        run.stdout
-            .contains("~ package:tend-dummy: changed version 1.0 -> 2.0"),
-        "{}",
-        run.stdout
-    );
+    run.shows("~ package:tend-dummy: changed version 1.0 -> 2.0");
     assert_eq!(host.read("/usr/share/tend-dummy/VERSION"), "2.0\n");
     assert_eq!(host.read("/etc/tend-dummy.conf"), "version=1\nlocal=edit\n");
     host.converge(&[]).expect_code(0);
@@ -493,12 +465,7 @@ fn packages_upgrade_to_latest_downgrade_to_a_pin_and_keep_local_conffiles() {
     role("resources:\n  - package: tend-dummy\n    version: \"1.0\"\n");
     let run = host.converge(&[]);
     run.expect_code(2);
-    assert!(
-        run.stdout
-            .contains("~ package:tend-dummy: changed version 2.0 -> 1.0"),
-        "{}",
-        run.stdout
-    );
+    run.shows("~ package:tend-dummy: changed version 2.0 -> 1.0");
     assert_eq!(host.read("/usr/share/tend-dummy/VERSION"), "1.0\n");
     host.converge(&[]).expect_code(0);
 }

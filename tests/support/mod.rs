@@ -31,6 +31,17 @@ impl Run {
         self.stdout.lines().last().unwrap_or("")
     }
 
+    /// Asserts that stdout contains `text`, showing stdout when not.
+    #[track_caller]
+    pub fn shows(&self, text: &str) -> &Self {
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks `{text}`:\n{}",
+            self.stdout
+        );
+        self
+    }
+
     #[track_caller]
     pub fn expect_code(&self, code: i32) -> &Self {
         assert_eq!(
