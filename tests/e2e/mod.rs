@@ -224,7 +224,9 @@ fn a_package_that_does_not_exist_fails_with_its_dependents_only() {
     std::fs::create_dir_all(repo.path().join("roles/broken")).unwrap();
     std::fs::write(
         repo.path().join("roles/broken/role.yaml"),
-        "resources:\n  - package: tend-no-such-package\n  - package: less\n  - file: /etc/needs-it.conf\n    content: \"x\\n\"\n    require: [package:tend-no-such-package]\n  - file: /etc/independent.conf\n    content: \"y\\n\"\n",
+        // less comes first, so its transaction is formed before the missing
+        // package is reached: busybox, which requires it, must stay out.
+        "resources:\n  - package: less\n  - package: busybox\n    require: [package:tend-no-such-package]\n  - package: tend-no-such-package\n  - file: /etc/needs-it.conf\n    content: \"x\\n\"\n    require: [package:tend-no-such-package]\n  - file: /etc/independent.conf\n    content: \"y\\n\"\n",
     )
     .unwrap();
     let host = Host::start(Init::SysV, name, repo.path());
@@ -250,6 +252,14 @@ fn a_package_that_does_not_exist_fails_with_its_dependents_only() {
         "{error}"
     );
     assert_eq!(by_id("file:/etc/needs-it.conf")["status"], "failed");
+    assert_eq!(by_id("package:busybox")["status"], "failed");
+    let busybox = host
+        .run(&["dpkg-query", "-W", "-f=${Status}", "busybox"])
+        .stdout;
+    assert!(
+        !busybox.contains("ok installed"),
+        "installed though what it requires failed"
+    );
     assert_eq!(by_id("package:less")["status"], "changed");
     assert_eq!(by_id("file:/etc/independent.conf")["status"], "changed");
     assert_eq!(host.read("/etc/independent.conf"), "y\n");

@@ -53,15 +53,19 @@ impl Packages {
         };
         let installing = matches!(op_of(this), Some(Op::InstallPackage { .. }));
         // Ready: not yet run, same kind of change, and everything it
-        // requires is done (and did not fail) or is a package itself.
+        // requires is done (and did not fail) or is a package that can be
+        // planned (one that cannot will fail, and must fail this one too).
         let mut batch: Vec<(usize, String, String)> = Vec::new();
         for (j, spec) in specs(catalog) {
             if j != index && status[j].is_some() {
                 continue;
             }
             let ready = catalog.requires[j].iter().all(|&d| {
-                matches!(catalog.resources[d].desired, Desired::Package(_))
-                    || status[d].is_some_and(|s| s != Status::Failed && s != Status::Unknown)
+                match (&catalog.resources[d].desired, status[d]) {
+                    (_, Some(s)) => s != Status::Failed && s != Status::Unknown,
+                    (Desired::Package(p), None) => package::plan(p, facts).is_ok(),
+                    (_, None) => false,
+                }
             });
             if !ready {
                 continue;
