@@ -465,3 +465,45 @@ fn the_json_report_names_the_commit_from_git() {
     assert_eq!(report["roles"], serde_json::json!(["main"]));
     assert_eq!(report["id"].as_str().unwrap().len(), 36);
 }
+
+#[test]
+fn a_dry_run_says_unknown_where_an_earlier_change_decides_and_failed_where_none_can() {
+    let t = Test::new();
+    // The exec's guard reads a file the run would write first (no
+    // `require`); the owner is a user the run would create (an implicit
+    // edge); a file where a directory stands fails, whatever comes before.
+    t.role(
+        "main",
+        r#"
+resources:
+  - file: "{{root}}/ready"
+    content: "yes\n"
+  - exec: "touch {{root}}/ran"
+    unless: "test -f {{root}}/ready"
+  - user: tend-dry-user
+    system: true
+  - directory: "{{root}}/home"
+    owner: tend-dry-user
+  - file: "{{root}}/blocked"
+    content: "x\n"
+"#,
+    );
+    fs_err::create_dir(t.at("blocked")).unwrap();
+    let dry = t.dry_run();
+    dry.expect_code(6);
+    dry.shows(&format!(
+        "? exec:touch {}/ran: unknown (depends on file:{}/ready)",
+        t.root.display(),
+        t.root.display()
+    ));
+    dry.shows(&format!(
+        "? directory:{}/home: unknown (depends on user:tend-dry-user)",
+        t.root.display()
+    ));
+    dry.shows(&format!(
+        "! file:{}/blocked: failed: `{}/blocked` is a directory, not a file",
+        t.root.display(),
+        t.root.display()
+    ));
+    assert!(!t.at("ready").exists() && !t.at("ran").exists());
+}

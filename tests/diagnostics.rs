@@ -261,3 +261,30 @@ fn two_resources_for_one_path() {
         "resources:\n  - directory: \"{{root}}/conf\"\n  - file: \"{{root}}/conf\"\n    content: x\n"
     ));
 }
+
+#[test]
+fn a_resource_with_an_error_is_reported_once_not_at_every_reference() {
+    // Two host entries compile the role twice; the broken service is
+    // reported once, the references to it not at all, and a real unknown
+    // reference elsewhere still is.
+    let t = Test::new();
+    t.env(&format!(
+        "environment: test\nvars:\n  root: {}\nhosts:\n  - match: \"a\"\n    roles: [main]\n  - match: \"b\"\n    roles: [main]\n",
+        t.root.display()
+    ));
+    t.role(
+        "main",
+        "resources:\n  - service: nginx\n    enabled: yes\n  - file: \"{{root}}/a.conf\"\n    content: a\n    notify: [service:nginx]\n  - file: \"{{root}}/b.conf\"\n    content: b\n    notify: [service:nginx]\n    require: [file:/nowhere]\n",
+    );
+    let out = check(&t);
+    assert_eq!(out.matches("error: ").count(), 3, "{out}");
+    assert!(
+        !out.contains("`service:nginx` refers to no resource"),
+        "{out}"
+    );
+    assert!(
+        out.contains("`file:/nowhere` refers to no resource"),
+        "{out}"
+    );
+    assert_snapshot!(out);
+}

@@ -3,9 +3,11 @@
 mod support;
 
 mod converge;
+mod crash;
 mod diagnostics;
 mod e2e;
 mod example_repo;
 mod exec_and_accounts;
 mod idempotence;
+mod layers;
 mod listing;

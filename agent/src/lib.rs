@@ -17,3 +17,4 @@ pub mod report;
 pub mod resource;
 pub mod source;
 pub mod state;
+pub mod template;

@@ -5,8 +5,31 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::plan::Action;
 use crate::source::git::Revision;
+
+/// What happens to the resource as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Change,
+    Remove,
+    /// A service restarted because something it is notified by changed.
+    Restart,
+    /// An exec command run.
+    Run,
+}
+
+impl Action {
+    pub fn sign(self) -> char {
+        match self {
+            Action::Create => '+',
+            Action::Change | Action::Restart => '~',
+            Action::Remove => '-',
+            Action::Run => '>',
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -108,6 +131,10 @@ pub struct Report {
     pub duration_ms: u64,
     pub status: Status,
     pub summary: Summary,
+    /// Temporary files an interrupted run left, removed before this run (in
+    /// a dry-run: that the next real run will remove).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub leftovers_removed: Vec<String>,
     /// Every resource that did not end unchanged, in the order applied.
     pub resources: Vec<ResourceReport>,
 }
@@ -150,6 +177,18 @@ impl Report {
     pub fn to_text(&self) -> String {
         let dry = self.mode == RunMode::DryRun;
         let mut out = String::new();
+        if !self.leftovers_removed.is_empty() {
+            let n = self.leftovers_removed.len();
+            let _ = writeln!(
+                out,
+                "{} {n} temporary file{} an interrupted run left:",
+                if dry { "would remove" } else { "removed" },
+                if n == 1 { "" } else { "s" }
+            );
+            for path in &self.leftovers_removed {
+                let _ = writeln!(out, "    {path}");
+            }
+        }
         for r in &self.resources {
             if r.status == Status::Failed {
                 let _ = writeln!(

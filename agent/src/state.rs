@@ -1,20 +1,23 @@
 //! The state directory (default `/var/lib/tend`): the run lock, the desired
 //! digest of every applied resource (which tells drift from a new revision),
-//! and content-addressed backups of every file tend replaced or removed.
+//! content-addressed backups of every file tend replaced or removed, and the
+//! journal of where the current run creates temporary files.
 
 use std::collections::BTreeMap;
 use std::fs::TryLockError;
 use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::{self, FsError};
+use crate::fsutil::{self, FsError, TempLog, temps};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/tend";
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "lock";
 const BACKUP_DIR: &str = "backup";
+const TEMP_JOURNAL: &str = "temporary-files";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -40,6 +43,11 @@ pub struct StateDir {
     path: PathBuf,
     /// Held for the whole run; released when dropped.
     _lock: Option<std::fs::File>,
+    /// Where this run creates temporary files (records nothing in a dry-run).
+    temps: Arc<TempLog>,
+    /// Temporary files an interrupted run left: removed when the state
+    /// directory was opened for a real run, only found for a dry-run.
+    leftovers: Vec<PathBuf>,
 }
 
 impl StateDir {
@@ -76,19 +84,52 @@ impl StateDir {
         let _ = file.set_len(0);
         let _ = file.rewind();
         let _ = write!(file, "pid {}", std::process::id());
+        let journal = path.join(TEMP_JOURNAL);
+        let leftovers = temps::remove_leftovers(&journal).map_err(fs)?;
+        for leftover in &leftovers {
+            tracing::warn!(path = %leftover.display(), "removed a temporary file an interrupted run left");
+        }
         Ok(StateDir {
             path: path.to_path_buf(),
             _lock: Some(file),
+            temps: Arc::new(TempLog::new(journal)),
+            leftovers,
         })
     }
 
     /// Opens the state directory to read only, for a dry-run: creates
     /// nothing and takes no lock.
-    pub fn open_read_only(path: &Path) -> StateDir {
-        StateDir {
+    pub fn open_read_only(path: &Path) -> Result<StateDir, StateError> {
+        let journal = path.join(TEMP_JOURNAL);
+        let leftovers = temps::leftovers(&journal).map_err(|source| StateError::Fs {
+            path: journal,
+            source,
+        })?;
+        Ok(StateDir {
             path: path.to_path_buf(),
             _lock: None,
-        }
+            temps: Arc::new(TempLog::unrecorded()),
+            leftovers,
+        })
+    }
+
+    /// Temporary files an interrupted run left (removed, in a real run).
+    pub fn leftovers(&self) -> &[PathBuf] {
+        &self.leftovers
+    }
+
+    /// Where this run's temporary files are recorded.
+    pub fn temps(&self) -> &Arc<TempLog> {
+        &self.temps
+    }
+
+    /// The run is over and every temporary file it made was renamed or
+    /// removed: nothing is left to clean up.
+    pub fn finish(&self) -> Result<(), StateError> {
+        self.temps.finish().map_err(|source| StateError::Fs {
+            path: self.path.join(TEMP_JOURNAL),
+            source,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -113,23 +154,28 @@ impl StateDir {
         let file = self.path.join(STATE_FILE);
         let mut bytes = serde_json::to_vec(applied).expect("state serialises");
         bytes.push(b'\n');
-        fsutil::atomic_write(&file, &bytes, 0o600, None, None)
+        fsutil::atomic_write(&file, &bytes, 0o600, None, None, &self.temps)
             .map_err(|source| StateError::Fs { path: file, source })
     }
 
-    pub fn backup_dir(&self) -> PathBuf {
-        self.path.join(BACKUP_DIR)
+    pub fn backups(&self) -> Backups {
+        Backups {
+            dir: self.path.join(BACKUP_DIR),
+            temps: Arc::clone(&self.temps),
+        }
     }
 }
 
 /// Stores file contents under their sha256, once each.
 pub struct Backups {
     dir: PathBuf,
+    temps: Arc<TempLog>,
 }
 
 impl Backups {
-    pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
+    /// The temporary-file journal backups are written with (the run's).
+    pub fn temps(&self) -> &TempLog {
+        &self.temps
     }
 
     /// Keeps a copy of `content`; returns its digest (the file name).
@@ -138,7 +184,7 @@ impl Backups {
         let target = self.dir.join(&digest);
         if !target.exists() {
             fsutil::ensure_private_dir(&self.dir)?;
-            fsutil::atomic_write(&target, content, 0o600, None, None)?;
+            fsutil::atomic_write(&target, content, 0o600, None, None, &self.temps)?;
         }
         Ok(digest)
     }

@@ -479,3 +479,105 @@ fn packages_upgrade_to_latest_downgrade_to_a_pin_and_keep_local_conffiles() {
     assert_eq!(host.read("/usr/share/tend-dummy/VERSION"), "1.0\n");
     host.converge(&[]).expect_code(0);
 }
+
+/// The ids of a report's resources whose status is one of `statuses`.
+fn with_status(report: &serde_json::Value, statuses: &[&str]) -> Vec<String> {
+    listed(report)
+        .into_iter()
+        .filter(|(_, status, _)| statuses.contains(&status.as_str()))
+        .map(|(id, _, _)| id)
+        .collect()
+}
+
+/// A dry-run on a fresh host, then the real run: the dry-run lists no
+/// failure the real run does not have, everything the real run changes is in
+/// the dry-run's plan, and everything the dry-run says it would change is
+/// changed. Returns the dry-run's report.
+fn dry_run_is_honest(host: &Host) -> serde_json::Value {
+    let dry = host.converge(&["--dry-run", "--format", "json"]);
+    let plan = json(&dry);
+    assert_eq!(
+        with_status(&plan, &["failed"]),
+        Vec::<String>::new(),
+        "the dry-run reports failures:\n{}",
+        dry.stdout
+    );
+    dry.expect_code(2);
+    let real = host.converge(&["--format", "json"]);
+    let done = json(&real);
+    assert_eq!(
+        with_status(&done, &["failed"]),
+        Vec::<String>::new(),
+        "{}",
+        real.stdout
+    );
+    let planned = with_status(&plan, &["changed", "drift", "unknown"]);
+    let changed = with_status(&done, &["changed", "drift"]);
+    for id in &changed {
+        assert!(
+            planned.contains(id),
+            "the real run changed `{id}`, which the dry-run did not list:\n{}",
+            dry.stdout
+        );
+    }
+    for id in with_status(&plan, &["changed", "drift"]) {
+        assert!(
+            changed.contains(&id),
+            "the dry-run said `{id}` would change; the real run left it:\n{}",
+            real.stdout
+        );
+    }
+    host.converge(&[]).expect_code(0);
+    plan
+}
+
+#[test]
+fn a_dry_run_of_every_example_role_on_a_fresh_host_is_honest() {
+    let _one = one_at_a_time();
+    let name = "all-roles.e2e";
+    let (web, pg, app) = (free_port(), free_port(), free_port());
+    let repo = repo_with(&env_file(
+        name,
+        "web, db, app",
+        &format!(
+            "listen: \"127.0.0.1:{web}\", pg_port: {pg}, pg_listen: \"127.0.0.1\", app_listen: \"127.0.0.1:{app}\""
+        ),
+    ));
+    let host = Host::start(Init::SysV, name, repo.path());
+    dry_run_is_honest(&host);
+    assert!(http_get(web).is_some_and(|p| p.contains("photos on")));
+    assert!(http_get(app).is_some_and(|p| p.contains("photo app is up")));
+}
+
+#[test]
+fn a_file_in_a_directory_a_package_creates_is_unknown_in_a_dry_run_not_failed() {
+    let _one = one_at_a_time();
+    let name = "shop.e2e";
+    let repo = repo_with(&env_file(name, "shop", ""));
+    std::fs::create_dir_all(repo.path().join("roles/shop")).unwrap();
+    // No `require` on the package: the parent directory, the owner and the
+    // service's init script all come from packages the dry-run does not install.
+    std::fs::write(
+        repo.path().join("roles/shop/role.yaml"),
+        "resources:\n  - package: nginx\n  - package: postgresql\n  - file: /etc/nginx/sites-enabled/shop\n    content: \"server { listen 127.0.0.1:1; }\\n\"\n  - file: /var/lib/postgresql/shop.txt\n    content: \"x\\n\"\n    owner: postgres\n  - service: postgresql\n    enabled: false\n",
+    )
+    .unwrap();
+    let host = Host::start(Init::SysV, name, repo.path());
+    let plan = dry_run_is_honest(&host);
+    let unknown = |id: &str| {
+        plan["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .map(|r| (r["status"].clone(), r["depends_on"].clone()))
+    };
+    assert_eq!(
+        unknown("file:/etc/nginx/sites-enabled/shop"),
+        Some(("unknown".into(), "package:nginx, package:postgresql".into()))
+    );
+    assert_eq!(
+        unknown("file:/var/lib/postgresql/shop.txt").map(|(s, _)| s),
+        Some("unknown".into())
+    );
+}

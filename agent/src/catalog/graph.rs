@@ -5,32 +5,79 @@ use std::collections::{BinaryHeap, HashMap};
 use std::path::Path;
 
 use crate::manifest::diagnostic::{Diagnostic, did_you_mean};
-use crate::resource::{Desired, Kind, Resource, ResourceId};
+use crate::resource::{Desired, Kind, Reference, Resource, ResourceId};
 
-/// Returns the application order and, per resource, what it requires; or
-/// records errors (unknown references, cycles) and returns `None`.
+/// The order a catalog is applied in, and what ties its resources.
 pub struct Graph {
+    /// Indices of resources, in the order to apply them.
     pub order: Vec<usize>,
+    /// For each resource, the resources that must succeed before it.
     pub requires: Vec<Vec<usize>>,
     /// For each resource, the resources that notify it.
     pub notifiers: Vec<Vec<usize>>,
 }
 
+/// Orders the resources; records errors (unknown references, two resources
+/// for a path, a path inside an absent directory, cycles) and returns `None`
+/// when there are any. References for which `unbuilt` is true name resources
+/// that had errors of their own and are not reported again.
 pub fn build(
     resources: &[Resource],
     by_id: &HashMap<ResourceId, usize>,
+    unbuilt: &dyn Fn(&ResourceId) -> bool,
     errors: &mut Vec<Diagnostic>,
 ) -> Option<Graph> {
-    let n = resources.len();
-    let mut requires: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut notifiers: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let before_errors = errors.len();
-    let edge = |from: usize, to: usize, requires: &mut Vec<Vec<usize>>| {
-        if from != to && !requires[to].contains(&from) {
-            requires[to].push(from);
+    let before = errors.len();
+    let mut edges = Edges::new(resources.len());
+    explicit_edges(resources, by_id, unbuilt, &mut edges, errors);
+    one_resource_per_path(resources, errors);
+    parent_directory_edges(resources, &mut edges, errors);
+    implicit_edges(resources, by_id, &mut edges);
+    if errors.len() > before {
+        return None;
+    }
+    match topological(resources, &edges.requires) {
+        Ok(order) => Some(Graph {
+            order,
+            requires: edges.requires,
+            notifiers: edges.notifiers,
+        }),
+        Err(cycle) => {
+            errors.push(cycle_error(resources, &cycle));
+            None
         }
-    };
-    // Explicit edges.
+    }
+}
+
+struct Edges {
+    requires: Vec<Vec<usize>>,
+    notifiers: Vec<Vec<usize>>,
+}
+
+impl Edges {
+    fn new(n: usize) -> Self {
+        Self {
+            requires: vec![Vec::new(); n],
+            notifiers: vec![Vec::new(); n],
+        }
+    }
+
+    /// `to` requires `from`.
+    fn add(&mut self, from: usize, to: usize) {
+        if from != to && !self.requires[to].contains(&from) {
+            self.requires[to].push(from);
+        }
+    }
+}
+
+/// `require`, `before` and `notify`.
+fn explicit_edges(
+    resources: &[Resource],
+    by_id: &HashMap<ResourceId, usize>,
+    unbuilt: &dyn Fn(&ResourceId) -> bool,
+    edges: &mut Edges,
+    errors: &mut Vec<Diagnostic>,
+) {
     for (i, r) in resources.iter().enumerate() {
         for (key, refs) in [
             ("require", &r.require),
@@ -39,60 +86,69 @@ pub fn build(
         ] {
             for reference in refs {
                 let Some(&j) = by_id.get(&reference.id) else {
-                    let names: Vec<String> = by_id.keys().map(ToString::to_string).collect();
-                    let wanted = reference.id.to_string();
-                    let hint = did_you_mean(&wanted, names.iter().map(String::as_str))
-                        .unwrap_or_else(|| {
-                            "declare that resource in one of this host's roles, or fix the name"
-                                .to_owned()
-                        });
-                    errors.push(
-                        Diagnostic::new(
-                            reference.location.clone(),
-                            format!("`{wanted}` refers to no resource of this host"),
-                        )
-                        .key(key)
-                        .hint(hint),
-                    );
+                    if !unbuilt(&reference.id) {
+                        errors.push(unknown_reference(by_id, key, reference));
+                    }
                     continue;
                 };
                 if key == "require" {
-                    edge(j, i, &mut requires);
+                    edges.add(j, i);
                 } else {
-                    edge(i, j, &mut requires);
+                    edges.add(i, j);
                 }
-                if key == "notify" && !notifiers[j].contains(&i) {
-                    notifiers[j].push(i);
+                if key == "notify" && !edges.notifiers[j].contains(&i) {
+                    edges.notifiers[j].push(i);
                 }
             }
         }
     }
-    // One path, one resource: a file and a directory (or symlink) of the
-    // same path would undo each other on every run.
+}
+
+fn unknown_reference(
+    by_id: &HashMap<ResourceId, usize>,
+    key: &str,
+    reference: &Reference,
+) -> Diagnostic {
+    let names: Vec<String> = by_id.keys().map(ToString::to_string).collect();
+    let wanted = reference.id.to_string();
+    let hint = did_you_mean(&wanted, names.iter().map(String::as_str)).unwrap_or_else(|| {
+        "declare that resource in one of this host's roles, or fix the name".to_owned()
+    });
+    Diagnostic::new(
+        reference.location.clone(),
+        format!("`{wanted}` refers to no resource of this host"),
+    )
+    .key(key)
+    .hint(hint)
+}
+
+/// One path, one resource: a file and a directory (or symlink) of the same
+/// path would undo each other on every run.
+fn one_resource_per_path(resources: &[Resource], errors: &mut Vec<Diagnostic>) {
     let mut by_path: HashMap<&Path, usize> = HashMap::new();
     for (i, r) in resources.iter().enumerate() {
         let Some(path) = r.desired.path() else {
             continue;
         };
-        if let Some(&first) = by_path.get(path) {
-            errors.push(
-                Diagnostic::new(
-                    r.origin.clone(),
-                    format!(
-                        "`{}` manages the same path as `{}`",
-                        r.id, resources[first].id
-                    ),
-                )
-                .key(r.id.kind.name())
-                .related(resources[first].origin.clone(), "also managed")
-                .hint("keep one resource per path"),
-            );
-        } else {
-            by_path.insert(path, i);
+        let first = &resources[*by_path.entry(path).or_insert(i)];
+        if std::ptr::eq(first, r) {
+            continue;
         }
+        errors.push(
+            Diagnostic::new(
+                r.origin.clone(),
+                format!("`{}` manages the same path as `{}`", r.id, first.id),
+            )
+            .key(r.id.kind.name())
+            .related(first.origin.clone(), "also managed")
+            .hint("keep one resource per path"),
+        );
     }
-    // Implicit edges: a path after the nearest managed directory above it
-    // (or before it, when both are being removed).
+}
+
+/// A path after the nearest managed directory above it (or before it, when
+/// both are being removed).
+fn parent_directory_edges(resources: &[Resource], edges: &mut Edges, errors: &mut Vec<Diagnostic>) {
     let dirs: HashMap<&Path, usize> = resources
         .iter()
         .enumerate()
@@ -108,8 +164,8 @@ pub fn build(
         };
         let parent = &resources[d];
         match (parent.desired.is_present(), r.desired.is_present()) {
-            (true, _) => edge(d, i, &mut requires),
-            (false, false) => edge(i, d, &mut requires),
+            (true, _) => edges.add(d, i),
+            (false, false) => edges.add(i, d),
             (false, true) => errors.push(
                 Diagnostic::new(
                     r.origin.clone(),
@@ -121,8 +177,11 @@ pub fn build(
             ),
         }
     }
-    // A path after the user and group that own it; a user after its
-    // groups; a service after the package of the same name.
+}
+
+/// A path after the user and group that own it; a user after its groups; a
+/// service after the package of the same name.
+fn implicit_edges(resources: &[Resource], by_id: &HashMap<ResourceId, usize>, edges: &mut Edges) {
     for (i, r) in resources.iter().enumerate() {
         if !r.desired.is_present() {
             continue;
@@ -149,38 +208,28 @@ pub fn build(
         }
         for id in wanted {
             if let Some(&j) = by_id.get(&id) {
-                edge(j, i, &mut requires);
+                edges.add(j, i);
             }
         }
     }
-    if errors.len() > before_errors {
-        return None;
+}
+
+fn cycle_error(resources: &[Resource], cycle: &[usize]) -> Diagnostic {
+    let names: Vec<String> = cycle.iter().map(|&i| resources[i].id.to_string()).collect();
+    let first = &resources[cycle[0]];
+    let mut d = Diagnostic::new(
+        first.origin.clone(),
+        format!("ordering cycle: {} -> {}", names.join(" -> "), names[0]),
+    )
+    .key(first.id.kind.name())
+    .hint("remove one of the `require`, `before` or `notify` edges of the cycle");
+    for &i in &cycle[1..] {
+        d = d.related(
+            resources[i].origin.clone(),
+            format!("`{}`", resources[i].id),
+        );
     }
-    match topological(resources, &requires) {
-        Ok(order) => Some(Graph {
-            order,
-            requires,
-            notifiers,
-        }),
-        Err(cycle) => {
-            let names: Vec<String> = cycle.iter().map(|&i| resources[i].id.to_string()).collect();
-            let first = &resources[cycle[0]];
-            let mut d = Diagnostic::new(
-                first.origin.clone(),
-                format!("ordering cycle: {} -> {}", names.join(" -> "), names[0]),
-            )
-            .key(first.id.kind.name())
-            .hint("remove one of the `require`, `before` or `notify` edges of the cycle");
-            for &i in &cycle[1..] {
-                d = d.related(
-                    resources[i].origin.clone(),
-                    format!("`{}`", resources[i].id),
-                );
-            }
-            errors.push(d);
-            None
-        }
-    }
+    d
 }
 
 /// Kahn's algorithm, always taking the earliest declared resource that is

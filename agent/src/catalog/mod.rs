@@ -4,9 +4,7 @@
 //! rendered, every reference resolved and the resources in the order they
 //! must be applied. Nothing downstream sees unvalidated input.
 
-pub mod attrs;
 mod graph;
-pub mod render;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -19,9 +17,9 @@ use crate::facts::Facts;
 use crate::manifest::Repo;
 use crate::manifest::diagnostic::{Diagnostic, Location};
 use crate::manifest::role::{ResourceDecl, Role};
+use crate::resource::attrs::Attrs;
 use crate::resource::{self, Desired, Kind, Resource, ResourceId};
-use attrs::Attrs;
-use render::Renderer;
+use crate::template::Renderer;
 
 #[derive(Debug, Serialize)]
 pub struct Catalog {
@@ -161,10 +159,22 @@ fn compile_roles(
     let root = fs_err::canonicalize(&repo.root).unwrap_or_else(|_| repo.root.clone());
     let mut resources: Vec<Resource> = Vec::new();
     let mut by_id: HashMap<ResourceId, usize> = HashMap::new();
+    let mut unbuilt = Unbuilt::default();
     for role in roles {
+        for (kind, name) in &role.unbuilt {
+            let name = name.as_str().and_then(|text| {
+                let at = Location::new(&role.file, name.pos);
+                renderer.render_str(text, &at, kind.name(), None).ok()
+            });
+            unbuilt.add(*kind, name);
+        }
         for decl in &role.resources {
-            let Some(resource) = build(decl, role, &root, &mut renderer, &mut errors) else {
-                continue;
+            let resource = match build(decl, role, &root, &mut renderer, &mut errors) {
+                Ok(resource) => resource,
+                Err(name) => {
+                    unbuilt.add(decl.kind, name);
+                    continue;
+                }
             };
             match by_id.get(&resource.id) {
                 Some(&first) if resources[first].same_as(&resource) => {}
@@ -188,13 +198,10 @@ fn compile_roles(
         }
     }
     tracing::debug!(resources = resources.len(), "resources rendered");
-    // With resources missing for errors, references to them would only
-    // add confusing follow-on errors: order the catalog only when it is whole.
-    let graph = if errors.is_empty() {
-        graph::build(&resources, &by_id, &mut errors)
-    } else {
-        None
-    };
+    // Ordered even when some resources had errors, so that problems of the
+    // graph are reported in the same run; references to the resources that
+    // could not be built are not reported again.
+    let graph = graph::build(&resources, &by_id, &|id| unbuilt.covers(id), &mut errors);
     if !errors.is_empty() {
         errors.sort();
         errors.dedup();
@@ -212,14 +219,41 @@ fn compile_roles(
     })
 }
 
-/// Builds one resource of a role for this host.
+/// Resources that had errors: references to them are not errors too.
+#[derive(Default)]
+struct Unbuilt {
+    ids: std::collections::HashSet<ResourceId>,
+    /// Kinds of which a resource had a name that could not be read: any
+    /// reference to that kind may mean it.
+    nameless: BTreeSet<Kind>,
+}
+
+impl Unbuilt {
+    fn add(&mut self, kind: Kind, name: Option<String>) {
+        match name {
+            Some(name) => {
+                self.ids.insert(ResourceId::new(kind, name));
+            }
+            None => {
+                self.nameless.insert(kind);
+            }
+        }
+    }
+
+    fn covers(&self, id: &ResourceId) -> bool {
+        self.ids.contains(id) || self.nameless.contains(&id.kind)
+    }
+}
+
+/// Builds one resource of a role for this host; on errors (recorded in
+/// `errors`), its rendered name if it has one.
 fn build(
     decl: &ResourceDecl,
     role: &Role,
     root: &Path,
     renderer: &mut Renderer,
     errors: &mut Vec<Diagnostic>,
-) -> Option<Resource> {
+) -> Result<Resource, Option<String>> {
     let mut a = Attrs::new(decl, role, root, renderer);
     let origin = Location::new(&role.file, decl.pos);
     let name = a.name();
@@ -246,14 +280,14 @@ fn build(
     let notify = a.references("notify");
     let failed = !a.errors.is_empty();
     errors.append(&mut a.errors);
-    if failed {
-        return None;
-    }
-    Some(Resource {
-        id: ResourceId::new(decl.kind, name?),
+    let (Some(name), Some(desired), false) = (name.clone(), desired, failed) else {
+        return Err(name);
+    };
+    Ok(Resource {
+        id: ResourceId::new(decl.kind, name),
         origin,
         role: role.name.clone(),
-        desired: desired?,
+        desired,
         sensitive,
         require,
         before,

@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 use crate::catalog::{self, Catalog, Target};
 use crate::engine::{self, apply::Executor};
 use crate::report::{Report, RunMode, Status};
-use crate::state::{Applied, Backups, StateDir};
+use crate::state::{Applied, StateDir};
 
 pub struct Options<'a> {
     pub repo: &'a Path,
@@ -51,10 +51,10 @@ pub fn converge(options: &Options) -> anyhow::Result<Outcome> {
     );
     drop(repo);
     let report = if options.dry_run {
-        let state = StateDir::open_read_only(&options.state_dir);
+        let state = StateDir::open_read_only(&options.state_dir)?;
         let previous = state.applied()?;
         let outcomes = engine::run(&catalog, &previous, None);
-        finish(&catalog, options, outcomes, started_at, clock)
+        finish(&catalog, options, &state, outcomes, started_at, clock)
     } else {
         let state = StateDir::open_locked(&options.state_dir, |holder| {
             eprintln!(
@@ -63,14 +63,15 @@ pub fn converge(options: &Options) -> anyhow::Result<Outcome> {
             );
         })?;
         let previous = state.applied()?;
-        let mut executor = Executor::new(Backups::new(state.backup_dir()));
+        let mut executor = Executor::new(state.backups());
         let outcomes = engine::run(&catalog, &previous, Some(&mut executor));
         tracing::debug!(elapsed_ms = clock.elapsed().as_millis(), "converged");
         let applied = applied_after(&previous, &outcomes);
         if applied != previous {
             state.save_applied(&applied)?;
         }
-        finish(&catalog, options, outcomes, started_at, clock)
+        state.finish()?;
+        finish(&catalog, options, &state, outcomes, started_at, clock)
     };
     Ok(Outcome::Ran(Box::new(report)))
 }
@@ -98,6 +99,7 @@ fn applied_after(previous: &Applied, outcomes: &[engine::Outcome]) -> Applied {
 fn finish(
     catalog: &Catalog,
     options: &Options,
+    state: &StateDir,
     outcomes: Vec<engine::Outcome>,
     started_at: SystemTime,
     clock: Instant,
@@ -124,6 +126,11 @@ fn finish(
         duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
         status: Report::status_of(&summary),
         summary,
+        leftovers_removed: state
+            .leftovers()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
         resources,
     }
 }

@@ -41,7 +41,14 @@ impl Executor {
                 gid,
             } => {
                 fs(self.back_up(path))?;
-                fs(fsutil::atomic_write(path, content, *mode, *uid, *gid))
+                fs(fsutil::atomic_write(
+                    path,
+                    content,
+                    *mode,
+                    *uid,
+                    *gid,
+                    self.backups.temps(),
+                ))
             }
             Op::SetMode { path, mode } => fs(fsutil::set_mode(path, *mode)),
             Op::SetOwner { path, uid, gid } => fs(fsutil::set_owner(path, *uid, *gid)),
@@ -53,7 +60,7 @@ impl Executor {
             } => fs(fsutil::create_dir(path, *mode, *uid, *gid)),
             Op::Symlink { path, target } => {
                 fs(self.back_up(path))?;
-                fs(fsutil::replace_symlink(path, target))
+                fs(fsutil::replace_symlink(path, target, self.backups.temps()))
             }
             Op::Remove { path } => {
                 fs(self.back_up(path))?;
@@ -66,7 +73,7 @@ impl Executor {
                 cwd,
                 timeout,
             } => {
-                let out = crate::resource::exec::shell(command, cwd.as_deref(), *timeout)?;
+                let out = crate::provider::shell(command, cwd.as_deref(), *timeout)?;
                 if out.success() {
                     Ok(Some(out.text))
                 } else {

@@ -7,15 +7,17 @@ pub mod diff;
 mod packages;
 pub mod plan;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::catalog::Catalog;
 use crate::report::{Cause, ResourceReport, Status};
-use crate::resource::{self, Desired};
+use crate::resource::Desired;
 use crate::state::Applied;
 use apply::Executor;
-use plan::{Observer, Op, Plan};
+use plan::{Missing, Observer, Op, Plan, Planned};
 
 /// The outcome of one resource in a run.
 pub struct Outcome {
@@ -27,164 +29,380 @@ pub struct Outcome {
 
 /// Runs the catalog. With an executor the plan is applied; without one
 /// (dry-run) nothing on the host is touched.
-pub fn run(
-    catalog: &Catalog,
-    previous: &Applied,
-    mut executor: Option<&mut Executor>,
-) -> Vec<Outcome> {
-    let dry_run = executor.is_none();
-    let managed = std::sync::Arc::new(catalog.managed_paths());
-    let mut observer = Observer::new(std::sync::Arc::clone(&managed));
-    let workers = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZero::get)
-        .min(4);
-    // Path resources planned ahead in parallel, while nothing was applied.
-    let mut ahead: HashMap<usize, Result<Option<Plan>, String>> = HashMap::new();
-    let mut ahead_until = 0;
-    let mut applied_any = false;
-    let mut packages = packages::Packages::default();
-    let mut status: Vec<Option<Status>> = vec![None; catalog.resources.len()];
-    // Unit files written since systemd last re-read them.
-    let mut units_changed = false;
-    let mut outcomes = Vec::with_capacity(catalog.resources.len());
+pub fn run(catalog: &Catalog, previous: &Applied, executor: Option<&mut Executor>) -> Vec<Outcome> {
+    let mut run = Run::new(catalog, previous, executor);
     for (position, &index) in catalog.order.iter().enumerate() {
-        if !applied_any && workers > 1 && position >= ahead_until {
-            ahead_until = (position + LOOKAHEAD).min(catalog.order.len());
-            ahead.extend(plan_paths_ahead(
-                catalog,
-                &catalog.order[position..ahead_until],
-                &managed,
-                workers,
-            ));
-        }
-        let resource = &catalog.resources[index];
+        run.plan_paths_ahead(position);
         let started = Instant::now();
-        let digest = resource.desired_digest();
-        let mut report = ResourceReport::new(resource.id.to_string());
-        let requires = &catalog.requires[index];
-        if let Some(&dep) = requires
-            .iter()
-            .find(|&&d| status[d] == Some(Status::Failed))
-        {
-            report.status = Status::Failed;
-            report.error = Some(format!(
-                "not applied: it requires `{}`, which failed",
-                catalog.resources[dep].id
-            ));
-        } else {
-            let notified_by = catalog.notifiers[index]
-                .iter()
-                .find(|&&n| status[n].is_some_and(Status::is_change))
-                .map(|&n| catalog.resources[n].id.to_string());
-            let planned = match ahead.remove(&index) {
-                Some(planned) if !applied_any => planned,
-                _ => plan(
-                    catalog,
-                    index,
-                    &mut observer,
-                    &mut packages,
-                    notified_by.as_deref(),
-                ),
-            };
-            // A dry-run cannot see what an earlier change would make of the
-            // host: say so instead of guessing. Packages and commands can
-            // change anything; other changes matter where planning failed
-            // (a missing parent, owner or unit) or an exec guard reads the host.
-            let broad = |d: usize| {
-                matches!(
-                    catalog.resources[d].desired,
-                    Desired::Package(_) | Desired::Exec(_)
-                )
-            };
-            let pending = requires
-                .iter()
-                .copied()
-                .filter(|&d| dry_run && status[d].is_some_and(Status::is_change))
-                .min_by_key(|&d| !broad(d));
-            let reads_changed_host = match (&resource.desired, &planned) {
-                (_, Err(_)) => true,
-                (Desired::Exec(e), _) => e.has_guards() || pending.is_some_and(broad),
-                _ => pending.is_some_and(broad),
-            };
-            match (pending, planned) {
-                (Some(dep), _) if reads_changed_host => {
-                    report.status = Status::Unknown;
-                    report.depends_on = Some(catalog.resources[dep].id.to_string());
-                }
-                (_, Err(e)) => {
-                    report.status = Status::Failed;
-                    report.error = Some(e);
-                }
-                (_, Ok(None)) => report.status = Status::Unchanged,
-                (_, Ok(Some(plan))) => {
-                    let notified = plan.action == plan::Action::Restart
-                        || (plan.action == plan::Action::Run && notified_by.is_some());
-                    let cause = if notified {
-                        // A restart (or a notified exec) has the cause of
-                        // the change that asked for it.
-                        let drifted = catalog.notifiers[index].iter().all(|&n| {
-                            !status[n].is_some_and(Status::is_change)
-                                || status[n] == Some(Status::Drift)
-                        });
-                        if drifted {
-                            Cause::Drift
-                        } else {
-                            Cause::Revision
-                        }
-                    } else if previous.resources.get(&report.id) == Some(&digest) {
-                        Cause::Drift
-                    } else {
-                        Cause::Revision
-                    };
-                    report.status = match cause {
-                        Cause::Drift => Status::Drift,
-                        Cause::Revision => Status::Changed,
-                    };
-                    report.cause = Some(cause);
-                    report.action = Some(plan.action);
-                    report.changes = plan.changes;
-                    report.diff = plan.diff;
-                    if let Some(executor) = executor.as_deref_mut() {
-                        // From here on the host differs from what was planned ahead.
-                        applied_any = true;
-                        ahead.clear();
-                        let applied = apply(
-                            catalog,
-                            index,
-                            &plan.ops,
-                            executor,
-                            &mut packages,
-                            &status,
-                            &mut units_changed,
-                        );
-                        match applied {
-                            Ok(output) => report.output = output,
-                            Err(e) => {
-                                report.status = Status::Failed;
-                                report.error = Some(e);
-                            }
-                        }
-                        if matches!(resource.desired, Desired::User(_) | Desired::Group(_)) {
-                            observer.forget_accounts();
-                        }
-                    }
-                }
-            }
-        }
+        let digest = catalog.resources[index].desired_digest();
+        let mut report = run.resource(index, &digest);
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if report.status != Status::Unchanged {
             tracing::info!(resource = %report.id, status = ?report.status, "resource");
         }
-        status[index] = Some(report.status);
-        outcomes.push(Outcome {
+        run.status[index] = Some(report.status);
+        run.outcomes.push(Outcome {
             index,
             report,
             digest,
         });
     }
-    outcomes
+    run.outcomes
 }
 
+/// One run over a catalog: what has been planned, applied and found so far.
+struct Run<'a> {
+    catalog: &'a Catalog,
+    previous: &'a Applied,
+    /// `None` in a dry-run.
+    executor: Option<&'a mut Executor>,
+    observer: Observer,
+    managed: Arc<BTreeSet<PathBuf>>,
+    workers: usize,
+    /// Path resources planned ahead in parallel, while nothing was applied.
+    ahead: HashMap<usize, Planned>,
+    ahead_until: usize,
+    applied_any: bool,
+    packages: packages::Packages,
+    /// Each resource's status once it has been handled.
+    status: Vec<Option<Status>>,
+    /// Unit files written since systemd last re-read them.
+    units_changed: bool,
+    outcomes: Vec<Outcome>,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        catalog: &'a Catalog,
+        previous: &'a Applied,
+        executor: Option<&'a mut Executor>,
+    ) -> Self {
+        let managed = Arc::new(catalog.managed_paths());
+        Run {
+            catalog,
+            previous,
+            executor,
+            observer: Observer::new(Arc::clone(&managed)),
+            managed,
+            workers: std::thread::available_parallelism()
+                .map_or(1, std::num::NonZero::get)
+                .min(4),
+            ahead: HashMap::new(),
+            ahead_until: 0,
+            applied_any: false,
+            packages: packages::Packages::default(),
+            status: vec![None; catalog.resources.len()],
+            units_changed: false,
+            outcomes: Vec::with_capacity(catalog.resources.len()),
+        }
+    }
+
+    fn dry_run(&self) -> bool {
+        self.executor.is_none()
+    }
+
+    /// Until something is applied, observing path resources does not depend
+    /// on the order: plan the next stretch of them on all cores.
+    fn plan_paths_ahead(&mut self, position: usize) {
+        if self.applied_any || self.workers < 2 || position < self.ahead_until {
+            return;
+        }
+        let order = &self.catalog.order;
+        self.ahead_until = (position + LOOKAHEAD).min(order.len());
+        self.ahead.extend(plan_paths_ahead(
+            self.catalog,
+            &order[position..self.ahead_until],
+            &self.managed,
+            self.workers,
+        ));
+    }
+
+    /// Handles one resource: skip it if what it requires failed, plan it,
+    /// and in a real run apply the plan.
+    fn resource(&mut self, index: usize, digest: &str) -> ResourceReport {
+        let catalog = self.catalog;
+        let mut report = ResourceReport::new(catalog.resources[index].id.to_string());
+        if let Some(dep) = self.failed_requirement(index) {
+            report.status = Status::Failed;
+            report.error = Some(format!(
+                "not applied: it requires `{}`, which failed",
+                catalog.resources[dep].id
+            ));
+            return report;
+        }
+        let notified_by = self.changed_notifier(index);
+        let planned = match self.ahead.remove(&index) {
+            Some(planned) if !self.applied_any => planned,
+            _ => self.plan(index, notified_by.as_deref()),
+        };
+        if self.dry_run() {
+            let waits_for = self.waits_for(index, &planned);
+            if !waits_for.is_empty() {
+                report.status = Status::Unknown;
+                report.depends_on = Some(self.names(&waits_for));
+                return report;
+            }
+        }
+        match planned {
+            Err(e) => {
+                report.status = Status::Failed;
+                report.error = Some(e.message);
+            }
+            Ok(None) => report.status = Status::Unchanged,
+            Ok(Some(plan)) => self.change(index, plan, notified_by.is_some(), digest, &mut report),
+        }
+        report
+    }
+
+    fn failed_requirement(&self, index: usize) -> Option<usize> {
+        self.catalog.requires[index]
+            .iter()
+            .copied()
+            .find(|&d| self.status[d] == Some(Status::Failed))
+    }
+
+    /// The first resource that notifies this one and changed.
+    fn changed_notifier(&self, index: usize) -> Option<String> {
+        self.catalog.notifiers[index]
+            .iter()
+            .find(|&&n| self.status[n].is_some_and(Status::is_change))
+            .map(|&n| self.catalog.resources[n].id.to_string())
+    }
+
+    fn plan(&mut self, index: usize, notified_by: Option<&str>) -> Planned {
+        let resource = &self.catalog.resources[index];
+        match &resource.desired {
+            Desired::File(_) | Desired::Directory(_) | Desired::Symlink(_) => {
+                plan_path(resource, &mut self.observer)
+            }
+            Desired::Package(p) => plan::package::plan(p, self.packages.facts(self.catalog)?),
+            Desired::Service(s) => plan::service::plan(s, self.observer.init(), notified_by),
+            Desired::User(u) => plan::user::plan(u),
+            Desired::Group(g) => plan::group::plan(g),
+            Desired::Exec(e) => plan::exec::plan(e, notified_by),
+        }
+    }
+
+    /// In a dry-run, the earlier changes (not made) that decide what this
+    /// resource would find, so that it is listed as unknown rather than
+    /// guessed: what it requires, when that is a package or a command (they
+    /// can change anything), or when planning failed or reads the host (exec
+    /// guards); and for a precondition that failed (a missing parent, owner,
+    /// unit or package version), any earlier change that could meet it.
+    /// Empty when the plan stands as it is.
+    fn waits_for(&self, index: usize, planned: &Planned) -> Vec<usize> {
+        let catalog = self.catalog;
+        let pending = |d: usize| self.status[d].is_some_and(Status::is_change);
+        let broad = |d: usize| {
+            matches!(
+                catalog.resources[d].desired,
+                Desired::Package(_) | Desired::Exec(_)
+            )
+        };
+        let mut required: Vec<usize> = catalog.requires[index]
+            .iter()
+            .copied()
+            .filter(|&d| pending(d))
+            .collect();
+        // Packages and commands first: they are the likelier cause.
+        required.sort_by_key(|&d| !broad(d));
+        let earlier = |cures: &dyn Fn(usize) -> bool| -> Vec<usize> {
+            catalog
+                .order
+                .iter()
+                .copied()
+                .take_while(|&d| d != index)
+                .filter(|&d| pending(d) && cures(d))
+                .collect()
+        };
+        match (planned, &catalog.resources[index].desired) {
+            (Err(e), _) => {
+                let cures = |d: usize| {
+                    e.missing
+                        .as_ref()
+                        .is_some_and(|m| could_create(&catalog.resources[d].desired, m))
+                };
+                let required_cures: Vec<usize> =
+                    required.iter().copied().filter(|&d| cures(d)).collect();
+                if !required_cures.is_empty() {
+                    required_cures
+                } else if !required.is_empty() {
+                    required
+                } else {
+                    earlier(&cures)
+                }
+            }
+            (Ok(_), Desired::Exec(exec)) if exec.has_guards() => {
+                if required.is_empty() {
+                    earlier(&|d| guard_reads(exec, &catalog.resources[d].desired))
+                } else {
+                    required
+                }
+            }
+            _ => required.into_iter().filter(|&d| broad(d)).collect(),
+        }
+    }
+
+    /// `a, b, c and 2 more`.
+    fn names(&self, indices: &[usize]) -> String {
+        const SHOWN: usize = 3;
+        let mut text = indices
+            .iter()
+            .take(SHOWN)
+            .map(|&d| self.catalog.resources[d].id.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if indices.len() > SHOWN {
+            text.push_str(&format!(" and {} more", indices.len() - SHOWN));
+        }
+        text
+    }
+
+    /// Records a planned change and, in a real run, makes it.
+    fn change(
+        &mut self,
+        index: usize,
+        plan: Plan,
+        notified: bool,
+        digest: &str,
+        report: &mut ResourceReport,
+    ) {
+        let cause = self.cause(index, &plan, notified, digest);
+        report.status = match cause {
+            Cause::Drift => Status::Drift,
+            Cause::Revision => Status::Changed,
+        };
+        report.cause = Some(cause);
+        report.action = Some(plan.action);
+        report.changes = plan.changes;
+        report.diff = plan.diff;
+        if self.dry_run() {
+            return;
+        }
+        // From here on the host differs from what was planned ahead.
+        self.applied_any = true;
+        self.ahead.clear();
+        match self.apply(index, &plan.ops) {
+            Ok(output) => report.output = output,
+            Err(e) => {
+                report.status = Status::Failed;
+                report.error = Some(e);
+            }
+        }
+        if matches!(
+            self.catalog.resources[index].desired,
+            Desired::User(_) | Desired::Group(_)
+        ) {
+            self.observer.forget_accounts();
+        }
+    }
+
+    /// Drift when the desired state is what was applied last time; a
+    /// restart (or a notified exec) has the cause of what asked for it.
+    fn cause(&self, index: usize, plan: &Plan, notified: bool, digest: &str) -> Cause {
+        let restarted =
+            plan.action == plan::Action::Restart || (plan.action == plan::Action::Run && notified);
+        let drifted = if restarted {
+            self.catalog.notifiers[index].iter().all(|&n| {
+                !self.status[n].is_some_and(Status::is_change)
+                    || self.status[n] == Some(Status::Drift)
+            })
+        } else {
+            let id = self.catalog.resources[index].id.to_string();
+            self.previous.resources.get(&id).map(String::as_str) == Some(digest)
+        };
+        if drifted {
+            Cause::Drift
+        } else {
+            Cause::Revision
+        }
+    }
+
+    /// Carries out one resource's operations; returns the output to report
+    /// (an exec's), or the reason it failed.
+    fn apply(&mut self, index: usize, ops: &[Op]) -> Result<Option<String>, String> {
+        let executor = self
+            .executor
+            .as_deref_mut()
+            .expect("only a real run applies");
+        let mut output = None;
+        for op in ops {
+            match op {
+                Op::InstallPackage { .. } | Op::RemovePackage { .. } => {
+                    self.packages
+                        .apply(self.catalog, index, &self.status, executor)?;
+                }
+                Op::Service { init, .. } => {
+                    if self.units_changed && *init == crate::provider::service::Init::Systemd {
+                        crate::provider::service::daemon_reload()?;
+                        self.units_changed = false;
+                    }
+                    output = executor.execute(op)?.or(output);
+                }
+                _ => {
+                    output = executor.execute(op)?.or(output);
+                    if op
+                        .path()
+                        .is_some_and(|p| p.to_string_lossy().contains("/systemd/"))
+                    {
+                        self.units_changed = true;
+                    }
+                }
+            }
+        }
+        Ok(output)
+    }
+}
+
+/// Whether an earlier change of `earlier` could create what a resource found
+/// missing.
+fn could_create(earlier: &Desired, missing: &Missing) -> bool {
+    let path = earlier.path();
+    match (earlier, missing) {
+        // A command can do anything; a package can create directories,
+        // system users and groups, and units.
+        (Desired::Exec(_), _) => true,
+        (Desired::Package(_), Missing::Candidate(_)) => false,
+        (Desired::Package(_), _) => true,
+        // A symlink or directory at the missing directory or above it.
+        (Desired::File(_), Missing::Parent(_)) => false,
+        (_, Missing::Parent(dir)) => {
+            path.is_some_and(|p| dir.starts_with(p))
+                || matches!(earlier, Desired::User(u) if u.manage_home
+                    && u.home.as_deref().is_some_and(|h| dir.starts_with(h)))
+        }
+        (Desired::User(u), Missing::User(name)) => u.name == *name,
+        // useradd makes a group of the user's name when it is given none.
+        (Desired::User(u), Missing::Group(name)) => u.name == *name && u.group.is_none(),
+        (Desired::Group(g), Missing::Group(name)) => g.name == *name,
+        (_, Missing::Service(_)) => path.is_some_and(|p| {
+            p.starts_with("/etc/init.d") || p.to_string_lossy().contains("/systemd/")
+        }),
+        (_, Missing::Candidate(_)) => path.is_some_and(|p| p.starts_with("/etc/apt")),
+        _ => false,
+    }
+}
+
+/// Whether an exec's guards may read what an earlier change (not required)
+/// makes: a package (it brings commands and files guards test), a path the
+/// guards name, or what an earlier exec says it creates. Execs whose guards
+/// read each other's effects otherwise should `require` each other.
+fn guard_reads(exec: &crate::resource::exec::ExecSpec, earlier: &Desired) -> bool {
+    let path = match earlier {
+        Desired::Package(_) => return true,
+        Desired::Exec(other) => other.creates.as_deref(),
+        _ => earlier.path(),
+    };
+    let Some(path) = path else {
+        return false;
+    };
+    let text = path.to_string_lossy();
+    exec.creates.as_deref() == Some(path)
+        || [&exec.unless, &exec.onlyif]
+            .into_iter()
+            .flatten()
+            .any(|guard| guard.contains(text.as_ref()))
+}
 /// How many resources are planned ahead at a time: enough to keep the
 /// workers busy, few enough to hold little memory on a first run (planning
 /// ahead stops at the first change applied).
@@ -198,7 +416,7 @@ fn plan_paths_ahead(
     indices: &[usize],
     managed: &std::sync::Arc<std::collections::BTreeSet<std::path::PathBuf>>,
     workers: usize,
-) -> Vec<(usize, Result<Option<Plan>, String>)> {
+) -> Vec<(usize, Planned)> {
     let paths: Vec<usize> = indices
         .iter()
         .copied()
@@ -228,72 +446,11 @@ fn plan_paths_ahead(
     })
 }
 
-fn plan_path(
-    resource: &crate::resource::Resource,
-    observer: &mut Observer,
-) -> Result<Option<Plan>, String> {
+fn plan_path(resource: &crate::resource::Resource, observer: &mut Observer) -> Planned {
     match &resource.desired {
-        Desired::File(f) => resource::file::plan(f, resource.sensitive, observer),
-        Desired::Directory(d) => resource::directory::plan(d, observer),
-        Desired::Symlink(s) => resource::symlink::plan(s, observer),
-        _ => Err("not a path resource".to_owned()),
+        Desired::File(f) => plan::file::plan(f, resource.sensitive, observer),
+        Desired::Directory(d) => plan::directory::plan(d, observer),
+        Desired::Symlink(s) => plan::symlink::plan(s, observer),
+        _ => Err("not a path resource".to_owned().into()),
     }
-}
-
-fn plan(
-    catalog: &Catalog,
-    index: usize,
-    observer: &mut Observer,
-    packages: &mut packages::Packages,
-    notified_by: Option<&str>,
-) -> Result<Option<Plan>, String> {
-    let resource = &catalog.resources[index];
-    match &resource.desired {
-        Desired::File(_) | Desired::Directory(_) | Desired::Symlink(_) => {
-            plan_path(resource, observer)
-        }
-        Desired::Package(p) => resource::package::plan(p, packages.facts(catalog)?),
-        Desired::Service(s) => resource::service::plan(s, observer.init(), notified_by),
-        Desired::User(u) => resource::user::plan(u),
-        Desired::Group(g) => resource::group::plan(g),
-        Desired::Exec(e) => resource::exec::plan(e, notified_by),
-    }
-}
-
-/// Carries out one resource's operations; returns the output to report
-/// (an exec's), or the reason it failed.
-fn apply(
-    catalog: &Catalog,
-    index: usize,
-    ops: &[Op],
-    executor: &mut Executor,
-    packages: &mut packages::Packages,
-    status: &[Option<Status>],
-    units_changed: &mut bool,
-) -> Result<Option<String>, String> {
-    let mut output = None;
-    for op in ops {
-        match op {
-            Op::InstallPackage { .. } | Op::RemovePackage { .. } => {
-                packages.apply(catalog, index, status, executor)?;
-            }
-            Op::Service { init, .. } => {
-                if *units_changed && *init == crate::provider::service::Init::Systemd {
-                    crate::provider::service::daemon_reload()?;
-                    *units_changed = false;
-                }
-                output = executor.execute(op)?.or(output);
-            }
-            _ => {
-                output = executor.execute(op)?.or(output);
-                if op
-                    .path()
-                    .is_some_and(|p| p.to_string_lossy().contains("/systemd/"))
-                {
-                    *units_changed = true;
-                }
-            }
-        }
-    }
-    Ok(output)
 }

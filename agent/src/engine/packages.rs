@@ -7,10 +7,11 @@ use std::collections::HashMap;
 
 use super::apply::Executor;
 use super::plan::Op;
+use super::plan::package;
 use crate::catalog::Catalog;
 use crate::report::Status;
 use crate::resource::Desired;
-use crate::resource::package::{self, PackageSpec};
+use crate::resource::package::PackageSpec;
 
 #[derive(Default)]
 pub struct Packages {

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::diagnostic::{Diagnostic, Location, did_you_mean};
+use super::kinds::{COMMON_ATTRIBUTES, Kind};
 use super::node::{Key, Node, Pos, Value};
 use super::schema::Checker;
-use crate::resource::{COMMON_ATTRIBUTES, Kind};
 
 /// A role as written, checked for structure but not yet rendered for a host.
 #[derive(Debug)]
@@ -19,6 +19,9 @@ pub struct Role {
     pub includes: Vec<(String, Location)>,
     pub vars: Vec<(Key, Node)>,
     pub resources: Vec<ResourceDecl>,
+    /// Resources declared with errors (already reported): their type and
+    /// name, so that references to them are not reported again as unknown.
+    pub unbuilt: Vec<(Kind, Node)>,
 }
 
 /// One entry of `resources:`: its type, its (template) name and attributes.
@@ -62,6 +65,7 @@ pub fn read(name: &str, dir: PathBuf, mut root: Node, checker: &mut Checker) -> 
         includes: Vec::new(),
         vars: Vec::new(),
         resources: Vec::new(),
+        unbuilt: Vec::new(),
     };
     let Some(entries) = checker.map(&root, "a role file", None) else {
         return role;
@@ -71,8 +75,10 @@ pub fn read(name: &str, dir: PathBuf, mut root: Node, checker: &mut Checker) -> 
         match value.value {
             Value::Seq(items) => {
                 for item in items {
-                    if let Some(decl) = read_resource(item, checker) {
-                        role.resources.push(decl);
+                    match read_resource(item, checker) {
+                        Ok(decl) => role.resources.push(decl),
+                        Err(Some(unbuilt)) => role.unbuilt.push(unbuilt),
+                        Err(None) => {}
                     }
                 }
             }
@@ -122,14 +128,16 @@ pub fn check_var_names(vars: &[(Key, Node)], checker: &mut Checker) -> Vec<(Key,
     out
 }
 
-fn read_resource(item: Node, checker: &mut Checker) -> Option<ResourceDecl> {
-    let entries = checker.map(&item, "a resource", None)?;
+/// One resource declaration; when it has errors (reported to `checker`),
+/// its type and name if those could be read.
+fn read_resource(item: Node, checker: &mut Checker) -> Result<ResourceDecl, Option<(Kind, Node)>> {
+    let entries = checker.map(&item, "a resource", None).ok_or(None)?;
     let Some(((type_key, name), attrs)) = entries.split_first() else {
         checker.push(
             Diagnostic::new(checker.at(item.pos), "empty resource")
                 .hint("start it with its type and name, e.g. `- file: /etc/motd`"),
         );
-        return None;
+        return Err(None);
     };
     let kinds = Kind::ALL.map(Kind::name);
     let Some(kind) = Kind::from_name(&type_key.name) else {
@@ -149,7 +157,7 @@ fn read_resource(item: Node, checker: &mut Checker) -> Option<ResourceDecl> {
             .key(type_key.name.clone())
             .hint(hint),
         );
-        return None;
+        return Err(None);
     };
     let before = checker.errors.len();
     if name.as_str().is_none_or(str::is_empty) {
@@ -212,14 +220,14 @@ fn read_resource(item: Node, checker: &mut Checker) -> Option<ResourceDecl> {
         }
     }
     if checker.errors.len() > before {
-        return None;
+        return Err(Some((kind, name.clone())));
     }
     let pos = type_key.pos;
     let Value::Map(mut entries) = item.value else {
-        return None;
+        return Err(None);
     };
     let (_, name) = entries.remove(0);
-    Some(ResourceDecl {
+    Ok(ResourceDecl {
         kind,
         pos,
         name,

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::diagnostic::{Diagnostic, Location, did_you_mean};
+use super::kinds::AttrType;
 use super::node::{Key, Node, Value};
-use crate::resource::AttrType;
 
 /// Collects diagnostics for one file.
 pub struct Checker<'a> {

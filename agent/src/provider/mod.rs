@@ -112,6 +112,20 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
     })
 }
 
+/// Runs a command through `sh -c` (guards and the command itself).
+pub fn shell(
+    script: &str,
+    cwd: Option<&std::path::Path>,
+    timeout: Duration,
+) -> Result<Output, String> {
+    let mut cmd = command("sh");
+    cmd.arg("-c").arg(script);
+    if let Some(cwd) = cwd {
+        cmd.current_dir(cwd);
+    }
+    run(&mut cmd, timeout)
+}
+
 /// The last `max` bytes of `text`, on a character boundary, marked when cut.
 pub fn tail(text: &str, max: usize) -> String {
     if text.len() <= max {

@@ -1,24 +1,12 @@
 //! `exec`: a command run when its guards say so, or when notified.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{AttrSpec, AttrType, Desired, attr};
-use crate::catalog::attrs::Attrs;
-use crate::engine::plan::{Action, Op, Plan};
-use crate::provider;
-
-pub const ATTRIBUTES: &[AttrSpec] = &[
-    attr("command", AttrType::Str),
-    attr("creates", AttrType::Str),
-    attr("unless", AttrType::Str),
-    attr("onlyif", AttrType::Str),
-    attr("refresh_only", AttrType::Bool),
-    attr("timeout", AttrType::Int),
-    attr("cwd", AttrType::Str),
-];
+use super::Desired;
+use super::attrs::Attrs;
 
 const DEFAULT_TIMEOUT_SECS: u64 = 300;
 
@@ -87,62 +75,5 @@ pub fn build(name: String, a: &mut Attrs) -> Option<Desired> {
         refresh_only,
         timeout_secs: a.int("timeout").unwrap_or(DEFAULT_TIMEOUT_SECS),
         cwd,
-    }))
-}
-
-/// Runs a command through `sh -c` (guards and the command itself).
-pub fn shell(
-    command: &str,
-    cwd: Option<&Path>,
-    timeout: Duration,
-) -> Result<provider::Output, String> {
-    let mut cmd = provider::command("sh");
-    cmd.arg("-c").arg(command);
-    if let Some(cwd) = cwd {
-        cmd.current_dir(cwd);
-    }
-    provider::run(&mut cmd, timeout)
-}
-
-/// Evaluates the guards (read-only checks, also in a dry-run) and decides.
-pub fn plan(spec: &ExecSpec, notified_by: Option<&str>) -> Result<Option<Plan>, String> {
-    if spec.refresh_only && notified_by.is_none() {
-        return Ok(None);
-    }
-    let why = notified_by.map_or_else(
-        || "guards allow".to_owned(),
-        |by| format!("notified by {by}"),
-    );
-    if let Some(path) = &spec.creates
-        && fs_err::symlink_metadata(path).is_ok()
-    {
-        return Ok(None);
-    }
-    let guard = |command: &str| -> Result<bool, String> {
-        let out = shell(command, spec.cwd.as_deref(), spec.timeout())?;
-        if out.timed_out {
-            return Err(out.failure(&format!("guard `{command}`")));
-        }
-        Ok(out.success())
-    };
-    if let Some(unless) = &spec.unless
-        && guard(unless)?
-    {
-        return Ok(None);
-    }
-    if let Some(onlyif) = &spec.onlyif
-        && !guard(onlyif)?
-    {
-        return Ok(None);
-    }
-    Ok(Some(Plan {
-        action: Action::Run,
-        changes: vec![why],
-        diff: None,
-        ops: vec![Op::Exec {
-            command: spec.command.clone(),
-            cwd: spec.cwd.clone(),
-            timeout: spec.timeout(),
-        }],
     }))
 }

@@ -1,12 +1,13 @@
-//! Resource types: what a manifest can declare, and how each type is checked,
-//! observed and changed.
+//! Resources: the typed desired state of each resource type, and how a
+//! declaration rendered for one host becomes it.
 //!
-//! A type has three parts: its attribute schema (checked when a role is
-//! loaded, for every host at once), `build` (turns a declaration rendered for
-//! one host into a typed desired state), and `plan` (compares the desired
-//! state with what is on the host and returns the typed operations that would
-//! make them equal). Operations are carried out only by [`crate::engine`].
+//! A type has three parts, one per layer: its attribute schema
+//! ([`crate::manifest::kinds`], checked when a role is loaded), its desired
+//! state and `build` (here: a declaration rendered for one host, checked and
+//! typed), and its plan ([`crate::engine::plan`]: compare with the host, return
+//! the operations that would make them equal).
 
+pub mod attrs;
 pub mod directory;
 pub mod exec;
 pub mod file;
@@ -23,115 +24,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::manifest::diagnostic::Location;
-
-/// The resource types tend knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    File,
-    Directory,
-    Symlink,
-    Package,
-    Service,
-    User,
-    Group,
-    Exec,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 8] = [
-        Kind::File,
-        Kind::Directory,
-        Kind::Symlink,
-        Kind::Package,
-        Kind::Service,
-        Kind::User,
-        Kind::Group,
-        Kind::Exec,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::File => "file",
-            Kind::Directory => "directory",
-            Kind::Symlink => "symlink",
-            Kind::Package => "package",
-            Kind::Service => "service",
-            Kind::User => "user",
-            Kind::Group => "group",
-            Kind::Exec => "exec",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// The attributes this type accepts besides the common ones.
-    pub fn attributes(self) -> &'static [AttrSpec] {
-        match self {
-            Kind::File => file::ATTRIBUTES,
-            Kind::Directory => directory::ATTRIBUTES,
-            Kind::Symlink => symlink::ATTRIBUTES,
-            Kind::Package => package::ATTRIBUTES,
-            Kind::Service => service::ATTRIBUTES,
-            Kind::User => user::ATTRIBUTES,
-            Kind::Group => group::ATTRIBUTES,
-            Kind::Exec => exec::ATTRIBUTES,
-        }
-    }
-
-    /// Whether the name of a resource of this type is an absolute path.
-    pub fn is_path(self) -> bool {
-        matches!(self, Kind::File | Kind::Directory | Kind::Symlink)
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// What a manifest value must look like.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttrType {
-    /// A string, rendered as a template for the host.
-    Str,
-    /// `true` or `false`.
-    Bool,
-    /// A file mode as a quoted octal string, e.g. `"0644"`.
-    Mode,
-    /// A list of resource identities (`type:name`).
-    Refs,
-    /// A list of strings (a single string counts as a list of one).
-    List,
-    /// A whole number, zero or more.
-    Int,
-    /// A mapping of template variables.
-    Vars,
-    /// One of a fixed set of words.
-    OneOf(&'static [&'static str]),
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct AttrSpec {
-    pub name: &'static str,
-    pub ty: AttrType,
-}
-
-const fn attr(name: &'static str, ty: AttrType) -> AttrSpec {
-    AttrSpec { name, ty }
-}
-
-/// Attributes every resource accepts.
-pub const COMMON_ATTRIBUTES: &[AttrSpec] = &[
-    attr("require", AttrType::Refs),
-    attr("before", AttrType::Refs),
-    attr("notify", AttrType::Refs),
-];
-
-pub const PRESENT_ABSENT: &[&str] = &["present", "absent"];
+pub use crate::manifest::kinds::{Kind, PRESENT_ABSENT};
 
 /// `type:name`, the identity of a resource in a catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -5,6 +5,8 @@
 //! refuse to pass through a parent directory that is a symlink someone other
 //! than root could have planted.
 
+pub mod temps;
+
 use std::collections::HashSet;
 use std::io::Write as _;
 use std::os::fd::AsFd;
@@ -13,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
 use nix::unistd::{Gid, Uid};
+pub use temps::TempLog;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
@@ -71,12 +74,12 @@ pub fn check_parents(path: &Path, checked: &mut HashSet<PathBuf>) -> Result<(), 
     Ok(())
 }
 
-fn temp_in(dir: &Path, path: &Path) -> Result<tempfile::NamedTempFile, FsError> {
-    let stem = path
-        .file_name()
-        .map_or_else(|| "tend".into(), |n| n.to_string_lossy());
+/// A new temporary file in `dir` for replacing `path`, recorded in `temps`
+/// before it exists.
+fn temp_in(dir: &Path, path: &Path, temps: &TempLog) -> Result<tempfile::NamedTempFile, FsError> {
+    temps.record(dir)?;
     Ok(tempfile::Builder::new()
-        .prefix(&format!(".{stem}.tend-"))
+        .prefix(&temps.prefix(path))
         .tempfile_in(dir)
         .map_err(|e| {
             std::io::Error::new(
@@ -95,11 +98,12 @@ pub fn atomic_write(
     mode: u32,
     uid: Option<u32>,
     gid: Option<u32>,
+    temps: &TempLog,
 ) -> Result<(), FsError> {
     let dir = path
         .parent()
         .ok_or_else(|| FsError::NoParent(path.to_path_buf()))?;
-    let mut tmp = temp_in(dir, path)?;
+    let mut tmp = temp_in(dir, path, temps)?;
     tmp.write_all(content).map_err(|e| {
         std::io::Error::new(e.kind(), format!("writing `{}`: {e}", tmp.path().display()))
     })?;
@@ -187,12 +191,12 @@ pub fn create_dir(
 }
 
 /// Creates or replaces the symlink at `path` atomically.
-pub fn replace_symlink(path: &Path, target: &Path) -> Result<(), FsError> {
+pub fn replace_symlink(path: &Path, target: &Path, temps: &TempLog) -> Result<(), FsError> {
     let dir = path
         .parent()
         .ok_or_else(|| FsError::NoParent(path.to_path_buf()))?;
     // A free temporary name: create a temp file, then put the link in its place.
-    let tmp = temp_in(dir, path)?;
+    let tmp = temp_in(dir, path, temps)?;
     let tmp_path = tmp.path().to_path_buf();
     drop(tmp);
     fs_err::os::unix::fs::symlink(target, &tmp_path)?;
@@ -266,7 +270,7 @@ mod tests {
         fs_err::write(&victim, b"keep").unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&victim, &link).unwrap();
-        atomic_write(&link, b"new", 0o640, None, None).unwrap();
+        atomic_write(&link, b"new", 0o640, None, None, &TempLog::unrecorded()).unwrap();
         assert_eq!(fs_err::read(&victim).unwrap(), b"keep");
         assert_eq!(fs_err::read(&link).unwrap(), b"new");
         let meta = fs_err::symlink_metadata(&link).unwrap();

@@ -4,35 +4,20 @@
 //! the very same operations to [`super::apply::Executor`]. Nothing here
 //! changes the host.
 
+pub mod directory;
+pub mod exec;
+pub mod file;
+pub mod group;
+pub mod package;
+pub mod service;
+pub mod symlink;
+pub mod user;
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-/// What happens to the resource as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Create,
-    Change,
-    Remove,
-    /// A service restarted because something it is notified by changed.
-    Restart,
-    /// An exec command run.
-    Run,
-}
-
-impl Action {
-    pub fn sign(self) -> char {
-        match self {
-            Action::Create => '+',
-            Action::Change | Action::Restart => '~',
-            Action::Remove => '-',
-            Action::Run => '>',
-        }
-    }
-}
+pub use crate::report::Action;
 
 /// The difference between a resource and the host, and how to remove it.
 #[derive(Debug)]
@@ -44,6 +29,55 @@ pub struct Plan {
     pub diff: Option<String>,
     pub ops: Vec<Op>,
 }
+
+/// Why a resource could not be planned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanError {
+    pub message: String,
+    /// The precondition that failed, when a change earlier in the run could
+    /// meet it (a dry-run, which makes none, then says "unknown").
+    pub missing: Option<Missing>,
+}
+
+/// Something a resource needs from the host that an earlier change may create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Missing {
+    /// A parent directory.
+    Parent(PathBuf),
+    User(String),
+    Group(String),
+    /// A service's unit file or init script.
+    Service(String),
+    /// A version of a package that apt could install (sources, lists).
+    Candidate(String),
+}
+
+impl PlanError {
+    pub fn missing(missing: Missing, message: String) -> Self {
+        Self {
+            message,
+            missing: Some(missing),
+        }
+    }
+}
+
+impl From<String> for PlanError {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            missing: None,
+        }
+    }
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// What planning one resource gives: nothing to do, a plan, or why not.
+pub type Planned = Result<Option<Plan>, PlanError>;
 
 /// One change to the host. Executed only by the executor.
 #[derive(Debug)]
@@ -145,7 +179,7 @@ impl Observer {
     }
 
     /// The uid of a user name (or of a number written as the name).
-    pub fn uid(&mut self, name: &str) -> Result<u32, String> {
+    pub fn uid(&mut self, name: &str) -> Result<u32, PlanError> {
         if let Ok(n) = name.parse::<u32>() {
             return Ok(n);
         }
@@ -155,10 +189,15 @@ impl Observer {
                 .flatten()
                 .map(|u| u.uid.as_raw())
         });
-        found.ok_or_else(|| format!("user `{name}` does not exist"))
+        found.ok_or_else(|| {
+            PlanError::missing(
+                Missing::User(name.to_owned()),
+                format!("user `{name}` does not exist"),
+            )
+        })
     }
 
-    pub fn gid(&mut self, name: &str) -> Result<u32, String> {
+    pub fn gid(&mut self, name: &str) -> Result<u32, PlanError> {
         if let Ok(n) = name.parse::<u32>() {
             return Ok(n);
         }
@@ -168,7 +207,12 @@ impl Observer {
                 .flatten()
                 .map(|g| g.gid.as_raw())
         });
-        found.ok_or_else(|| format!("group `{name}` does not exist"))
+        found.ok_or_else(|| {
+            PlanError::missing(
+                Missing::Group(name.to_owned()),
+                format!("group `{name}` does not exist"),
+            )
+        })
     }
 
     pub fn user_name(&mut self, uid: u32) -> String {
@@ -226,7 +270,7 @@ impl Observer {
         group: Option<&str>,
         current: (u32, u32),
         changes: &mut Vec<String>,
-    ) -> Result<(Option<u32>, Option<u32>), String> {
+    ) -> Result<(Option<u32>, Option<u32>), PlanError> {
         let mut uid = None;
         let mut gid = None;
         if let Some(owner) = owner {
@@ -254,24 +298,27 @@ impl Observer {
         &mut self,
         owner: Option<&str>,
         group: Option<&str>,
-    ) -> Result<(Option<u32>, Option<u32>), String> {
+    ) -> Result<(Option<u32>, Option<u32>), PlanError> {
         let uid = owner.map(|o| self.uid(o)).transpose()?;
         let gid = group.map(|g| self.gid(g)).transpose()?;
         Ok((uid, gid))
     }
 
     /// A new path needs its parent: either it exists or the catalog creates it.
-    pub fn check_parent(&self, path: &Path) -> Result<(), String> {
+    pub fn check_parent(&self, path: &Path) -> Result<(), PlanError> {
         let Some(parent) = path.parent() else {
             return Ok(());
         };
         if parent.is_dir() || self.managed.contains(parent) {
             return Ok(());
         }
-        Err(format!(
-            "parent directory `{}` does not exist; declare it with `directory: {}`",
-            parent.display(),
-            parent.display()
+        Err(PlanError::missing(
+            Missing::Parent(parent.to_path_buf()),
+            format!(
+                "parent directory `{}` does not exist; declare it with `directory: {}`",
+                parent.display(),
+                parent.display()
+            ),
         ))
     }
 }

@@ -5,11 +5,11 @@ use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Map, Value as Json};
 
-use super::render::Renderer;
+use super::{Mode, Reference, ResourceId};
 use crate::manifest::diagnostic::{Diagnostic, Location};
 use crate::manifest::node::{Node, Value};
 use crate::manifest::role::{ResourceDecl, Role};
-use crate::resource::{Mode, Reference, ResourceId};
+use crate::template::Renderer;
 
 pub struct Attrs<'a> {
     pub decl: &'a ResourceDecl,

@@ -1,0 +1,98 @@
+//! The architecture, checked: modules import only from the layers below
+//! them, so the agent, the log server and rollouts can be added on top
+//! without tying the core in a knot.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Each top-level module of agent/src and the modules it may import from.
+/// From the bottom up: manifest (syntax, positions, schema) → template →
+/// resource (typed desired state) → catalog (one host) → engine (plan and
+/// apply) → commands; providers, the file writer and the state directory
+/// are leaves the engine uses.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("manifest", &[]),
+    ("facts", &[]),
+    ("fsutil", &[]),
+    ("provider", &[]),
+    ("source", &[]),
+    ("template", &["manifest"]),
+    ("resource", &["manifest", "template"]),
+    (
+        "catalog",
+        &["manifest", "template", "resource", "facts", "fsutil"],
+    ),
+    ("report", &["source"]),
+    ("state", &["fsutil", "resource"]),
+    (
+        "engine",
+        &[
+            "catalog", "resource", "report", "provider", "fsutil", "state",
+        ],
+    ),
+];
+
+fn module_of(rel: &Path) -> String {
+    let first = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
+    first.trim_end_matches(".rs").to_owned()
+}
+
+fn imports(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (i, _) in text.match_indices("crate::") {
+        let rest = &text[i + 7..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        // Doc links are not imports.
+        let line_start = text[..i].rfind('\n').map_or(0, |n| n + 1);
+        if text[line_start..i].trim_start().starts_with("//") {
+            continue;
+        }
+        out.insert(name);
+    }
+    out
+}
+
+fn walk(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
+    for entry in fs_err::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            walk(&path, files);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+}
+
+#[test]
+fn modules_import_only_from_layers_below() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent/src");
+    let mut files = Vec::new();
+    walk(&src, &mut files);
+    let mut wrong = Vec::new();
+    for file in &files {
+        let rel = file.strip_prefix(&src).unwrap();
+        let module = module_of(rel);
+        let Some((_, allowed)) = ALLOWED.iter().find(|(m, _)| *m == module) else {
+            // commands, lib.rs and main.rs sit on top.
+            continue;
+        };
+        for used in imports(&fs_err::read_to_string(file).unwrap()) {
+            if used != module && !allowed.contains(&used.as_str()) {
+                wrong.push(format!("{} uses crate::{used}", rel.display()));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "imports against the layering:\n{}",
+        wrong.join("\n")
+    );
+}
