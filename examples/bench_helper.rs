@@ -2,6 +2,8 @@
 //!
 //! - `gen W1|W2|W3 DIR`: a repository under DIR/repo whose host `bench-host`
 //!   manages the files under DIR/root, and DIR/list (`mode sha256 path`).
+//!   W1: 1,000 files inline; W2: 1,000 from a template; W3: 10,000 and W4:
+//!   100,000 inline.
 //! - `floor DIR`: what converging an unchanged tree cannot avoid: lstat,
 //!   read and sha256-compare every file of DIR/list.
 //! - `write W DIR`: write the same files atomically by hand (temporary file,
@@ -19,6 +21,7 @@ fn count(workload: &str) -> usize {
     match workload {
         "W1" | "W2" => 1_000,
         "W3" => 10_000,
+        "W4" => 100_000,
         other => panic!("unknown workload {other}"),
     }
 }

@@ -288,3 +288,35 @@ fn a_resource_with_an_error_is_reported_once_not_at_every_reference() {
     );
     assert_snapshot!(out);
 }
+
+#[test]
+fn an_alias_bomb_is_refused_naming_the_limit_and_how_to_raise_it() {
+    let mut bomb = String::from("vars:\n  a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .zip(["b", "c", "d", "e", "f", "g", "h", "i"])
+    {
+        let refs = vec![format!("*{prev}"); 10].join(", ");
+        bomb.push_str(&format!("  {name}: &{name} [{refs}]\n"));
+    }
+    let out = check_role(&bomb);
+    assert!(
+        out.contains("this file goes past a YAML limit: more than"),
+        "{out}"
+    );
+    assert!(out.contains("TEND_YAML_LIMITS="), "{out}");
+}
+
+#[test]
+fn a_large_honest_manifest_is_not_refused() {
+    // 400,000 values: past the parser's default budget of 250,000 nodes.
+    let t = Test::new();
+    let mut role = String::from("vars:\n  ports: [");
+    for i in 0..400_000 {
+        role.push_str(&format!("{},", i % 10));
+    }
+    role.push_str("0]\nresources:\n  - file: \"{{root}}/motd\"\n    content: hi\n");
+    t.role("main", &role);
+    let run = t.check();
+    run.expect_code(0);
+}

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod cache;
 mod converge;
 mod crash;
 mod diagnostics;

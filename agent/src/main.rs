@@ -60,6 +60,10 @@ enum Command {
         detailed_exitcodes: bool,
         #[arg(long, default_value = DEFAULT_STATE_DIR, env = "TEND_STATE_DIR")]
         state_dir: PathBuf,
+        /// Compile the catalog from the manifests even when the one cached
+        /// in the state directory is valid.
+        #[arg(long)]
+        no_cache: bool,
     },
 }
 
@@ -150,6 +154,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
             format,
             detailed_exitcodes,
             state_dir,
+            no_cache,
         } => {
             let options = converge::Options {
                 repo: &repo,
@@ -157,6 +162,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 host: host.as_deref(),
                 dry_run,
                 state_dir,
+                no_cache,
             };
             match converge::converge(&options)? {
                 converge::Outcome::Invalid(repo, problems) => {

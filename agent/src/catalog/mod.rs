@@ -4,6 +4,7 @@
 //! rendered, every reference resolved and the resources in the order they
 //! must be applied. Nothing downstream sees unvalidated input.
 
+pub mod cache;
 mod graph;
 
 use std::collections::{BTreeSet, HashMap};
@@ -36,6 +37,12 @@ pub struct Catalog {
     /// For each resource, the resources whose change restarts (or runs) it.
     #[serde(skip)]
     pub notifiers: Vec<Vec<usize>>,
+    /// For each resource, the digest of its desired state.
+    #[serde(skip)]
+    pub digests: Vec<String>,
+    /// Every file of the repository the catalog was compiled from.
+    #[serde(skip)]
+    pub inputs: BTreeSet<PathBuf>,
 }
 
 impl Catalog {
@@ -160,6 +167,7 @@ fn compile_roles(
     let mut resources: Vec<Resource> = Vec::new();
     let mut by_id: HashMap<ResourceId, usize> = HashMap::new();
     let mut unbuilt = Unbuilt::default();
+    let mut inputs = repo.inputs.clone();
     for role in roles {
         for (kind, name) in &role.unbuilt {
             let name = name.as_str().and_then(|text| {
@@ -169,7 +177,7 @@ fn compile_roles(
             unbuilt.add(*kind, name);
         }
         for decl in &role.resources {
-            let resource = match build(decl, role, &root, &mut renderer, &mut errors) {
+            let resource = match build(decl, role, &root, &mut renderer, &mut errors, &mut inputs) {
                 Ok(resource) => resource,
                 Err(name) => {
                     unbuilt.add(decl.kind, name);
@@ -212,10 +220,12 @@ fn compile_roles(
         host: target.host.to_owned(),
         environment: env.to_owned(),
         roles: roles.iter().map(|r| r.name.clone()).collect(),
-        resources,
         order: graph.order,
         requires: graph.requires,
         notifiers: graph.notifiers,
+        digests: resources.iter().map(Resource::desired_digest).collect(),
+        resources,
+        inputs,
     })
 }
 
@@ -253,6 +263,7 @@ fn build(
     root: &Path,
     renderer: &mut Renderer,
     errors: &mut Vec<Diagnostic>,
+    inputs: &mut BTreeSet<PathBuf>,
 ) -> Result<Resource, Option<String>> {
     let mut a = Attrs::new(decl, role, root, renderer);
     let origin = Location::new(&role.file, decl.pos);
@@ -280,6 +291,7 @@ fn build(
     let notify = a.references("notify");
     let failed = !a.errors.is_empty();
     errors.append(&mut a.errors);
+    inputs.extend(a.inputs.drain(..));
     let (Some(name), Some(desired), false) = (name.clone(), desired, failed) else {
         return Err(name);
     };

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use crate::catalog::{self, Catalog, Target};
+use crate::catalog::{self, Catalog, Target, cache};
 use crate::engine::{self, apply::Executor};
 use crate::report::{Report, RunMode, Status};
 use crate::state::{Applied, StateDir};
@@ -15,6 +15,8 @@ pub struct Options<'a> {
     pub host: Option<&'a str>,
     pub dry_run: bool,
     pub state_dir: PathBuf,
+    /// Compile the catalog even when the cached one is valid.
+    pub no_cache: bool,
 }
 
 pub enum Outcome {
@@ -29,27 +31,42 @@ pub enum Outcome {
 pub fn converge(options: &Options) -> anyhow::Result<Outcome> {
     let started_at = SystemTime::now();
     let clock = Instant::now();
-    let mut repo = super::open_repo(options.repo)?;
     let (host, facts) = super::host_and_facts(options.host);
-    let target = Target {
-        environment: options.environment,
-        host: &host,
-        facts: &facts,
+    let key = if options.no_cache {
+        None
+    } else {
+        cache::Key::new(options.repo, options.environment, &facts)
     };
-    tracing::debug!(
-        elapsed_ms = clock.elapsed().as_millis(),
-        "environments loaded"
-    );
-    let catalog = match catalog::compile(&mut repo, &target) {
-        Ok(c) => c,
-        Err(problems) => return Ok(Outcome::Invalid(repo, problems)),
+    let cached = key
+        .as_ref()
+        .and_then(|key| cache::load(&options.state_dir, key));
+    let compiled = cached.is_none();
+    let catalog = match cached {
+        Some(catalog) => {
+            tracing::debug!(
+                elapsed_ms = clock.elapsed().as_millis(),
+                "catalog from the cache"
+            );
+            catalog
+        }
+        None => {
+            let mut repo = super::open_repo(options.repo)?;
+            let target = Target {
+                environment: options.environment,
+                host: &host,
+                facts: &facts,
+            };
+            match catalog::compile(&mut repo, &target) {
+                Ok(c) => c,
+                Err(problems) => return Ok(Outcome::Invalid(repo, problems)),
+            }
+        }
     };
     tracing::debug!(
         elapsed_ms = clock.elapsed().as_millis(),
         resources = catalog.resources.len(),
-        "catalog compiled"
+        "catalog ready"
     );
-    drop(repo);
     let report = if options.dry_run {
         let state = StateDir::open_read_only(&options.state_dir)?;
         let previous = state.applied()?;
@@ -62,6 +79,11 @@ pub fn converge(options: &Options) -> anyhow::Result<Outcome> {
                 options.state_dir.join("lock").display()
             );
         })?;
+        if let (true, Some(key)) = (compiled, &key)
+            && let Err(e) = cache::store(state.path(), key, &catalog, state.temps())
+        {
+            tracing::warn!(error = %e, "could not keep the compiled catalog");
+        }
         let previous = state.applied()?;
         let mut executor = Executor::new(state.backups());
         let outcomes = engine::run(&catalog, &previous, Some(&mut executor));

@@ -34,7 +34,7 @@ pub fn run(catalog: &Catalog, previous: &Applied, executor: Option<&mut Executor
     for (position, &index) in catalog.order.iter().enumerate() {
         run.plan_paths_ahead(position);
         let started = Instant::now();
-        let digest = catalog.resources[index].desired_digest();
+        let digest = catalog.digests[index].clone();
         let mut report = run.resource(index, &digest);
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if report.status != Status::Unchanged {

@@ -33,6 +33,8 @@ pub struct Repo {
     roles: BTreeMap<String, Option<Arc<Role>>>,
     /// Problems found while loading.
     pub diagnostics: Vec<Diagnostic>,
+    /// Every file read so far, relative to the root (for the catalog cache).
+    pub inputs: std::collections::BTreeSet<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,7 @@ impl Repo {
             environments: Vec::new(),
             roles: BTreeMap::new(),
             diagnostics: Vec::new(),
+            inputs: std::collections::BTreeSet::new(),
         };
         let mut names = Vec::new();
         for entry in fs_err::read_dir(&manifests)? {
@@ -89,6 +92,7 @@ impl Repo {
     /// A syntax error becomes a diagnostic and `None`.
     fn parse(&mut self, rel: &Path) -> Result<Option<Node>, std::io::Error> {
         let text = fs_err::read_to_string(self.root.join(rel))?;
+        self.inputs.insert(rel.to_path_buf());
         let file: Arc<Path> = Arc::from(rel);
         if text.trim().is_empty() {
             return Ok(Some(Node {
@@ -96,8 +100,31 @@ impl Repo {
                 value: node::Value::Null,
             }));
         }
-        match serde_saphyr::from_str_with_options::<Node>(&text, node::parse_options()) {
+        match serde_saphyr::from_str_with_options::<Node>(&text, node::parse_options(text.len())) {
             Ok(node) => Ok(Some(node)),
+            Err(e) if node::limit_reached(&e, text.len()).is_some() => {
+                let (what, limit) = node::limit_reached(&e, text.len()).expect("checked");
+                let pos = e.location().map_or(Pos { line: 1, col: 1 }, |l| Pos {
+                    line: u32::try_from(l.line()).unwrap_or(1).max(1),
+                    col: u32::try_from(l.column()).unwrap_or(1).max(1),
+                });
+                let factor = node::limit_factor();
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        Location::new(&file, pos),
+                        format!(
+                            "this file goes past a YAML limit: more than {limit} {what} (the limit for a file of {} bytes{})",
+                            text.len(),
+                            if factor > 1 { format!(", times TEND_YAML_LIMITS={factor}") } else { String::new() }
+                        ),
+                    )
+                    .hint(format!(
+                        "the limits guard against alias bombs and runaway nesting and grow with the file's size; if this file is meant to be so, raise them all with `TEND_YAML_LIMITS={}`",
+                        factor * 4
+                    )),
+                );
+                Ok(None)
+            }
             Err(e) => {
                 let pos = e.location().map_or(Pos { line: 1, col: 1 }, |l| Pos {
                     line: u32::try_from(l.line()).unwrap_or(1).max(1),

@@ -237,11 +237,94 @@ impl<'de> Deserialize<'de> for KeyName {
 
 /// Options for reading manifests: duplicate keys are an error, and only
 /// `true`/`false` are booleans (so `enabled: yes` is caught, not guessed).
-pub fn parse_options() -> serde_saphyr::Options {
+///
+/// The parser's limits guard against alias bombs and runaway nesting. Those
+/// that an honest file reaches by being large (nodes, events, scalar bytes,
+/// anchors, aliases and what they expand to) grow with the size of the file,
+/// so a role of 100,000 resources loads, while aliases can never expand a
+/// small file into a huge tree. `TEND_YAML_LIMITS=N` multiplies every limit.
+pub fn parse_options(input_len: usize) -> serde_saphyr::Options {
+    let factor = limit_factor();
+    let scaled = |floor: usize, per_byte: usize| {
+        floor
+            .max(input_len.saturating_mul(per_byte))
+            .saturating_mul(factor)
+    };
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = scaled(budget.max_nodes, 1);
+    budget.max_events = scaled(budget.max_events, 3);
+    budget.max_total_scalar_bytes = scaled(budget.max_total_scalar_bytes, 1);
+    budget.max_aliases = scaled(budget.max_aliases, 1);
+    budget.max_anchors = scaled(budget.max_anchors, 1);
+    budget.max_merge_keys = scaled(budget.max_merge_keys, 1);
+    budget.max_recorded_anchor_events = scaled(budget.max_recorded_anchor_events, 4);
+    budget.max_recorded_anchor_bytes = scaled(budget.max_recorded_anchor_bytes, 4);
+    budget.max_depth = budget.max_depth.saturating_mul(factor);
+    budget.max_documents = budget.max_documents.saturating_mul(factor);
     let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events =
+        scaled(options.alias_limits.max_total_replayed_events, 4);
+    options.alias_limits.max_replay_stack_depth = options
+        .alias_limits
+        .max_replay_stack_depth
+        .saturating_mul(factor);
     options.strict_booleans = true;
     options.with_snippet = false;
     options
+}
+
+/// `TEND_YAML_LIMITS`, or 1.
+pub fn limit_factor() -> usize {
+    std::env::var("TEND_YAML_LIMITS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(1)
+}
+
+/// When a parse error is a limit reached: which limit, and its value.
+pub fn limit_reached(e: &serde_saphyr::Error, input_len: usize) -> Option<(String, usize)> {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let options = parse_options(input_len);
+    let budget = options.budget.as_ref()?;
+    let mut e = e;
+    while let serde_saphyr::Error::AliasError { error, .. }
+    | serde_saphyr::Error::WithSnippet { error, .. } = e
+    {
+        e = error;
+    }
+    let (what, limit) = match e {
+        serde_saphyr::Error::Budget { breach, .. } => match breach {
+            B::Nodes { .. } => ("values, lists and mappings", budget.max_nodes),
+            B::Events { .. } => ("parser events", budget.max_events),
+            B::ScalarBytes { .. } => ("bytes of text in values", budget.max_total_scalar_bytes),
+            B::Aliases { .. } => ("aliases (`*name`)", budget.max_aliases),
+            B::Anchors { .. } => ("anchors (`&name`)", budget.max_anchors),
+            B::MergeKeys { .. } => ("merge keys (`<<`)", budget.max_merge_keys),
+            B::Depth { .. } => ("levels of nesting", budget.max_depth),
+            B::Documents { .. } => ("documents", budget.max_documents),
+            B::RecordedAnchorEvents { .. } => {
+                ("events kept for anchors", budget.max_recorded_anchor_events)
+            }
+            B::RecordedAnchorBytes { .. } => {
+                ("bytes kept for anchors", budget.max_recorded_anchor_bytes)
+            }
+            B::AliasAnchorRatio { .. } => {
+                ("aliases per anchor", budget.alias_anchor_ratio_multiplier)
+            }
+            _ => return None,
+        },
+        serde_saphyr::Error::AliasReplayLimitExceeded {
+            max_total_replayed_events,
+            ..
+        } => ("events expanded from aliases", *max_total_replayed_events),
+        serde_saphyr::Error::AliasReplayStackDepthExceeded { max_depth, .. } => {
+            ("levels of aliases within aliases", *max_depth)
+        }
+        _ => return None,
+    };
+    Some((what.to_owned(), limit))
 }
 
 #[cfg(test)]
@@ -251,7 +334,8 @@ mod tests {
     #[test]
     fn keeps_positions_of_keys_and_values() {
         let text = "a: 1\nlist:\n  - x: \"s\"\n    y: [1, true]\n";
-        let node: Node = serde_saphyr::from_str_with_options(text, parse_options()).unwrap();
+        let node: Node =
+            serde_saphyr::from_str_with_options(text, parse_options(text.len())).unwrap();
         let map = node.as_map().unwrap();
         assert_eq!(map[0].0.name, "a");
         assert_eq!(map[0].0.pos, Pos { line: 1, col: 1 });
@@ -267,9 +351,9 @@ mod tests {
     #[test]
     fn duplicate_keys_and_yes_are_not_silently_accepted() {
         let dup: Result<Node, _> =
-            serde_saphyr::from_str_with_options("a: 1\na: 2\n", parse_options());
+            serde_saphyr::from_str_with_options("a: 1\na: 2\n", parse_options(10));
         assert!(dup.is_err());
-        let yes: Node = serde_saphyr::from_str_with_options("a: yes\n", parse_options()).unwrap();
+        let yes: Node = serde_saphyr::from_str_with_options("a: yes\n", parse_options(7)).unwrap();
         assert_eq!(yes.get("a").unwrap().value, Value::Str("yes".into()));
     }
 }

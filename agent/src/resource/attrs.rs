@@ -20,6 +20,9 @@ pub struct Attrs<'a> {
     pub errors: Vec<Diagnostic>,
     /// Per-resource template variables (`vars:`), when the type has them.
     pub extra_vars: Option<Map<String, Json>>,
+    /// Files of the role read for this resource (templates, sources),
+    /// relative to the repository.
+    pub inputs: Vec<PathBuf>,
 }
 
 impl<'a> Attrs<'a> {
@@ -36,6 +39,7 @@ impl<'a> Attrs<'a> {
             renderer,
             errors: Vec::new(),
             extra_vars: None,
+            inputs: Vec::new(),
         }
     }
 
@@ -198,6 +202,7 @@ impl<'a> Attrs<'a> {
         }
         let repo_rel = base.join(rel);
         let abs = self.repo_root.join(&repo_rel);
+        self.inputs.push(repo_rel.clone());
         if self.renderer.has_template(&repo_rel) {
             return Some((repo_rel, abs));
         }
