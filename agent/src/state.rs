@@ -36,7 +36,7 @@ pub enum StateError {
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Applied {
     pub version: u32,
-    pub resources: BTreeMap<String, String>,
+    pub resources: BTreeMap<String, crate::resource::Digest>,
 }
 
 pub struct StateDir {

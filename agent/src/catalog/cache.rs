@@ -17,8 +17,6 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sha2::{Digest as _, Sha256};
-
 use super::Catalog;
 use crate::facts::Facts;
 use crate::fsutil::{self, FsError, TempLog};
@@ -83,15 +81,13 @@ fn input_digest(root: &Path, rel: &Path) -> Option<[u8; 32]> {
     if fs_err::canonicalize(&path).ok()? != path {
         return None;
     }
-    let bytes = fsutil::read_nofollow(&path, 0).ok()?;
-    Some(Sha256::digest(&bytes).into())
+    fsutil::sha256_nofollow(&path).ok()
 }
 
 /// The cached catalog, when the key and every input are unchanged.
 pub fn load(state_dir: &Path, key: &Key) -> Option<Catalog> {
-    let bytes = fs_err::read(state_dir.join(FILE)).ok()?;
-    let mut r = Reader::new(bytes.strip_prefix(MAGIC)?);
-    if r.bytes()? != key.header.as_slice() {
+    let mut r = Reader::open(&state_dir.join(FILE))?;
+    if r.take(MAGIC.len())? != MAGIC || r.bytes()? != key.header {
         return None;
     }
     let inputs = r.count()?;
@@ -149,7 +145,7 @@ fn encode(w: &mut Writer, c: &Catalog) {
         w.str(&r.id.name);
         w.str(&r.role);
         w.bool(r.sensitive);
-        w.str(digest);
+        w.0.extend_from_slice(&digest.0);
         encode_desired(w, &r.desired);
     }
     for list in [&vec![c.order.clone()], &c.requires, &c.notifiers] {
@@ -246,7 +242,7 @@ fn decode(r: &mut Reader, inputs: BTreeSet<PathBuf>) -> Option<Catalog> {
         let name = r.str()?;
         let role = r.str()?;
         let sensitive = r.bool()?;
-        digests.push(r.str()?);
+        digests.push(crate::resource::Digest(r.take(32)?.try_into().ok()?));
         let desired = decode_desired(r, kind)?;
         resources.push(Resource {
             id: ResourceId::new(kind, name),
@@ -434,36 +430,61 @@ impl Writer {
     }
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
+/// Reads the cache file as a stream, so that a large catalog is not held
+/// twice (file and decoded) at once.
+struct Reader {
+    input: std::io::BufReader<std::fs::File>,
+    /// Bytes not read yet: no length read from a damaged file can ask for more.
+    left: u64,
 }
 
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Self { buf }
+impl Reader {
+    fn open(path: &Path) -> Option<Self> {
+        let file = fs_err::File::open(path).ok()?.into_parts().0;
+        let left = file.metadata().ok()?.len();
+        Some(Self {
+            input: std::io::BufReader::with_capacity(256 * 1024, file),
+            left,
+        })
     }
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.buf.len() {
+    fn take(&mut self, n: usize) -> Option<Vec<u8>> {
+        use std::io::Read as _;
+        if n as u64 > self.left {
             return None;
         }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Some(head)
+        let mut buf = vec![0; n];
+        self.input.read_exact(&mut buf).ok()?;
+        self.left -= n as u64;
+        Some(buf)
     }
     fn done(&self) -> bool {
-        self.buf.is_empty()
+        self.left == 0
     }
     fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
+        use std::io::Read as _;
+        let mut b = [0; 1];
+        if self.left == 0 {
+            return None;
+        }
+        self.input.read_exact(&mut b).ok()?;
+        self.left -= 1;
+        Some(b[0])
     }
     fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+        use std::io::Read as _;
+        let mut b = [0; 8];
+        if self.left < 8 {
+            return None;
+        }
+        self.input.read_exact(&mut b).ok()?;
+        self.left -= 8;
+        Some(u64::from_le_bytes(b))
     }
     /// A number of items, each taking at least a byte: never more than
     /// the bytes left (a damaged file cannot make it allocate much).
     fn count(&mut self) -> Option<usize> {
-        let n = usize::try_from(self.u64()?).ok()?;
-        (n <= self.buf.len()).then_some(n)
+        let n = self.u64()?;
+        (n <= self.left).then(|| usize::try_from(n).ok()).flatten()
     }
     fn index(&mut self) -> Option<usize> {
         usize::try_from(self.u64()?).ok()
@@ -475,16 +496,16 @@ impl<'a> Reader<'a> {
             _ => None,
         }
     }
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let n = usize::try_from(self.u64()?).ok()?;
+    fn bytes(&mut self) -> Option<Vec<u8>> {
+        let n = self.count()?;
         self.take(n)
     }
     fn str(&mut self) -> Option<String> {
-        String::from_utf8(self.bytes()?.to_vec()).ok()
+        String::from_utf8(self.bytes()?).ok()
     }
     fn path(&mut self) -> Option<PathBuf> {
-        use std::os::unix::ffi::OsStrExt as _;
-        Some(PathBuf::from(std::ffi::OsStr::from_bytes(self.bytes()?)))
+        use std::os::unix::ffi::OsStringExt as _;
+        Some(PathBuf::from(std::ffi::OsString::from_vec(self.bytes()?)))
     }
     fn strs(&mut self) -> Option<Vec<String>> {
         let n = self.count()?;
@@ -493,7 +514,7 @@ impl<'a> Reader<'a> {
     fn opt_bytes(&mut self) -> Option<Option<Vec<u8>>> {
         match self.u8()? {
             0 => Some(None),
-            1 => Some(Some(self.bytes()?.to_vec())),
+            1 => Some(Some(self.bytes()?)),
             _ => None,
         }
     }

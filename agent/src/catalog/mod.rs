@@ -39,7 +39,7 @@ pub struct Catalog {
     pub notifiers: Vec<Vec<usize>>,
     /// For each resource, the digest of its desired state.
     #[serde(skip)]
-    pub digests: Vec<String>,
+    pub digests: Vec<resource::Digest>,
     /// Every file of the repository the catalog was compiled from.
     #[serde(skip)]
     pub inputs: BTreeSet<PathBuf>,
@@ -47,10 +47,10 @@ pub struct Catalog {
 
 impl Catalog {
     /// Every path the catalog manages (present or absent).
-    pub fn managed_paths(&self) -> BTreeSet<PathBuf> {
+    pub fn managed_paths(&self) -> BTreeSet<&Path> {
         self.resources
             .iter()
-            .filter_map(|r| r.desired.path().map(Path::to_path_buf))
+            .filter_map(|r| r.desired.path())
             .collect()
     }
 }

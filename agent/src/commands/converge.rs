@@ -88,8 +88,7 @@ pub fn converge(options: &Options) -> anyhow::Result<Outcome> {
         let mut executor = Executor::new(state.backups());
         let outcomes = engine::run(&catalog, &previous, Some(&mut executor));
         tracing::debug!(elapsed_ms = clock.elapsed().as_millis(), "converged");
-        let applied = applied_after(&previous, &outcomes);
-        if applied != previous {
+        if let Some(applied) = applied_after(&previous, &catalog, &outcomes) {
             state.save_applied(&applied)?;
         }
         state.finish()?;
@@ -99,23 +98,42 @@ pub fn converge(options: &Options) -> anyhow::Result<Outcome> {
 }
 
 /// What the state directory records after a run: the desired digest of
-/// every resource that converged; a failed one keeps what it had.
-fn applied_after(previous: &Applied, outcomes: &[engine::Outcome]) -> Applied {
+/// every resource that converged; a failed one keeps what it had. `None`
+/// when that is what it records already (the common case: nothing to write).
+fn applied_after(
+    previous: &Applied,
+    catalog: &Catalog,
+    outcomes: &[engine::Outcome],
+) -> Option<Applied> {
+    let id = |outcome: &engine::Outcome| catalog.resources[outcome.index].id.to_string();
+    let recorded = |outcome: &engine::Outcome, id: &str| {
+        if outcome.status == Status::Failed {
+            previous.resources.get(id)
+        } else {
+            Some(&catalog.digests[outcome.index])
+        }
+    };
+    let unchanged = previous.version == 1
+        && previous.resources.len() == outcomes.len()
+        && outcomes.iter().all(|o| {
+            let id = id(o);
+            let digest = recorded(o, &id);
+            digest.is_some() && previous.resources.get(&id) == digest
+        });
+    if unchanged {
+        return None;
+    }
     let mut applied = Applied {
         version: 1,
         ..Applied::default()
     };
     for outcome in outcomes {
-        let id = &outcome.report.id;
-        if outcome.report.status == Status::Failed {
-            if let Some(old) = previous.resources.get(id) {
-                applied.resources.insert(id.clone(), old.clone());
-            }
-        } else {
-            applied.resources.insert(id.clone(), outcome.digest.clone());
+        let id = id(outcome);
+        if let Some(&digest) = recorded(outcome, &id) {
+            applied.resources.insert(id, digest);
         }
     }
-    applied
+    Some(applied)
 }
 
 fn finish(
@@ -126,11 +144,7 @@ fn finish(
     started_at: SystemTime,
     clock: Instant,
 ) -> Report {
-    let resources: Vec<_> = outcomes
-        .into_iter()
-        .map(|o| o.report)
-        .filter(|r| r.status != Status::Unchanged)
-        .collect();
+    let resources: Vec<_> = outcomes.into_iter().filter_map(|o| o.report).collect();
     let summary = Report::summarise(&resources, catalog.resources.len());
     Report {
         id: uuid::Uuid::new_v4().to_string(),

@@ -8,34 +8,35 @@ mod packages;
 pub mod plan;
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Instant;
 
 use crate::catalog::Catalog;
 use crate::report::{Cause, ResourceReport, Status};
-use crate::resource::Desired;
+use crate::resource::{Desired, Digest};
 use crate::state::Applied;
 use apply::Executor;
 use plan::{Missing, Observer, Op, Plan, Planned};
 
-/// The outcome of one resource in a run.
+/// The outcome of one resource in a run; its desired digest is
+/// `catalog.digests[index]`.
 pub struct Outcome {
     pub index: usize,
-    pub report: ResourceReport,
-    /// The desired digest, recorded as applied when the resource converged.
-    pub digest: String,
+    pub status: Status,
+    /// What happened, for every resource that did not end unchanged (a
+    /// large unchanged catalog keeps no report per resource).
+    pub report: Option<ResourceReport>,
 }
 
 /// Runs the catalog. With an executor the plan is applied; without one
 /// (dry-run) nothing on the host is touched.
 pub fn run(catalog: &Catalog, previous: &Applied, executor: Option<&mut Executor>) -> Vec<Outcome> {
-    let mut run = Run::new(catalog, previous, executor);
+    let managed = catalog.managed_paths();
+    let mut run = Run::new(catalog, previous, executor, &managed);
     for (position, &index) in catalog.order.iter().enumerate() {
         run.plan_paths_ahead(position);
         let started = Instant::now();
-        let digest = catalog.digests[index].clone();
-        let mut report = run.resource(index, &digest);
+        let mut report = run.resource(index, &catalog.digests[index]);
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if report.status != Status::Unchanged {
             tracing::info!(resource = %report.id, status = ?report.status, "resource");
@@ -43,8 +44,8 @@ pub fn run(catalog: &Catalog, previous: &Applied, executor: Option<&mut Executor
         run.status[index] = Some(report.status);
         run.outcomes.push(Outcome {
             index,
-            report,
-            digest,
+            status: report.status,
+            report: (report.status != Status::Unchanged).then_some(report),
         });
     }
     run.outcomes
@@ -56,8 +57,8 @@ struct Run<'a> {
     previous: &'a Applied,
     /// `None` in a dry-run.
     executor: Option<&'a mut Executor>,
-    observer: Observer,
-    managed: Arc<BTreeSet<PathBuf>>,
+    observer: Observer<'a>,
+    managed: &'a BTreeSet<&'a Path>,
     workers: usize,
     /// Path resources planned ahead in parallel, while nothing was applied.
     ahead: HashMap<usize, Planned>,
@@ -76,13 +77,13 @@ impl<'a> Run<'a> {
         catalog: &'a Catalog,
         previous: &'a Applied,
         executor: Option<&'a mut Executor>,
+        managed: &'a BTreeSet<&'a Path>,
     ) -> Self {
-        let managed = Arc::new(catalog.managed_paths());
         Run {
             catalog,
             previous,
             executor,
-            observer: Observer::new(Arc::clone(&managed)),
+            observer: Observer::new(managed),
             managed,
             workers: std::thread::available_parallelism()
                 .map_or(1, std::num::NonZero::get)
@@ -112,14 +113,14 @@ impl<'a> Run<'a> {
         self.ahead.extend(plan_paths_ahead(
             self.catalog,
             &order[position..self.ahead_until],
-            &self.managed,
+            self.managed,
             self.workers,
         ));
     }
 
     /// Handles one resource: skip it if what it requires failed, plan it,
     /// and in a real run apply the plan.
-    fn resource(&mut self, index: usize, digest: &str) -> ResourceReport {
+    fn resource(&mut self, index: usize, digest: &Digest) -> ResourceReport {
         let catalog = self.catalog;
         let mut report = ResourceReport::new(catalog.resources[index].id.to_string());
         if let Some(dep) = self.failed_requirement(index) {
@@ -264,7 +265,7 @@ impl<'a> Run<'a> {
         index: usize,
         plan: Plan,
         notified: bool,
-        digest: &str,
+        digest: &Digest,
         report: &mut ResourceReport,
     ) {
         let cause = self.cause(index, &plan, notified, digest);
@@ -299,7 +300,7 @@ impl<'a> Run<'a> {
 
     /// Drift when the desired state is what was applied last time; a
     /// restart (or a notified exec) has the cause of what asked for it.
-    fn cause(&self, index: usize, plan: &Plan, notified: bool, digest: &str) -> Cause {
+    fn cause(&self, index: usize, plan: &Plan, notified: bool, digest: &Digest) -> Cause {
         let restarted =
             plan.action == plan::Action::Restart || (plan.action == plan::Action::Run && notified);
         let drifted = if restarted {
@@ -309,7 +310,7 @@ impl<'a> Run<'a> {
             })
         } else {
             let id = self.catalog.resources[index].id.to_string();
-            self.previous.resources.get(&id).map(String::as_str) == Some(digest)
+            self.previous.resources.get(&id) == Some(digest)
         };
         if drifted {
             Cause::Drift
@@ -414,7 +415,7 @@ const LOOKAHEAD: usize = 1024;
 fn plan_paths_ahead(
     catalog: &Catalog,
     indices: &[usize],
-    managed: &std::sync::Arc<std::collections::BTreeSet<std::path::PathBuf>>,
+    managed: &BTreeSet<&Path>,
     workers: usize,
 ) -> Vec<(usize, Planned)> {
     let paths: Vec<usize> = indices
@@ -431,7 +432,7 @@ fn plan_paths_ahead(
             .chunks(per_worker)
             .map(|chunk| {
                 scope.spawn(move || {
-                    let mut observer = Observer::new(std::sync::Arc::clone(managed));
+                    let mut observer = Observer::new(managed);
                     chunk
                         .iter()
                         .map(|&i| (i, plan_path(&catalog.resources[i], &mut observer)))

@@ -250,6 +250,26 @@ pub fn read_nofollow(path: &Path, expected: usize) -> Result<Vec<u8>, FsError> {
     Ok(buf)
 }
 
+/// The sha256 of a regular file, read in pieces without following a final
+/// symlink (a large file is never held whole).
+pub fn sha256_nofollow(path: &Path) -> Result<[u8; 32], FsError> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut file = open_nofollow(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("reading `{}`: {e}", path.display()))
+        })?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().into())
+}
+
 /// Creates a private directory (and its parents) if needed.
 pub fn ensure_private_dir(path: &Path) -> Result<(), FsError> {
     if !path.is_dir() {

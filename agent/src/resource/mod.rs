@@ -21,7 +21,7 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::manifest::diagnostic::Location;
 pub use crate::manifest::kinds::{Kind, PRESENT_ABSENT};
@@ -188,7 +188,7 @@ impl Resource {
     /// A digest of the desired state. The state directory keeps it for every
     /// applied resource: when it is unchanged but the host differs, the
     /// difference is drift; when it changed, the cause is a new revision.
-    pub fn desired_digest(&self) -> String {
+    pub fn desired_digest(&self) -> Digest {
         let mut hasher = Sha256::new();
         hasher.update(self.id.to_string().as_bytes());
         hasher.update([0]);
@@ -202,7 +202,7 @@ impl Resource {
             hasher.update([0]);
             hasher.update(content);
         }
-        hex(&hasher.finalize())
+        Digest(hasher.finalize().into())
     }
 
     /// Whether two declarations of the same identity ask for the same thing.
@@ -212,6 +212,46 @@ impl Resource {
             && self.require == other.require
             && self.before == other.before
             && self.notify == other.notify
+    }
+}
+
+/// A sha256 digest of a desired state: 32 bytes in memory (a catalog keeps
+/// one per resource), hexadecimal in the state file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Digest(pub [u8; 32]);
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex(&self.0))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Hex;
+        impl serde::de::Visitor<'_> for Hex {
+            type Value = Digest;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("64 hexadecimal digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Digest, E> {
+                let bytes = v.as_bytes();
+                if bytes.len() != 64 {
+                    return Err(E::custom("a digest has 64 hexadecimal digits"));
+                }
+                let digit = |c: u8| match c {
+                    b'0'..=b'9' => Ok(c - b'0'),
+                    b'a'..=b'f' => Ok(c - b'a' + 10),
+                    _ => Err(E::custom("a digest has hexadecimal digits only")),
+                };
+                let mut out = [0; 32];
+                for (i, pair) in bytes.chunks(2).enumerate() {
+                    out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+                }
+                Ok(Digest(out))
+            }
+        }
+        d.deserialize_str(Hex)
     }
 }
 

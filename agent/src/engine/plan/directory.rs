@@ -8,7 +8,7 @@ use crate::resource::directory::DirectorySpec;
 
 const DEFAULT_MODE: u32 = 0o755;
 
-pub fn plan(spec: &DirectorySpec, obs: &mut Observer) -> Planned {
+pub fn plan(spec: &DirectorySpec, obs: &mut Observer<'_>) -> Planned {
     let path = &spec.path;
     let shown = path.display();
     let found = look(path)?;

@@ -9,7 +9,7 @@ use crate::resource::file::FileSpec;
 /// Mode of a new file when the manifest names none.
 const DEFAULT_MODE: u32 = 0o644;
 
-pub fn plan(spec: &FileSpec, sensitive: bool, obs: &mut Observer) -> Planned {
+pub fn plan(spec: &FileSpec, sensitive: bool, obs: &mut Observer<'_>) -> Planned {
     let path = &spec.path;
     let shown = path.display().to_string();
     let found = look(path)?;

@@ -15,7 +15,6 @@ pub mod user;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 pub use crate::report::Action;
 
@@ -159,22 +158,25 @@ impl Op {
 
 /// Read-only access to the host while planning, with the look-ups a large
 /// catalog repeats (user and group names) cached.
-#[derive(Default)]
-pub struct Observer {
+pub struct Observer<'a> {
     init: Option<crate::provider::service::Init>,
     users: HashMap<String, Option<u32>>,
     groups: HashMap<String, Option<u32>>,
     user_names: HashMap<u32, String>,
     group_names: HashMap<u32, String>,
     /// Every path the catalog manages, for `purge`.
-    pub managed: Arc<BTreeSet<PathBuf>>,
+    managed: &'a BTreeSet<&'a Path>,
 }
 
-impl Observer {
-    pub fn new(managed: Arc<BTreeSet<PathBuf>>) -> Self {
+impl<'a> Observer<'a> {
+    pub fn new(managed: &'a BTreeSet<&'a Path>) -> Self {
         Self {
+            init: None,
+            users: HashMap::new(),
+            groups: HashMap::new(),
+            user_names: HashMap::new(),
+            group_names: HashMap::new(),
             managed,
-            ..Self::default()
         }
     }
 
@@ -257,7 +259,7 @@ impl Observer {
     /// Whether the catalog manages `path` or anything below it.
     pub fn manages(&self, path: &Path) -> bool {
         self.managed
-            .range(path.to_path_buf()..)
+            .range(path..)
             .next()
             .is_some_and(|p| p.starts_with(path))
     }

@@ -3,7 +3,7 @@
 use super::{Action, Found, Observer, Op, Plan, Planned, look};
 use crate::resource::symlink::SymlinkSpec;
 
-pub fn plan(spec: &SymlinkSpec, obs: &mut Observer) -> Planned {
+pub fn plan(spec: &SymlinkSpec, obs: &mut Observer<'_>) -> Planned {
     let path = &spec.path;
     let shown = path.display();
     let found = look(path)?;
