@@ -22,7 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "catalog",
         &["manifest", "template", "resource", "facts", "fsutil"],
     ),
-    ("report", &["source"]),
+    ("report", &["source", "fsutil"]),
     ("state", &["fsutil", "resource"]),
     (
         "engine",

@@ -5,6 +5,7 @@ mod support;
 mod cache;
 mod converge;
 mod crash;
+mod delivery;
 mod diagnostics;
 mod e2e;
 mod example_repo;

@@ -64,6 +64,13 @@ enum Command {
         /// in the state directory is valid.
         #[arg(long)]
         no_cache: bool,
+        /// Send the run report to the central log at this URL
+        /// (`POST /v1/reports`).
+        #[arg(long, value_name = "URL", requires = "token_file")]
+        report_to: Option<String>,
+        /// The file holding this host's token for the central log.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -155,6 +162,8 @@ fn run(command: Command) -> anyhow::Result<u8> {
             detailed_exitcodes,
             state_dir,
             no_cache,
+            report_to,
+            token_file,
         } => {
             let options = converge::Options {
                 repo: &repo,
@@ -163,6 +172,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 dry_run,
                 state_dir,
                 no_cache,
+                report_to: report_to.zip(token_file),
             };
             match converge::converge(&options)? {
                 converge::Outcome::Invalid(repo, problems) => {
@@ -176,6 +186,9 @@ fn run(command: Command) -> anyhow::Result<u8> {
                             println!("{}", serde_json::to_string_pretty(&report)?)
                         }
                     }
+                    // The results first: sending may wait on the network.
+                    std::io::Write::flush(&mut std::io::stdout())?;
+                    converge::deliver(&options, &report);
                     let code = report.detailed_exit_code();
                     Ok(if detailed_exitcodes { code } else { code & 4 })
                 }

@@ -6,6 +6,8 @@ use std::time::{Instant, SystemTime};
 
 use crate::catalog::{self, Catalog, Target, cache};
 use crate::engine::{self, apply::Executor};
+use crate::report::send::Sender;
+use crate::report::spool::Spool;
 use crate::report::{Report, RunMode, Status};
 use crate::state::{Applied, StateDir};
 
@@ -17,6 +19,62 @@ pub struct Options<'a> {
     pub state_dir: PathBuf,
     /// Compile the catalog even when the cached one is valid.
     pub no_cache: bool,
+    /// The central log to send the report to, and the file with this
+    /// host's token.
+    pub report_to: Option<(String, PathBuf)>,
+}
+
+fn spool(state: &StateDir) -> Spool {
+    Spool::new(state.path().join("spool"))
+}
+
+/// Sends the report to the central log, after the run: a real run's
+/// report and any earlier ones waiting in the spool; a dry-run's report
+/// directly (a dry-run writes nothing, not even to the spool). Problems
+/// are warnings: a report that cannot be sent never fails a converge.
+pub fn deliver(options: &Options, report: &Report) {
+    let Some((url, token_file)) = &options.report_to else {
+        return;
+    };
+    let sender = match Sender::new(url, token_file) {
+        Ok(sender) => sender,
+        Err(e) => {
+            tracing::warn!(error = %e, "the report was not sent");
+            eprintln!("warning: the report was not sent: {e}");
+            return;
+        }
+    };
+    if options.dry_run {
+        let body = serde_json::to_vec(report).expect("a report serialises");
+        if let Err(e) = sender.post(&body) {
+            eprintln!("warning: the report was not sent: {e:?}");
+        }
+        return;
+    }
+    let spool = Spool::new(options.state_dir.join("spool"));
+    let round = spool.deliver(&sender);
+    tracing::info!(
+        sent = round.sent,
+        waiting = round.waiting,
+        set_aside = round.set_aside,
+        "reports delivered"
+    );
+    if let Some(e) = round.error {
+        eprintln!(
+            "warning: {} report{} waiting to be sent ({e}); the next run sends {}",
+            round.waiting,
+            if round.waiting == 1 { " is" } else { "s are" },
+            if round.waiting == 1 { "it" } else { "them" }
+        );
+    }
+    if round.set_aside > 0 {
+        eprintln!(
+            "warning: the log refused {} report{}; kept in `{}`",
+            round.set_aside,
+            if round.set_aside == 1 { "" } else { "s" },
+            options.state_dir.join("spool/set-aside").display()
+        );
+    }
 }
 
 pub enum Outcome {
@@ -91,8 +149,16 @@ pub fn converge(options: &Options) -> anyhow::Result<Outcome> {
         if let Some(applied) = applied_after(&previous, &catalog, &outcomes) {
             state.save_applied(&applied)?;
         }
+        let mut report = finish(&catalog, options, &state, outcomes, started_at, clock);
+        if options.report_to.is_some() {
+            // Spooled before it is sent, so that it survives a crash or a
+            // log that is down; sent after the results are shown.
+            if let Err(e) = spool(&state).put(&mut report, state.temps()) {
+                tracing::warn!(error = %e, "could not spool the report");
+            }
+        }
         state.finish()?;
-        finish(&catalog, options, &state, outcomes, started_at, clock)
+        report
     };
     Ok(Outcome::Ran(Box::new(report)))
 }
@@ -162,6 +228,7 @@ fn finish(
         duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
         status: Report::status_of(&summary),
         summary,
+        reports_dropped: 0,
         leftovers_removed: state
             .leftovers()
             .iter()

@@ -1,5 +1,9 @@
 //! The run report: what a converge found and did, as JSON for the central
-//! log and as the plan/apply listing people read.
+//! log and as the plan/apply listing people read; its spool and its way to
+//! the log.
+
+pub mod send;
+pub mod spool;
 
 use std::fmt::Write as _;
 
@@ -131,6 +135,10 @@ pub struct Report {
     pub duration_ms: u64,
     pub status: Status,
     pub summary: Summary,
+    /// Reports the spool had to drop for room since the last one that was
+    /// spooled: never lost silently.
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub reports_dropped: u64,
     /// Temporary files an interrupted run left, removed before this run (in
     /// a dry-run: that the next real run will remove).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
@@ -270,4 +278,8 @@ impl Report {
         let failures = self.summary.failed > 0;
         u8::from(changes) * 2 + u8::from(failures) * 4
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

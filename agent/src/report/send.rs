@@ -1,0 +1,79 @@
+//! Sending a report to the central log: `POST /v1/reports` with the host's
+//! token. One sender for `tend converge --report-to` and the agent.
+
+use std::path::Path;
+use std::time::Duration;
+
+/// How long one request may take in all: a log that hangs must not hold a
+/// host's runs back.
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct Sender {
+    agent: ureq::Agent,
+    url: String,
+    token: String,
+}
+
+/// Why a report was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Try again later: unreachable, a timeout, 408, 429 or a 5xx.
+    ForNow(String),
+    /// The log will never take this report (another 4xx): set it aside.
+    ForGood(String),
+}
+
+impl Sender {
+    /// A sender to the log at `base` (e.g. `http://log.example.com:8140`)
+    /// with the token in `token_file`.
+    pub fn new(base: &str, token_file: &Path) -> Result<Sender, String> {
+        let token = fs_err::read_to_string(token_file)
+            .map_err(|e| format!("cannot read the token: {e}"))?
+            .trim()
+            .to_owned();
+        if token.is_empty() {
+            return Err(format!("`{}` holds no token", token_file.display()));
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(TIMEOUT))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Ok(Sender {
+            agent,
+            url: format!("{}/v1/reports", base.trim_end_matches('/')),
+            token,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Posts one report (its JSON).
+    pub fn post(&self, body: &[u8]) -> Result<(), Refused> {
+        let response = self
+            .agent
+            .post(&self.url)
+            .header("Authorization", format!("Bearer {}", self.token))
+            .header("Content-Type", "application/json")
+            .send(body)
+            .map_err(|e| Refused::ForNow(format!("{}: {e}", self.url)))?;
+        let status = response.status().as_u16();
+        let answer = || {
+            let mut response = response;
+            let text = response
+                .body_mut()
+                .with_config()
+                .limit(4096)
+                .read_to_string()
+                .unwrap_or_default();
+            format!("{} answered {status}: {}", self.url, text.trim())
+        };
+        match status {
+            200..=299 => Ok(()),
+            408 | 429 | 500..=599 => Err(Refused::ForNow(answer())),
+            _ => Err(Refused::ForGood(answer())),
+        }
+    }
+}
