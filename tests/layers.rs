@@ -30,6 +30,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "catalog", "resource", "report", "provider", "fsutil", "state",
         ],
     ),
+    (
+        "converge",
+        &[
+            "manifest", "catalog", "engine", "report", "state", "source", "facts", "fsutil",
+        ],
+    ),
+    (
+        "agent",
+        &[
+            "converge", "source", "report", "state", "fsutil", "facts", "manifest", "engine",
+        ],
+    ),
 ];
 
 fn module_of(rel: &Path) -> String {

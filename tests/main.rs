@@ -2,6 +2,7 @@
 
 mod support;
 
+mod agent;
 mod cache;
 mod converge;
 mod crash;

@@ -54,6 +54,13 @@ fn short_name(name: &str) -> String {
     name.split('.').next().unwrap_or(name).to_owned()
 }
 
+/// The host to work on (`--host`, else this machine's name) and its facts.
+pub fn host_and_facts(host: Option<&str>) -> (String, Facts) {
+    let host = host.map_or_else(hostname, str::to_owned);
+    let facts = Facts::gather(&host);
+    (host, facts)
+}
+
 /// The machine's host name, the default for `--host`.
 pub fn hostname() -> String {
     nix::unistd::gethostname()

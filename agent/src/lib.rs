@@ -6,8 +6,10 @@
 //! [`resource`] types, and [`report`] says what happened. [`fsutil`] is the
 //! only module that writes files; [`state`] keeps what was applied.
 
+pub mod agent;
 pub mod catalog;
 pub mod commands;
+pub mod converge;
 pub mod engine;
 pub mod facts;
 pub mod fsutil;

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tend::commands::{self, EXIT_ERROR, converge};
+use tend::commands::{self, EXIT_ERROR};
+use tend::converge;
 use tend::state::DEFAULT_STATE_DIR;
 
 #[derive(Parser)]
@@ -18,6 +19,9 @@ struct Cli {
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Log lines as text for people, or one JSON object a line for machines.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -72,6 +76,64 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
     },
+    /// Pull the manifests from git and converge this host, every interval.
+    Agent(AgentArgs),
+    /// How the agent is doing: last run, last good commit, source, spool.
+    Status {
+        #[arg(long, default_value = DEFAULT_STATE_DIR, env = "TEND_STATE_DIR")]
+        state_dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// The git repository of manifests (any URL the system git takes).
+    #[arg(long, required_unless_present_any = ["disable", "enable"])]
+    source: Option<String>,
+    /// The branch, tag or commit to converge.
+    #[arg(long = "ref", default_value = "main")]
+    reference: String,
+    /// Time between cycles (e.g. 30m, 1h).
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    interval: std::time::Duration,
+    /// Each host runs at an offset inside this window, derived from its name.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    splay: std::time::Duration,
+    #[arg(long, default_value = DEFAULT_STATE_DIR, env = "TEND_STATE_DIR")]
+    state_dir: PathBuf,
+    /// The central log to send reports to.
+    #[arg(long, value_name = "URL", requires = "token_file")]
+    log: Option<String>,
+    /// The file holding this host's token for the central log.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    #[arg(long)]
+    env: Option<String>,
+    #[arg(long)]
+    host: Option<String>,
+    /// Run one cycle and exit with converge's detailed exit codes.
+    #[arg(long)]
+    once: bool,
+    /// Apply only commits whose signature `git verify-commit` accepts.
+    #[arg(long)]
+    require_signed: bool,
+    /// Apply a commit that does not descend from the last one applied.
+    #[arg(long)]
+    allow_rewind: bool,
+    /// Stop converging on this host, saying why, until `--enable`.
+    #[arg(long, value_name = "REASON", conflicts_with = "enable")]
+    disable: Option<String>,
+    /// Converge again after `--disable`.
+    #[arg(long)]
+    enable: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -93,12 +155,22 @@ fn main() -> ExitCode {
         1 => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
     };
-    tracing_subscriber::fmt()
+    // The agent logs each cycle: info by default there.
+    let level = if matches!(cli.command, Command::Agent(_)) && cli.verbose == 0 {
+        tracing::Level::INFO
+    } else {
+        level
+    };
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .with_ansi(std::env::var_os("NO_COLOR").is_none())
-        .without_time()
-        .init();
+        .with_max_level(level);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs
+            .with_ansi(std::env::var_os("NO_COLOR").is_none())
+            .without_time()
+            .init(),
+    }
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -113,6 +185,44 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<u8> {
     match command {
+        Command::Agent(a) => {
+            if let Some(reason) = &a.disable {
+                commands::agent::disable(&a.state_dir, reason)?;
+                eprintln!("the agent is disabled: {reason}");
+                return Ok(0);
+            }
+            if a.enable {
+                commands::agent::enable(&a.state_dir)?;
+                eprintln!("the agent is enabled");
+                return Ok(0);
+            }
+            let settings = tend::agent::Settings {
+                source: a.source.unwrap_or_default(),
+                reference: a.reference,
+                interval: a.interval,
+                splay: a.splay,
+                state_dir: a.state_dir,
+                log: a.log.zip(a.token_file),
+                environment: a.env,
+                host: a.host,
+                require_signed: a.require_signed,
+                allow_rewind: a.allow_rewind,
+            };
+            if a.once {
+                commands::agent::once(&settings)
+            } else {
+                tend::agent::serve(&settings)?;
+                Ok(0)
+            }
+        }
+        Command::Status { state_dir, format } => {
+            let status = commands::agent::status(&state_dir)?;
+            match format {
+                ReportFormat::Text => print!("{}", status.to_text()),
+                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+            }
+            Ok(0)
+        }
         Command::Check { repo } => match commands::check::check(&repo)? {
             Ok(s) => {
                 println!(
@@ -173,6 +283,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 state_dir,
                 no_cache,
                 report_to: report_to.zip(token_file),
+                source: None,
             };
             match converge::converge(&options)? {
                 converge::Outcome::Invalid(repo, problems) => {

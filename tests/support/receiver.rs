@@ -18,6 +18,7 @@ pub struct Receiver {
     pub url: String,
     status: Arc<AtomicU16>,
     received: Arc<Mutex<Vec<Received>>>,
+    seen: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Receiver {
@@ -27,7 +28,12 @@ impl Receiver {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let status = Arc::new(AtomicU16::new(200));
         let received = Arc::new(Mutex::new(Vec::new()));
-        let (s, r) = (Arc::clone(&status), Arc::clone(&received));
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s, r, n) = (
+            Arc::clone(&status),
+            Arc::clone(&received),
+            Arc::clone(&seen),
+        );
         // The thread ends with the test process; it holds nothing else.
         std::thread::spawn(move || {
             for stream in listener.incoming() {
@@ -57,7 +63,16 @@ impl Receiver {
                 }
                 let mut body = vec![0; length];
                 let _ = reader.read_exact(&mut body);
+                n.fetch_add(1, Ordering::SeqCst);
                 let code = s.load(Ordering::SeqCst);
+                if code == 0 {
+                    // Hang: keep the connection open, never answer.
+                    std::thread::spawn(move || {
+                        std::thread::sleep(std::time::Duration::from_secs(120));
+                        drop(stream);
+                    });
+                    continue;
+                }
                 if code == 200 {
                     r.lock().unwrap().push(Received {
                         path,
@@ -75,11 +90,17 @@ impl Receiver {
             url,
             status,
             received,
+            seen,
         }
     }
 
+    /// How many requests arrived, whatever the answer.
+    pub fn seen(&self) -> usize {
+        self.seen.load(Ordering::SeqCst)
+    }
+
     /// Answers every request from now on with `code` (and keeps only what
-    /// it answered 200).
+    /// it answered 200); 0: never answers.
     pub fn answer(&self, code: u16) {
         self.status.store(code, Ordering::SeqCst);
     }

@@ -1,9 +1,9 @@
 //! One file per subcommand: each parses nothing itself, calls into the
 //! library, and decides what to print and which exit code to return.
 
+pub mod agent;
 pub mod catalog;
 pub mod check;
-pub mod converge;
 
 use std::path::Path;
 
@@ -32,9 +32,7 @@ pub fn print_diagnostics(repo: &Repo, diagnostics: &[Diagnostic]) {
 
 /// The host a command works on: `--host`, else this machine's name.
 pub fn host_and_facts(host: Option<&str>) -> (String, Facts) {
-    let host = host.map_or_else(crate::facts::hostname, str::to_owned);
-    let facts = Facts::gather(&host);
-    (host, facts)
+    crate::facts::host_and_facts(host)
 }
 
 pub fn open_repo(root: &Path) -> anyhow::Result<Repo> {

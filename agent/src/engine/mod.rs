@@ -28,12 +28,34 @@ pub struct Outcome {
     pub report: Option<ResourceReport>,
 }
 
+/// Set (from a signal handler too) to stop a run after the resource in
+/// progress: the rest are left for the next run.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks the run in progress to stop after its current resource. Safe to
+/// call from a signal handler.
+pub fn request_stop() {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+pub fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Runs the catalog. With an executor the plan is applied; without one
-/// (dry-run) nothing on the host is touched.
+/// (dry-run) nothing on the host is touched. When a stop is requested, the
+/// run ends after the resource in progress and returns the outcomes so far.
 pub fn run(catalog: &Catalog, previous: &Applied, executor: Option<&mut Executor>) -> Vec<Outcome> {
     let managed = catalog.managed_paths();
     let mut run = Run::new(catalog, previous, executor, &managed);
     for (position, &index) in catalog.order.iter().enumerate() {
+        if stop_requested() {
+            tracing::warn!(
+                left = catalog.order.len() - position,
+                "stopping: the remaining resources are left for the next run"
+            );
+            break;
+        }
         run.plan_paths_ahead(position);
         let started = Instant::now();
         let mut report = run.resource(index, &catalog.digests[index]);

@@ -80,6 +80,13 @@ pub struct Summary {
     /// Dry-run only: resources whose state depends on a change not made.
     #[serde(default)]
     pub unknown: usize,
+    /// Resources a run stopped early (SIGTERM) did not reach.
+    #[serde(skip_serializing_if = "is_zero_usize", default)]
+    pub not_reached: usize,
+}
+
+fn is_zero_usize(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,6 +129,17 @@ impl ResourceReport {
     }
 }
 
+/// A commit the agent fetched but did not apply: who made it, what it is,
+/// and why it was refused (with the manifest errors, file:line:col first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    #[serde(flatten)]
+    pub revision: Revision,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub errors: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub id: String,
@@ -130,7 +148,15 @@ pub struct Report {
     pub roles: Vec<String>,
     pub mode: RunMode,
     pub revision: Option<Revision>,
+    /// The source could not be fetched: this run converged the last commit
+    /// known to be good.
     pub source_stale: bool,
+    /// Seconds since the source was last fetched (agent runs).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source_age_s: Option<u64>,
+    /// A newer commit that was fetched and not applied, and why.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rejected: Option<Rejected>,
     pub started_at: String,
     pub duration_ms: u64,
     pub status: Status,
@@ -177,6 +203,7 @@ impl Report {
             failed,
             unchanged: total - changed - drift - failed - unknown,
             unknown,
+            not_reached: 0,
         }
     }
 
@@ -185,6 +212,38 @@ impl Report {
     pub fn to_text(&self) -> String {
         let dry = self.mode == RunMode::DryRun;
         let mut out = String::new();
+        if self.source_stale {
+            let age = self.source_age_s.map_or_else(
+                || "never fetched".to_owned(),
+                |s| {
+                    format!(
+                        "last fetched {} ago",
+                        humantime::format_duration(std::time::Duration::from_secs(s))
+                    )
+                },
+            );
+            let commit = self
+                .revision
+                .as_ref()
+                .map_or("?", |r| r.commit.get(..12).unwrap_or(&r.commit));
+            let _ = writeln!(
+                out,
+                "! source unreachable ({age}): converging the last good commit {commit}"
+            );
+        }
+        if let Some(r) = &self.rejected {
+            let _ = writeln!(
+                out,
+                "! commit {} by {} ({}) was not applied: {}",
+                r.revision.commit.get(..12).unwrap_or(&r.revision.commit),
+                r.revision.author,
+                r.revision.subject,
+                r.reason
+            );
+            for e in &r.errors {
+                let _ = writeln!(out, "    {e}");
+            }
+        }
         if !self.leftovers_removed.is_empty() {
             let n = self.leftovers_removed.len();
             let _ = writeln!(
@@ -264,8 +323,17 @@ impl Report {
         } else {
             writeln!(
                 out,
-                "{} changed, {} drift corrected, {} failed, {} unchanged in {} ms",
-                s.changed, s.drift, s.failed, s.unchanged, self.duration_ms
+                "{} changed, {} drift corrected, {} failed, {} unchanged{} in {} ms",
+                s.changed,
+                s.drift,
+                s.failed,
+                s.unchanged,
+                if s.not_reached > 0 {
+                    format!(", {} not reached (stopped)", s.not_reached)
+                } else {
+                    String::new()
+                },
+                self.duration_ms
             )
         };
         out

@@ -190,6 +190,8 @@ mod tests {
             mode: RunMode::Apply,
             revision: None,
             source_stale: false,
+            source_age_s: None,
+            rejected: None,
             started_at: String::new(),
             duration_ms: 0,
             status: Status::Unchanged,

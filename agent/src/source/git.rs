@@ -34,12 +34,19 @@ pub fn revision(repo: &Path) -> Option<Revision> {
     if !absolute.ancestors().any(|d| d.join(".git").exists()) {
         return None;
     }
+    revision_of(repo, "HEAD")
+}
+
+/// Who made `rev` of the repository at `repo`, when and why.
+pub fn revision_of(repo: &Path, rev: &str) -> Option<Revision> {
     let output = command(repo)
         .args([
             "log",
             "-1",
             "--no-show-signature",
             "--format=%H%x00%an <%ae>%x00%ct%x00%s",
+            rev,
+            "--",
         ])
         .output()
         .ok()?;

@@ -1,5 +1,6 @@
-//! `tend converge`: bring this host to its catalog, or with `--dry-run`
-//! show what that would change and touch nothing.
+//! Converging this host: the catalog (cached or compiled), the state
+//! directory's lock, the engine's run, what it recorded, the report and its
+//! way to the central log. `tend converge` and the agent both run it.
 
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
@@ -22,6 +23,18 @@ pub struct Options<'a> {
     /// The central log to send the report to, and the file with this
     /// host's token.
     pub report_to: Option<(String, PathBuf)>,
+    /// Where the manifests came from, when the agent fetched them (else the
+    /// revision is read from the repository when it is a git checkout).
+    pub source: Option<SourceInfo>,
+}
+
+/// What the agent knows of the commit a run converges.
+#[derive(Debug, Clone, Default)]
+pub struct SourceInfo {
+    pub revision: Option<crate::source::Revision>,
+    pub stale: bool,
+    pub age_s: Option<u64>,
+    pub rejected: Option<crate::report::Rejected>,
 }
 
 fn spool(state: &StateDir) -> Spool {
@@ -89,7 +102,7 @@ pub enum Outcome {
 pub fn converge(options: &Options) -> anyhow::Result<Outcome> {
     let started_at = SystemTime::now();
     let clock = Instant::now();
-    let (host, facts) = super::host_and_facts(options.host);
+    let (host, facts) = crate::facts::host_and_facts(options.host);
     let key = if options.no_cache {
         None
     } else {
@@ -108,7 +121,7 @@ pub fn converge(options: &Options) -> anyhow::Result<Outcome> {
             catalog
         }
         None => {
-            let mut repo = super::open_repo(options.repo)?;
+            let mut repo = crate::manifest::Repo::open(options.repo)?;
             let target = Target {
                 environment: options.environment,
                 host: &host,
@@ -180,6 +193,7 @@ fn applied_after(
         }
     };
     let unchanged = previous.version == 1
+        && outcomes.len() == catalog.resources.len()
         && previous.resources.len() == outcomes.len()
         && outcomes.iter().all(|o| {
             let id = id(o);
@@ -193,9 +207,18 @@ fn applied_after(
         version: 1,
         ..Applied::default()
     };
+    let mut handled = vec![false; catalog.resources.len()];
     for outcome in outcomes {
+        handled[outcome.index] = true;
         let id = id(outcome);
         if let Some(&digest) = recorded(outcome, &id) {
+            applied.resources.insert(id, digest);
+        }
+    }
+    // A run stopped early: what it did not reach keeps what it had.
+    for (index, _) in handled.iter().enumerate().filter(|(_, h)| !**h) {
+        let id = catalog.resources[index].id.to_string();
+        if let Some(&digest) = previous.resources.get(&id) {
             applied.resources.insert(id, digest);
         }
     }
@@ -210,8 +233,11 @@ fn finish(
     started_at: SystemTime,
     clock: Instant,
 ) -> Report {
+    let not_reached = catalog.resources.len() - outcomes.len();
     let resources: Vec<_> = outcomes.into_iter().filter_map(|o| o.report).collect();
-    let summary = Report::summarise(&resources, catalog.resources.len());
+    let mut summary = Report::summarise(&resources, catalog.resources.len() - not_reached);
+    summary.total += not_reached;
+    summary.not_reached = not_reached;
     Report {
         id: uuid::Uuid::new_v4().to_string(),
         host: catalog.host.clone(),
@@ -222,8 +248,13 @@ fn finish(
         } else {
             RunMode::Apply
         },
-        revision: crate::source::git::revision(options.repo),
-        source_stale: false,
+        revision: match &options.source {
+            Some(source) => source.revision.clone(),
+            None => crate::source::git::revision(options.repo),
+        },
+        source_stale: options.source.as_ref().is_some_and(|s| s.stale),
+        source_age_s: options.source.as_ref().and_then(|s| s.age_s),
+        rejected: options.source.as_ref().and_then(|s| s.rejected.clone()),
         started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
         duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
         status: Report::status_of(&summary),

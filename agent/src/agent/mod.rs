@@ -1,0 +1,303 @@
+//! The pull agent: every cycle it fetches the source, judges the new commit
+//! (signature, ancestry, and whether it compiles for this host), converges
+//! the newest good commit, and sends the report. A commit that fails any of
+//! these is never applied: the host stays on the last good one, and the
+//! report says which commit was refused, who made it and why.
+
+pub mod memory;
+pub mod metrics;
+pub mod schedule;
+pub mod signals;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::converge::{self, Outcome, SourceInfo};
+use crate::report::{Rejected, Report};
+use crate::source::{Revision, Source};
+use memory::Memory;
+
+/// Everything the agent is told (flags, or /etc/tend/agent.yaml).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A git URL (any transport the system git supports).
+    pub source: String,
+    /// A branch, tag or commit.
+    pub reference: String,
+    pub interval: Duration,
+    pub splay: Duration,
+    pub state_dir: PathBuf,
+    /// The central log, and this host's token for it.
+    pub log: Option<(String, PathBuf)>,
+    pub environment: Option<String>,
+    pub host: Option<String>,
+    /// Apply only commits `git verify-commit` accepts.
+    pub require_signed: bool,
+    /// Apply a commit that does not descend from the last one applied.
+    pub allow_rewind: bool,
+}
+
+/// How a cycle ended.
+pub enum Cycle {
+    /// Converged (the newest good commit); the report was spooled and sent.
+    Ran(Box<Report>),
+    /// An operator disabled the agent: nothing was done.
+    Disabled(String),
+    /// No commit could be applied: none fetched, or none good yet.
+    NothingToApply(String),
+    /// The last good commit itself no longer compiles (a changed fact, a
+    /// host entry gone): nothing was touched.
+    Invalid(
+        crate::manifest::Repo,
+        Vec<crate::manifest::diagnostic::Diagnostic>,
+    ),
+}
+
+/// One cycle: fetch, judge, converge, report.
+pub fn cycle(settings: &Settings) -> anyhow::Result<Cycle> {
+    let mut memory = Memory::load(&settings.state_dir)?;
+    if let Some(reason) = &memory.disabled {
+        tracing::warn!(reason = %reason, "the agent is disabled; nothing converged");
+        return Ok(Cycle::Disabled(reason.clone()));
+    }
+    let source = Source::open(&settings.state_dir).map_err(anyhow::Error::msg)?;
+    let now = memory::now();
+    let fetched = source.fetch(&settings.source, &settings.reference);
+    let stale = match &fetched {
+        Ok(_) => {
+            memory.last_fetch = Some(now);
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, source = %settings.source, "cannot fetch the source; staying on the last good commit");
+            true
+        }
+    };
+    let mut info = SourceInfo {
+        revision: None,
+        stale,
+        age_s: memory.last_fetch.map(|t| now.saturating_sub(t)),
+        rejected: None,
+    };
+    let candidate = fetched
+        .ok()
+        .filter(|c| memory.last_good.as_ref() != Some(c));
+    if let Some(commit) = candidate {
+        match trust(settings, &source, &memory, &commit) {
+            Err(reason) => info.rejected = Some(rejected(&source, &commit, reason, Vec::new())),
+            Ok(()) => {
+                let checkout = source.checkout(&commit).map_err(anyhow::Error::msg)?;
+                info.revision = source.revision(&commit);
+                match converge::converge(&options(settings, &checkout, &info))? {
+                    Outcome::Ran(report) => {
+                        return finish(settings, &source, &mut memory, &commit, report);
+                    }
+                    Outcome::Invalid(repo, problems) => {
+                        let errors = problems.iter().map(|d| one_line(&repo, d)).collect();
+                        info.rejected = Some(rejected(
+                            &source,
+                            &commit,
+                            format!(
+                                "it does not compile for this host ({} problems)",
+                                problems.len()
+                            ),
+                            errors,
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(r) = &info.rejected {
+            tracing::warn!(commit = %r.revision.commit, author = %r.revision.author, reason = %r.reason, "a new commit was not applied");
+        }
+    }
+    let Some(good) = memory.last_good.clone() else {
+        let why = match &info.rejected {
+            Some(r) => format!(
+                "commit {} was not applied ({}), and no earlier commit was ever good",
+                r.revision.commit, r.reason
+            ),
+            None => format!("the source `{}` could not be fetched yet", settings.source),
+        };
+        memory.save(&settings.state_dir)?;
+        return Ok(Cycle::NothingToApply(why));
+    };
+    let checkout = source.checkout(&good).map_err(anyhow::Error::msg)?;
+    info.revision = source.revision(&good);
+    match converge::converge(&options(settings, &checkout, &info))? {
+        Outcome::Ran(report) => finish(settings, &source, &mut memory, &good, report),
+        Outcome::Invalid(repo, problems) => {
+            memory.save(&settings.state_dir)?;
+            Ok(Cycle::Invalid(repo, problems))
+        }
+    }
+}
+
+/// `--require-signed` and the ancestry of the last commit applied.
+fn trust(
+    settings: &Settings,
+    source: &Source,
+    memory: &Memory,
+    commit: &str,
+) -> Result<(), String> {
+    if settings.require_signed {
+        source
+            .verify(commit)
+            .map_err(|e| format!("its signature is not trusted ({e})"))?;
+    }
+    if let Some(last) = &memory.last_applied
+        && !settings.allow_rewind
+        && !source.descends(last, commit)
+    {
+        return Err(format!(
+            "it does not descend from {last}, the last commit applied (a rollback or rewritten history; pass --allow-rewind to accept it)"
+        ));
+    }
+    Ok(())
+}
+
+fn rejected(source: &Source, commit: &str, reason: String, errors: Vec<String>) -> Rejected {
+    Rejected {
+        revision: source.revision(commit).unwrap_or_else(|| Revision {
+            commit: commit.to_owned(),
+            author: String::new(),
+            committed_at: String::new(),
+            subject: String::new(),
+        }),
+        reason,
+        errors,
+    }
+}
+
+/// `roles/web/role.yaml:3:14: message`.
+fn one_line(repo: &crate::manifest::Repo, d: &crate::manifest::diagnostic::Diagnostic) -> String {
+    let _ = repo;
+    format!("{}: {}", d.location, d.message)
+}
+
+fn options<'a>(
+    settings: &'a Settings,
+    checkout: &'a Path,
+    info: &SourceInfo,
+) -> converge::Options<'a> {
+    converge::Options {
+        repo: checkout,
+        environment: settings.environment.as_deref(),
+        host: settings.host.as_deref(),
+        dry_run: false,
+        state_dir: settings.state_dir.clone(),
+        no_cache: false,
+        report_to: settings.log.clone(),
+        source: Some(info.clone()),
+    }
+}
+
+fn finish(
+    settings: &Settings,
+    source: &Source,
+    memory: &mut Memory,
+    commit: &str,
+    report: Box<Report>,
+) -> anyhow::Result<Cycle> {
+    memory.last_good = Some(commit.to_owned());
+    memory.last_applied = Some(commit.to_owned());
+    memory.last_run = Some(memory::LastRun {
+        at: memory::now(),
+        commit: commit.to_owned(),
+        status: report.status,
+        duration_ms: report.duration_ms,
+        stale: report.source_stale,
+    });
+    memory.save(&settings.state_dir)?;
+    source.prune(&[commit]);
+    let options = options(settings, Path::new(""), &SourceInfo::default());
+    converge::deliver(&options, &report);
+    Ok(Cycle::Ran(report))
+}
+
+/// The agent's life: a cycle at the host's slot of every interval (its
+/// offset inside the splay), another at once on SIGHUP; on SIGTERM or
+/// SIGINT the resource in progress finishes and the agent returns.
+pub fn serve(settings: &Settings) -> anyhow::Result<()> {
+    let signals = signals::Signals::install()?;
+    let host = settings.host.clone().unwrap_or_else(crate::facts::hostname);
+    let offset = schedule::offset(&host, settings.splay);
+    tracing::info!(
+        host = %host,
+        source = %settings.source,
+        interval_s = settings.interval.as_secs(),
+        offset_s = offset.as_secs(),
+        "agent started"
+    );
+    // The first cycle comes after the host's offset, so a fleet started at
+    // once (a reboot, a package upgrade) does not fetch at once either.
+    let mut next_at = since_epoch() + offset;
+    loop {
+        let mut memory = Memory::load(&settings.state_dir)?;
+        memory.next_run = Some(next_at.as_secs() + u64::from(next_at.subsec_nanos() > 0));
+        memory.save(&settings.state_dir)?;
+        let wait = next_at.saturating_sub(since_epoch());
+        if signals.wait(wait) == signals::Wake::Terminate {
+            tracing::info!("agent stopping");
+            return Ok(());
+        }
+        let _ = run_cycle(settings);
+        if signals.terminating() {
+            tracing::info!("agent stopping");
+            return Ok(());
+        }
+        next_at = schedule::next_run(since_epoch(), settings.interval, offset);
+    }
+}
+
+fn since_epoch() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// One cycle with its log line and metrics; problems are logged (and
+/// returned), never fatal to the agent.
+pub fn run_cycle(settings: &Settings) -> anyhow::Result<Cycle> {
+    let started = std::time::Instant::now();
+    let outcome = cycle(settings);
+    let memory = Memory::load(&settings.state_dir).unwrap_or_default();
+    let spool = crate::report::spool::Spool::new(settings.state_dir.join("spool"));
+    let report = match &outcome {
+        Ok(Cycle::Ran(report)) => Some(report.as_ref()),
+        _ => None,
+    };
+    let snapshot = metrics::Snapshot {
+        report,
+        source_age_s: memory.last_fetch.map(|t| memory::now().saturating_sub(t)),
+        spool: &spool,
+        disabled: memory.disabled.is_some(),
+    };
+    if let Err(e) = metrics::write(&settings.state_dir, &snapshot) {
+        tracing::warn!(error = %e, "cannot write the metrics file");
+    }
+    let elapsed_ms = started.elapsed().as_millis();
+    match &outcome {
+        Ok(Cycle::Ran(r)) => tracing::info!(
+            commit = %r.revision.as_ref().map_or("", |v| v.commit.as_str()),
+            status = ?r.status,
+            changed = r.summary.changed,
+            drift = r.summary.drift,
+            failed = r.summary.failed,
+            stale = r.source_stale,
+            rejected = %r.rejected.as_ref().map_or("", |x| x.revision.commit.as_str()),
+            elapsed_ms,
+            "cycle"
+        ),
+        Ok(Cycle::Disabled(reason)) => {
+            tracing::warn!(reason = %reason, "cycle skipped: the agent is disabled")
+        }
+        Ok(Cycle::NothingToApply(why)) => tracing::error!(reason = %why, "cycle: nothing to apply"),
+        Ok(Cycle::Invalid(_, problems)) => tracing::error!(
+            problems = problems.len(),
+            "cycle: the last good commit no longer compiles for this host; nothing touched"
+        ),
+        Err(e) => tracing::error!(error = %format!("{e:#}"), "cycle failed"),
+    }
+    outcome
+}

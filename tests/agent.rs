@@ -1,0 +1,545 @@
+//! The pull agent, one cycle at a time (`--once`), against a real git
+//! remote made by the test, commits by different authors, and a loopback
+//! stand-in for the central log.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::receiver::{Receiver, nobody_listening};
+use crate::support::{HOST, Run, tend};
+
+/// A git remote with a `main` branch, a target tree and a state directory.
+struct Fleet {
+    dir: tempfile::TempDir,
+    remote: PathBuf,
+    root: PathBuf,
+    state: PathBuf,
+    token: PathBuf,
+    gnupg: Option<PathBuf>,
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+impl Fleet {
+    fn new() -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = dir.path().join("remote");
+        let root = dir.path().join("root");
+        let state = dir.path().join("state");
+        let token = dir.path().join("token");
+        fs_err::create_dir_all(&remote).unwrap();
+        fs_err::create_dir_all(&root).unwrap();
+        fs_err::write(&token, "host-token\n").unwrap();
+        git(&remote, &["init", "--quiet", "--initial-branch=main"]);
+        let fleet = Fleet {
+            dir,
+            remote,
+            root,
+            state,
+            token,
+            gnupg: None,
+        };
+        fleet.write(
+            "manifests/prod.yaml",
+            &format!(
+                "environment: prod\nvars:\n  root: {}\n  motd: hello\nhosts:\n  - match: \"{HOST}\"\n    roles: [main]\n",
+                fleet.root.display()
+            ),
+        );
+        fleet
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let path = self.remote.join(rel);
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, text).unwrap();
+    }
+
+    fn role(&self, motd: &str) {
+        self.write(
+            "roles/main/role.yaml",
+            &format!("resources:\n  - file: \"{{{{root}}}}/motd\"\n    content: \"{motd}\\n\"\n"),
+        );
+    }
+
+    /// Commits everything as `author`; returns the commit id.
+    fn commit(&self, author: &str, subject: &str) -> String {
+        self.commit_with(author, subject, &[])
+    }
+
+    fn commit_with(&self, author: &str, subject: &str, extra: &[&str]) -> String {
+        git(&self.remote, &["add", "-A"]);
+        let email = format!(
+            "{}@example.com",
+            author.split(' ').next().unwrap().to_lowercase()
+        );
+        let mut cmd = Command::new("git");
+        cmd.arg("-C")
+            .arg(&self.remote)
+            .args([
+                "-c",
+                &format!("user.name={author}"),
+                "-c",
+                &format!("user.email={email}"),
+            ])
+            .args(["commit", "--quiet", "-m", subject])
+            .args(extra)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", self.dir.path());
+        if let Some(home) = &self.gnupg {
+            cmd.env("GNUPGHOME", home);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        git(&self.remote, &["rev-parse", "HEAD"])
+    }
+
+    /// `tend agent --once`, reporting to `log`.
+    fn cycle(&self, log: &str, extra: &[&str]) -> Run {
+        let mut args = vec![
+            "agent",
+            "--once",
+            "--source",
+            self.remote.to_str().unwrap(),
+            "--ref",
+            "main",
+            "--state-dir",
+            self.state.to_str().unwrap(),
+            "--host",
+            HOST,
+            "--log",
+            log,
+            "--token-file",
+            self.token.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        match &self.gnupg {
+            None => tend(&args),
+            Some(home) => {
+                let out = Command::new(env!("CARGO_BIN_EXE_tend"))
+                    .args(&args)
+                    .env("NO_COLOR", "1")
+                    .env("GNUPGHOME", home)
+                    .output()
+                    .unwrap();
+                Run {
+                    code: out.status.code().unwrap_or(-1),
+                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                }
+            }
+        }
+    }
+
+    fn motd(&self) -> String {
+        fs_err::read_to_string(self.root.join("motd")).unwrap_or_default()
+    }
+}
+
+#[test]
+fn commits_are_applied_broken_ones_never_and_reports_say_who_when_what() {
+    let f = Fleet::new();
+    let log = Receiver::start();
+    f.role("one");
+    let first = f.commit("Ana Diaz", "main: first motd");
+    let run = f.cycle(&log.url, &[]);
+    run.expect_code(2);
+    assert_eq!(f.motd(), "one\n");
+    let reports = log.received();
+    assert_eq!(reports.len(), 1, "{}", run.stderr);
+    let report = &reports[0].body;
+    assert_eq!(report["revision"]["commit"], first.as_str());
+    assert_eq!(report["revision"]["author"], "Ana Diaz <ana@example.com>");
+    assert_eq!(report["revision"]["subject"], "main: first motd");
+    assert_eq!(report["resources"][0]["cause"], "revision");
+    assert_eq!(report["source_stale"], false);
+
+    // A broken commit by someone else: never applied, named in the report.
+    f.write(
+        "roles/main/role.yaml",
+        "resources:\n  - file: \"{{root}}/motd\"\n    content: \"{{nope}}\\n\"\n",
+    );
+    let bad = f.commit("Bo Berg", "main: use a var nobody defines");
+    let run = f.cycle(&log.url, &[]);
+    run.expect_code(0);
+    assert_eq!(f.motd(), "one\n", "the broken commit was applied");
+    run.shows(&format!(
+        "! commit {} by Bo Berg <bo@example.com> (main: use a var nobody defines) was not applied",
+        &bad[..12]
+    ));
+    run.shows("roles/main/role.yaml:3:14:");
+    let report = &log.received()[1].body;
+    assert_eq!(report["revision"]["commit"], first.as_str());
+    assert_eq!(report["rejected"]["commit"], bad.as_str());
+    assert_eq!(report["rejected"]["author"], "Bo Berg <bo@example.com>");
+    let errors = report["rejected"]["errors"].as_array().unwrap();
+    assert!(
+        errors[0]
+            .as_str()
+            .unwrap()
+            .starts_with("roles/main/role.yaml:3:14: "),
+        "{errors:?}"
+    );
+
+    // The next good commit is applied as usual.
+    f.role("two");
+    let good = f.commit("Ana Diaz", "main: second motd");
+    f.cycle(&log.url, &[]).expect_code(2);
+    assert_eq!(f.motd(), "two\n");
+    assert_eq!(log.received()[2].body["revision"]["commit"], good.as_str());
+    assert!(log.received()[2].body.get("rejected").is_none());
+
+    // A hand edit is drift.
+    fs_err::write(f.root.join("motd"), "edited\n").unwrap();
+    let run = f.cycle(&log.url, &["--log-format", "json"]);
+    run.expect_code(2);
+    let report = &log.received()[3].body;
+    assert_eq!(report["status"], "drift");
+    assert_eq!(report["resources"][0]["cause"], "drift");
+    // One JSON log line for the cycle.
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("\"cycle\""))
+        .unwrap_or_else(|| panic!("no cycle line in {}", run.stderr));
+    let line: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(line["fields"]["drift"], 1);
+
+    // The remote gone: the last good commit, said to be stale.
+    let moved = f.remote.with_file_name("remote-away");
+    fs_err::rename(&f.remote, &moved).unwrap();
+    fs_err::write(f.root.join("motd"), "edited again\n").unwrap();
+    let run = f.cycle(&log.url, &[]);
+    run.expect_code(2);
+    run.shows("! source unreachable (last fetched");
+    assert_eq!(f.motd(), "two\n");
+    let report = &log.received()[4].body;
+    assert_eq!(report["source_stale"], true);
+    assert_eq!(report["revision"]["commit"], good.as_str());
+    assert!(report["source_age_s"].as_u64().is_some());
+
+    // The status and the metrics say the same.
+    let status = tend(&[
+        "status",
+        "--state-dir",
+        f.state.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    status.expect_code(0);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["last_good"], good.as_str());
+    assert_eq!(status["last_run"]["stale"], true);
+    assert_eq!(status["spool"], 0);
+    let metrics = fs_err::read_to_string(f.state.join("tend.prom")).unwrap();
+    assert!(metrics.contains("\ntend_last_run_drift 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("\ntend_last_run_stale_source 1\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn reports_survive_a_log_that_is_down_and_agent_restarts_and_arrive_once() {
+    let f = Fleet::new();
+    f.role("one");
+    f.commit("Ana Diaz", "first");
+    let down = nobody_listening();
+    for motd in ["two", "three"] {
+        f.role(motd);
+        f.commit("Ana Diaz", motd);
+        // Each --once is a new agent process: a restart every time.
+        let run = f.cycle(&down, &[]);
+        run.expect_code(2);
+        assert!(run.stderr.contains("waiting to be sent"), "{}", run.stderr);
+        assert_eq!(
+            f.motd(),
+            format!("{motd}\n"),
+            "a log that is down held the run back"
+        );
+    }
+    let status = tend(&["status", "--state-dir", f.state.to_str().unwrap()]);
+    status.shows("spool:      2 reports waiting");
+    let log = Receiver::start();
+    f.cycle(&log.url, &[]).expect_code(0);
+    let got = log.ids();
+    assert_eq!(got.len(), 3, "{got:?}");
+    let mut unique = got.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 3, "a report arrived twice: {got:?}");
+    f.cycle(&log.url, &[]).expect_code(0);
+    assert_eq!(log.ids().len(), 4);
+}
+
+#[test]
+fn a_rewound_branch_is_refused_unless_allowed() {
+    let f = Fleet::new();
+    let log = Receiver::start();
+    f.role("one");
+    let old = f.commit("Ana Diaz", "one");
+    f.role("two");
+    f.commit("Ana Diaz", "two");
+    f.cycle(&log.url, &[]).expect_code(2);
+    assert_eq!(f.motd(), "two\n");
+    // Force-push the older commit.
+    git(&f.remote, &["reset", "--quiet", "--hard", &old]);
+    let run = f.cycle(&log.url, &[]);
+    run.expect_code(0);
+    run.shows("does not descend from");
+    assert_eq!(f.motd(), "two\n");
+    assert_eq!(log.received()[1].body["rejected"]["commit"], old.as_str());
+    let run = f.cycle(&log.url, &["--allow-rewind"]);
+    run.expect_code(2);
+    assert_eq!(f.motd(), "one\n");
+}
+
+#[test]
+fn only_signed_commits_are_applied_under_require_signed() {
+    let mut f = Fleet::new();
+    let gnupg = f.dir.path().join("gnupg");
+    fs_err::create_dir_all(&gnupg).unwrap();
+    fs_err::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let made = Command::new("gpg")
+        .args([
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "Tend Test <signer@example.com>",
+            "ed25519",
+            "sign",
+            "never",
+        ])
+        .env("GNUPGHOME", &gnupg)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    f.gnupg = Some(gnupg.clone());
+    let log = Receiver::start();
+    f.role("signed");
+    let signed = f.commit_with(
+        "Ana Diaz",
+        "signed",
+        &["-S", "--gpg-sign=signer@example.com"],
+    );
+    f.cycle(&log.url, &["--require-signed"]).expect_code(2);
+    assert_eq!(f.motd(), "signed\n");
+    f.role("unsigned");
+    let unsigned = f.commit("Mallory", "unsigned");
+    let run = f.cycle(&log.url, &["--require-signed"]);
+    run.expect_code(0);
+    run.shows("its signature is not trusted");
+    assert_eq!(f.motd(), "signed\n");
+    let report = &log.received()[1].body;
+    assert_eq!(report["revision"]["commit"], signed.as_str());
+    assert_eq!(report["rejected"]["commit"], unsigned.as_str());
+}
+
+#[test]
+fn a_disabled_agent_converges_nothing_and_says_why() {
+    let f = Fleet::new();
+    let log = Receiver::start();
+    f.role("one");
+    f.commit("Ana Diaz", "one");
+    let state = f.state.to_str().unwrap();
+    tend(&[
+        "agent",
+        "--state-dir",
+        state,
+        "--disable",
+        "debugging nginx by hand (ana)",
+    ])
+    .expect_code(0);
+    let run = f.cycle(&log.url, &[]);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("debugging nginx by hand (ana)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(f.motd(), "");
+    tend(&["status", "--state-dir", state])
+        .shows("agent:      DISABLED: debugging nginx by hand (ana)");
+    tend(&["agent", "--state-dir", state, "--enable"]).expect_code(0);
+    f.cycle(&log.url, &[]).expect_code(2);
+    assert_eq!(f.motd(), "one\n");
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn agent_args(f: &Fleet, log: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "agent",
+        "--source",
+        f.remote.to_str().unwrap(),
+        "--state-dir",
+        f.state.to_str().unwrap(),
+        "--host",
+        HOST,
+        "--log",
+        log,
+        "--token-file",
+        f.token.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
+}
+
+#[test]
+fn an_agent_killed_while_sending_delivers_that_report_once_after_restart() {
+    let f = Fleet::new();
+    f.role("one");
+    f.commit("Ana Diaz", "one");
+    let log = Receiver::start();
+    log.answer(0);
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_tend"))
+        .args(agent_args(&f, &log.url, &["--once"]))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the report to be on its way", || log.seen() == 1);
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    assert_eq!(f.motd(), "one\n");
+    log.answer(200);
+    f.cycle(&log.url, &[]).expect_code(0);
+    let ids = log.ids();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_ne!(ids[0], ids[1]);
+}
+
+#[test]
+fn the_agent_runs_on_its_slot_again_on_sighup_and_stops_cleanly_on_sigterm() {
+    let f = Fleet::new();
+    f.role("one");
+    f.commit("Ana Diaz", "one");
+    let log = Receiver::start();
+    // No splay: the first cycle comes at once; the next not for an hour.
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_tend"))
+        .args(agent_args(
+            &f,
+            &log.url,
+            &["--interval", "1h", "--splay", "0s"],
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(agent.id()).unwrap());
+    wait_for("the first cycle's report", || log.received().len() == 1);
+    assert_eq!(f.motd(), "one\n");
+    f.role("two");
+    f.commit("Ana Diaz", "two");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    wait_for("the cycle SIGHUP asked for", || log.received().len() == 2);
+    assert_eq!(f.motd(), "two\n");
+    let status = tend(&[
+        "status",
+        "--state-dir",
+        f.state.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let next = status["next_run"].as_u64().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // On the host's slot of the hour (no splay: on the hour).
+    assert!(
+        next > now && next <= now + 3600 && next.is_multiple_of(3600),
+        "{next} vs {now}"
+    );
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let started = std::time::Instant::now();
+    let exit = agent.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut agent.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(
+        stderr.matches(" cycle ").count(),
+        2,
+        "one log line a cycle:\n{stderr}"
+    );
+    // The lock was released: a converge runs at once.
+    f.cycle(&log.url, &[]).expect_code(0);
+}
+
+#[test]
+fn sigterm_during_a_converge_finishes_the_resource_in_progress_and_stops() {
+    let f = Fleet::new();
+    f.write(
+        "roles/main/role.yaml",
+        "resources:\n  - exec: slow\n    command: \"touch {{root}}/started; sleep 2; touch {{root}}/finished\"\n    creates: \"{{root}}/finished\"\n  - file: \"{{root}}/after\"\n    content: \"x\\n\"\n    require: [exec:slow]\n",
+    );
+    f.commit("Ana Diaz", "slow");
+    let log = Receiver::start();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_tend"))
+        .args(agent_args(
+            &f,
+            &log.url,
+            &["--interval", "1h", "--splay", "0s"],
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the slow command to start", || {
+        f.root.join("started").exists()
+    });
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(agent.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(agent.wait().unwrap().success());
+    assert!(
+        f.root.join("finished").exists(),
+        "the resource in progress was cut short"
+    );
+    assert!(
+        !f.root.join("after").exists(),
+        "the run went on after SIGTERM"
+    );
+    let report = &log.received()[0].body;
+    assert_eq!(report["summary"]["not_reached"], 1);
+    // The next cycle does the rest.
+    f.cycle(&log.url, &[]).expect_code(2);
+    assert!(f.root.join("after").exists());
+}
