@@ -115,9 +115,12 @@ impl Fleet {
 
     /// `tend agent --once`, reporting to `log`.
     fn cycle(&self, log: &str, extra: &[&str]) -> Run {
+        let config = self.config();
         let mut args = vec![
             "agent",
             "--once",
+            "--config",
+            config.to_str().unwrap(),
             "--source",
             self.remote.to_str().unwrap(),
             "--ref",
@@ -148,6 +151,11 @@ impl Fleet {
                 }
             }
         }
+    }
+
+    /// The settings file the agent reads (none unless a test writes it).
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("agent.yaml")
     }
 
     fn motd(&self) -> String {
@@ -366,8 +374,12 @@ fn a_disabled_agent_converges_nothing_and_says_why() {
     f.role("one");
     f.commit("Ana Diaz", "one");
     let state = f.state.to_str().unwrap();
+    let config = f.config();
+    let config = config.to_str().unwrap();
     tend(&[
         "agent",
+        "--config",
+        config,
         "--state-dir",
         state,
         "--disable",
@@ -384,7 +396,15 @@ fn a_disabled_agent_converges_nothing_and_says_why() {
     assert_eq!(f.motd(), "");
     tend(&["status", "--state-dir", state])
         .shows("agent:      DISABLED: debugging nginx by hand (ana)");
-    tend(&["agent", "--state-dir", state, "--enable"]).expect_code(0);
+    tend(&[
+        "agent",
+        "--config",
+        config,
+        "--state-dir",
+        state,
+        "--enable",
+    ])
+    .expect_code(0);
     f.cycle(&log.url, &[]).expect_code(2);
     assert_eq!(f.motd(), "one\n");
 }
@@ -401,8 +421,11 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 fn agent_args(f: &Fleet, log: &str, extra: &[&str]) -> Vec<String> {
+    let config = f.config();
     let mut args: Vec<String> = [
         "agent",
+        "--config",
+        config.to_str().unwrap(),
         "--source",
         f.remote.to_str().unwrap(),
         "--state-dir",
@@ -542,4 +565,43 @@ fn sigterm_during_a_converge_finishes_the_resource_in_progress_and_stops() {
     // The next cycle does the rest.
     f.cycle(&log.url, &[]).expect_code(2);
     assert!(f.root.join("after").exists());
+}
+
+#[test]
+fn settings_come_from_the_file_and_flags_win() {
+    let f = Fleet::new();
+    f.role("one");
+    f.commit("Ana Diaz", "one");
+    git(&f.remote, &["branch", "prod"]);
+    f.role("two");
+    f.commit("Ana Diaz", "two");
+    let log = Receiver::start();
+    fs_err::write(
+        f.config(),
+        format!(
+            "source: {}\nref: prod\nstate_dir: {}\nlog: {}\ntoken_file: {}\nhost: {HOST}\n",
+            f.remote.display(),
+            f.state.display(),
+            log.url,
+            f.token.display()
+        ),
+    )
+    .unwrap();
+    let config = f.config();
+    let config = config.to_str().unwrap();
+    tend(&["agent", "--once", "--config", config]).expect_code(2);
+    assert_eq!(f.motd(), "one\n", "the file's `ref: prod`");
+    assert_eq!(log.received().len(), 1);
+    tend(&["agent", "--once", "--config", config, "--ref", "main"]).expect_code(2);
+    assert_eq!(f.motd(), "two\n", "the flag wins");
+
+    fs_err::write(f.config(), "source: x\nintervall: 15m\n").unwrap();
+    let run = tend(&["agent", "--once", "--config", config]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains(&format!("--> {config}:2:1"))
+            && run.stderr.contains("did you mean `interval`?"),
+        "{}",
+        run.stderr
+    );
 }

@@ -64,8 +64,7 @@ pub fn deliver(options: &Options, report: &Report) {
         }
         return;
     }
-    let spool = Spool::new(options.state_dir.join("spool"));
-    let round = spool.deliver(&sender);
+    let round = Spool::new(options.state_dir.join("spool")).deliver(&sender);
     tracing::info!(
         sent = round.sent,
         waiting = round.waiting,

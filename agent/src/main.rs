@@ -87,24 +87,32 @@ enum Command {
     },
 }
 
+/// Flags of `tend agent`; each may also be set in the settings file
+/// (flags win). Defaults: --ref main, --interval 30m, --splay 5m,
+/// --state-dir /var/lib/tend.
 #[derive(clap::Args)]
 struct AgentArgs {
+    /// The settings file (one key per flag; flags given here win).
+    #[arg(long, default_value = tend::agent::settings::DEFAULT_PATH)]
+    config: PathBuf,
     /// The git repository of manifests (any URL the system git takes).
-    #[arg(long, required_unless_present_any = ["disable", "enable"])]
+    #[arg(long)]
     source: Option<String>,
-    /// The branch, tag or commit to converge.
-    #[arg(long = "ref", default_value = "main")]
-    reference: String,
-    /// Time between cycles (e.g. 30m, 1h).
-    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
-    interval: std::time::Duration,
-    /// Each host runs at an offset inside this window, derived from its name.
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
-    splay: std::time::Duration,
-    #[arg(long, default_value = DEFAULT_STATE_DIR, env = "TEND_STATE_DIR")]
-    state_dir: PathBuf,
+    /// The branch, tag or commit to converge [default: main].
+    #[arg(long = "ref")]
+    reference: Option<String>,
+    /// Time between cycles, e.g. 30m, 1h [default: 30m].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    interval: Option<std::time::Duration>,
+    /// Each host runs at an offset inside this window, derived from its
+    /// name [default: 5m].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    splay: Option<std::time::Duration>,
+    /// [default: /var/lib/tend]
+    #[arg(long, env = "TEND_STATE_DIR")]
+    state_dir: Option<PathBuf>,
     /// The central log to send reports to.
-    #[arg(long, value_name = "URL", requires = "token_file")]
+    #[arg(long, value_name = "URL")]
     log: Option<String>,
     /// The file holding this host's token for the central log.
     #[arg(long, value_name = "FILE")]
@@ -186,27 +194,68 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Agent(a) => {
+            let file = match tend::agent::settings::read(&a.config) {
+                Ok(file) => file.unwrap_or_default(),
+                Err(problems) => {
+                    let sources =
+                        tend::manifest::diagnostic::Sources::new(std::path::Path::new("/"));
+                    for d in &problems {
+                        eprintln!("{}", sources.render(d));
+                    }
+                    eprintln!("error: `{}` is not valid", a.config.display());
+                    return Ok(EXIT_ERROR);
+                }
+            };
+            let state_dir = a
+                .state_dir
+                .or(file.state_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
             if let Some(reason) = &a.disable {
-                commands::agent::disable(&a.state_dir, reason)?;
+                commands::agent::disable(&state_dir, reason)?;
                 eprintln!("the agent is disabled: {reason}");
                 return Ok(0);
             }
             if a.enable {
-                commands::agent::enable(&a.state_dir)?;
+                commands::agent::enable(&state_dir)?;
                 eprintln!("the agent is enabled");
                 return Ok(0);
             }
+            let Some(source) = a.source.or(file.source) else {
+                eprintln!(
+                    "error: no source: pass --source URL or set `source:` in `{}`",
+                    a.config.display()
+                );
+                return Ok(EXIT_ERROR);
+            };
+            let log = match (a.log.or(file.log), a.token_file.or(file.token_file)) {
+                (Some(url), Some(token)) => Some((url, token)),
+                (None, None) => None,
+                (Some(_), None) => {
+                    eprintln!("error: --log needs --token-file (or `token_file:` in the settings)");
+                    return Ok(EXIT_ERROR);
+                }
+                (None, Some(_)) => None,
+            };
             let settings = tend::agent::Settings {
-                source: a.source.unwrap_or_default(),
-                reference: a.reference,
-                interval: a.interval,
-                splay: a.splay,
-                state_dir: a.state_dir,
-                log: a.log.zip(a.token_file),
-                environment: a.env,
-                host: a.host,
-                require_signed: a.require_signed,
-                allow_rewind: a.allow_rewind,
+                source,
+                reference: a
+                    .reference
+                    .or(file.reference)
+                    .unwrap_or_else(|| "main".to_owned()),
+                interval: a
+                    .interval
+                    .or(file.interval)
+                    .unwrap_or(std::time::Duration::from_secs(30 * 60)),
+                splay: a
+                    .splay
+                    .or(file.splay)
+                    .unwrap_or(std::time::Duration::from_secs(5 * 60)),
+                state_dir,
+                log,
+                environment: a.env.or(file.environment),
+                host: a.host.or(file.host),
+                require_signed: a.require_signed || file.require_signed.unwrap_or(false),
+                allow_rewind: a.allow_rewind || file.allow_rewind.unwrap_or(false),
             };
             if a.once {
                 commands::agent::once(&settings)

@@ -7,6 +7,7 @@
 pub mod memory;
 pub mod metrics;
 pub mod schedule;
+pub mod settings;
 pub mod signals;
 
 use std::path::{Path, PathBuf};
@@ -232,14 +233,28 @@ pub fn serve(settings: &Settings) -> anyhow::Result<()> {
     // The first cycle comes after the host's offset, so a fleet started at
     // once (a reboot, a package upgrade) does not fetch at once either.
     let mut next_at = since_epoch() + offset;
+    // Reports waiting in the spool are retried before the next cycle, with
+    // exponential backoff and jitter: (when, attempt).
+    let mut retry: Option<(Duration, u32)> = None;
     loop {
         let mut memory = Memory::load(&settings.state_dir)?;
         memory.next_run = Some(next_at.as_secs() + u64::from(next_at.subsec_nanos() > 0));
         memory.save(&settings.state_dir)?;
-        let wait = next_at.saturating_sub(since_epoch());
-        if signals.wait(wait) == signals::Wake::Terminate {
+        let wake_at = retry.map_or(next_at, |(at, _)| at.min(next_at));
+        let woke = signals.wait(wake_at.saturating_sub(since_epoch()));
+        if woke == signals::Wake::Terminate {
             tracing::info!("agent stopping");
             return Ok(());
+        }
+        if woke == signals::Wake::Time
+            && let Some((at, attempt)) = retry
+            && at < next_at
+        {
+            retry = deliver_waiting(settings).then(|| {
+                let backoff = backoff(attempt + 1, settings.interval, &host);
+                (since_epoch() + backoff, attempt + 1)
+            });
+            continue;
         }
         let _ = run_cycle(settings);
         if signals.terminating() {
@@ -247,7 +262,53 @@ pub fn serve(settings: &Settings) -> anyhow::Result<()> {
             return Ok(());
         }
         next_at = schedule::next_run(since_epoch(), settings.interval, offset);
+        retry =
+            waiting(settings).then(|| (since_epoch() + backoff(0, settings.interval, &host), 0));
     }
+}
+
+/// Whether reports wait in the spool.
+fn waiting(settings: &Settings) -> bool {
+    settings.log.is_some()
+        && !crate::report::spool::Spool::new(settings.state_dir.join("spool"))
+            .pending()
+            .is_empty()
+}
+
+/// Sends what waits in the spool; whether some still wait.
+fn deliver_waiting(settings: &Settings) -> bool {
+    let Some((url, token)) = &settings.log else {
+        return false;
+    };
+    let spool = crate::report::spool::Spool::new(settings.state_dir.join("spool"));
+    match crate::report::send::Sender::new(url, token) {
+        Ok(sender) => {
+            let round = spool.deliver(&sender);
+            tracing::info!(
+                sent = round.sent,
+                waiting = round.waiting,
+                "retried sending reports"
+            );
+            round.waiting > 0
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot send reports");
+            true
+        }
+    }
+}
+
+/// 30 s × 2^attempt, at most the interval, times a jitter between 0.5 and
+/// 1.5 (from the host name and the clock), so hosts that lost the log
+/// together do not come back together.
+fn backoff(attempt: u32, interval: Duration, host: &str) -> Duration {
+    let base = Duration::from_secs(30)
+        .saturating_mul(1 << attempt.min(16))
+        .min(interval);
+    let seed = schedule::offset(host, Duration::from_secs(1)).as_nanos()
+        ^ u128::from(since_epoch().subsec_nanos());
+    let jitter = 0.5 + (seed % 1000) as f64 / 1000.0;
+    base.mul_f64(jitter)
 }
 
 fn since_epoch() -> Duration {
@@ -300,4 +361,26 @@ pub fn run_cycle(settings: &Settings) -> anyhow::Result<Cycle> {
         Err(e) => tracing::error!(error = %format!("{e:#}"), "cycle failed"),
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_with_jitter_up_to_the_interval() {
+        let interval = Duration::from_secs(30 * 60);
+        for attempt in 0..12 {
+            let base = (30.0 * f64::from(1u32 << attempt)).min(1800.0);
+            let got = backoff(attempt, interval, "web-1").as_secs_f64();
+            assert!(
+                got >= base * 0.5 && got <= base * 1.5,
+                "attempt {attempt}: {got} s for a base of {base} s"
+            );
+        }
+        let spread: std::collections::BTreeSet<u128> = (0..50)
+            .map(|i| backoff(0, interval, &format!("host-{i}")).as_millis())
+            .collect();
+        assert!(spread.len() > 10, "no jitter: {spread:?}");
+    }
 }
