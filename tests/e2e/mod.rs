@@ -581,3 +581,171 @@ fn a_file_in_a_directory_a_package_creates_is_unknown_in_a_dry_run_not_failed() 
         Some("unknown".into())
     );
 }
+
+/// A `git daemon` serving `base` on a loopback port; stopped when dropped.
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(base: &std::path::Path) -> GitDaemon {
+        let port = free_port();
+        let child = std::process::Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+                &format!("--port={port}"),
+                &format!("--base-path={}", base.display()),
+            ])
+            .arg(base)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start git daemon");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "git daemon did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        GitDaemon { child, port }
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn git_in(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=Ana Diaz",
+            "-c",
+            "user.email=ana@example.com",
+        ])
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_agent_from_its_debian_package_pulls_converges_reports_and_stops_cleanly() {
+    let _one = one_at_a_time();
+    let name = "agent-sd.e2e";
+    let port = free_port();
+    // The repository, served by a git daemon on loopback.
+    let repo = repo_with(&env_file(
+        name,
+        "web",
+        &format!("listen: \"127.0.0.1:{port}\""),
+    ));
+    git_in(repo.path(), &["init", "--quiet", "--initial-branch=main"]);
+    git_in(repo.path(), &["add", "-A"]);
+    git_in(
+        repo.path(),
+        &["commit", "--quiet", "-m", "web for the agent test"],
+    );
+    let daemon = GitDaemon::start(repo.path().parent().unwrap());
+    let repo_name = repo
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let log = crate::support::receiver::Receiver::start();
+
+    // The package, built around the tested binary.
+    let debs = tempfile::tempdir().unwrap();
+    let built =
+        std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-deb"))
+            .arg(debs.path())
+            .args(["--binary", env!("CARGO_BIN_EXE_tend")])
+            .output()
+            .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let deb = String::from_utf8(built.stdout).unwrap().trim().to_owned();
+
+    let host = Host::start(Init::Systemd, name, repo.path());
+    host.copy_in(std::path::Path::new(&deb), "/root/tend.deb");
+    let install = host.run(&["apt-get", "install", "-y", "-q", "/root/tend.deb"]);
+    install.expect_code(0);
+    // Installed, not running: nothing starts until it is configured.
+    assert_eq!(
+        host.run(&["systemctl", "is-active", "tend-agent"])
+            .stdout
+            .trim(),
+        "inactive"
+    );
+    assert_eq!(
+        host.run(&["systemctl", "is-enabled", "tend-agent"])
+            .stdout
+            .trim(),
+        "disabled"
+    );
+    assert_eq!(
+        host.run(&["stat", "-c", "%a", "/var/lib/tend"])
+            .stdout
+            .trim(),
+        "700"
+    );
+
+    host.write(
+        "/etc/tend/agent.yaml",
+        &format!(
+            "source: git://127.0.0.1:{}/{repo_name}\nref: main\ninterval: 1h\nsplay: 0s\nlog: {}\ntoken_file: /etc/tend/token\nhost: {name}\n",
+            daemon.port, log.url
+        ),
+    );
+    host.write("/etc/tend/token", "agent-e2e-token\n");
+    host.run(&["systemctl", "enable", "--now", "tend-agent"])
+        .expect_code(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    while log.received().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no report from the agent:\n{}",
+            host.run(&["journalctl", "-u", "tend-agent", "--no-pager"])
+                .stdout
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let report = &log.received()[0];
+    assert_eq!(report.authorization, "Bearer agent-e2e-token");
+    assert_eq!(report.body["summary"]["failed"], 0, "{}", report.body);
+    assert_eq!(report.body["revision"]["subject"], "web for the agent test");
+    assert!(http_get(port).is_some_and(|p| p.contains(&format!("photos on {name}"))));
+
+    host.run(&["systemctl", "stop", "tend-agent"])
+        .expect_code(0);
+    let result = host.run(&["systemctl", "show", "-p", "Result", "--value", "tend-agent"]);
+    assert_eq!(result.stdout.trim(), "success");
+    host.run(&["dpkg", "--purge", "tend"]).expect_code(0);
+    assert_eq!(
+        host.run(&["test", "-e", "/var/lib/tend"]).code,
+        1,
+        "purge left /var/lib/tend"
+    );
+    assert_eq!(host.run(&["test", "-e", "/usr/bin/tend"]).code, 1);
+}
