@@ -9,6 +9,8 @@
 //! - `write W DIR`: write the same files atomically by hand (temporary file,
 //!   fsync, rename, fsync of the directory), the floor of a first run.
 //! - `scribble DIR`: overwrite every tenth file by hand, as drift.
+//! - `sink PORT`: answer every HTTP request on 127.0.0.1:PORT with 200, as
+//!   the central log would acknowledge a report (for `scripts/bench-agent`).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -165,6 +167,29 @@ fn scribble(dir: &Path) {
     }
 }
 
+fn sink(port: u16) {
+    use std::io::{BufRead as _, Read as _};
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        let _ = reader.read_exact(&mut body);
+        let _ =
+            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -172,8 +197,9 @@ fn main() {
         Some("floor") => floor(Path::new(&args[2])),
         Some("write") => write(&args[2], Path::new(&args[3])),
         Some("scribble") => scribble(Path::new(&args[2])),
+        Some("sink") => sink(args[2].parse().expect("a port")),
         _ => {
-            eprintln!("usage: bench_helper gen|floor|write|scribble ...");
+            eprintln!("usage: bench_helper gen|floor|write|scribble|sink ...");
             std::process::exit(2);
         }
     }

@@ -309,6 +309,9 @@ fn a_rewound_branch_is_refused_unless_allowed() {
     f.commit("Ana Diaz", "two");
     f.cycle(&log.url, &[]).expect_code(2);
     assert_eq!(f.motd(), "two\n");
+    // The first fetch took the one commit only.
+    let shallow = fs_err::read_to_string(f.state.join("source/repo.git/shallow")).unwrap();
+    assert_eq!(shallow.lines().count(), 1);
     // Force-push the older commit.
     git(&f.remote, &["reset", "--quiet", "--hard", &old]);
     let run = f.cycle(&log.url, &[]);

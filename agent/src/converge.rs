@@ -65,7 +65,7 @@ pub fn deliver(options: &Options, report: &Report) {
         return;
     }
     let round = Spool::new(options.state_dir.join("spool")).deliver(&sender);
-    tracing::info!(
+    tracing::debug!(
         sent = round.sent,
         waiting = round.waiting,
         set_aside = round.set_aside,

@@ -61,7 +61,7 @@ pub fn run(catalog: &Catalog, previous: &Applied, executor: Option<&mut Executor
         let mut report = run.resource(index, &catalog.digests[index]);
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if report.status != Status::Unchanged {
-            tracing::info!(resource = %report.id, status = ?report.status, "resource");
+            tracing::debug!(resource = %report.id, status = ?report.status, "resource");
         }
         run.status[index] = Some(report.status);
         run.outcomes.push(Outcome {

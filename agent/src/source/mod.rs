@@ -37,20 +37,18 @@ impl Source {
 
     /// Fetches `reference` (a branch, tag or commit) from `url`; returns the
     /// commit it names.
+    ///
+    /// The first fetch is shallow (the one commit); later ones bring the
+    /// commits since the last one fetched, which is all the history the
+    /// ancestry check needs.
     pub fn fetch(&self, url: &str, reference: &str) -> Result<String, String> {
         let refspec = format!("+{reference}:{FETCHED}");
-        run(
-            &self.repo(),
-            &[
-                "fetch",
-                "--quiet",
-                "--no-tags",
-                "--force",
-                "--",
-                url,
-                &refspec,
-            ],
-        )?;
+        let mut args = vec!["fetch", "--quiet", "--no-tags", "--force"];
+        if self.resolve(FETCHED).is_err() {
+            args.push("--depth=1");
+        }
+        args.extend(["--", url, &refspec]);
+        run(&self.repo(), &args)?;
         self.resolve(FETCHED)
     }
 
