@@ -608,3 +608,25 @@ fn settings_come_from_the_file_and_flags_win() {
         run.stderr
     );
 }
+
+#[test]
+fn damaged_state_and_a_lock_a_killed_git_left_do_not_stop_the_agent() {
+    let f = Fleet::new();
+    let log = Receiver::start();
+    f.role("one");
+    f.commit("Ana Diaz", "one");
+    f.cycle(&log.url, &[]).expect_code(2);
+    // What a disk error or a git killed in mid-fetch could leave.
+    fs_err::write(f.state.join("agent.json"), "{ half").unwrap();
+    fs_err::write(f.state.join("state.json"), "not json").unwrap();
+    fs_err::write(f.state.join("source/repo.git/shallow.lock"), "").unwrap();
+    f.role("two");
+    f.commit("Ana Diaz", "two");
+    let run = f.cycle(&log.url, &[]);
+    run.expect_code(2);
+    assert_eq!(f.motd(), "two\n");
+    assert!(run.stderr.contains("starting afresh"), "{}", run.stderr);
+    assert!(f.state.join("agent.json.damaged").exists());
+    assert!(f.state.join("state.json.damaged").exists());
+    f.cycle(&log.url, &[]).expect_code(0);
+}

@@ -137,11 +137,28 @@ impl StateDir {
     }
 
     /// What the last real run applied (empty when there was none).
+    ///
+    /// A damaged file (which atomic writes make unlikely: a disk error, a
+    /// hand edit) stops a dry-run with an error saying what to do; a real
+    /// run moves it aside (`state.json.damaged`) and starts afresh, so an
+    /// unattended agent never waits for a person: what it reports as drift
+    /// is then reported once as revision.
     pub fn applied(&self) -> Result<Applied, StateError> {
         let file = self.path.join(STATE_FILE);
         match fs_err::read(&file) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|source| StateError::Corrupt { path: file, source }),
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(applied) => Ok(applied),
+                Err(source) if self._lock.is_some() => {
+                    let aside = self.path.join(format!("{STATE_FILE}.damaged"));
+                    tracing::warn!(file = %file.display(), moved_to = %aside.display(), error = %source, "the state file is damaged; starting afresh");
+                    fs_err::rename(&file, &aside).map_err(|e| StateError::Fs {
+                        path: file.clone(),
+                        source: e.into(),
+                    })?;
+                    Ok(Applied::default())
+                }
+                Err(source) => Err(StateError::Corrupt { path: file, source }),
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Applied::default()),
             Err(e) => Err(StateError::Fs {
                 path: file,

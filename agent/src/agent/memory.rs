@@ -51,12 +51,18 @@ impl Memory {
     fn load_file(state_dir: &Path) -> anyhow::Result<Memory> {
         let path = state_dir.join(FILE);
         match fs_err::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                anyhow::anyhow!(
-                    "`{}` is damaged ({e}); move it away to start afresh (the next cycle applies the newest good commit)",
-                    path.display()
-                )
-            }),
+            // Damaged (a disk error, a hand edit): moved aside, and the
+            // agent starts afresh rather than wait for a person; the next
+            // cycle applies the newest commit that is good.
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(memory) => Ok(memory),
+                Err(e) => {
+                    let aside = state_dir.join(format!("{FILE}.damaged"));
+                    tracing::warn!(file = %path.display(), moved_to = %aside.display(), error = %e, "the agent's memory is damaged; starting afresh");
+                    fs_err::rename(&path, &aside)?;
+                    Ok(Memory::default())
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Memory::default()),
             Err(e) => Err(e.into()),
         }

@@ -54,8 +54,11 @@ pub enum Cycle {
     ),
 }
 
-/// One cycle: fetch, judge, converge, report.
+/// One cycle: fetch, judge, converge, report. Cycles of two agent
+/// processes on one host (the service and an operator's `--once`) take
+/// turns.
 pub fn cycle(settings: &Settings) -> anyhow::Result<Cycle> {
+    let _turn = take_turn(&settings.state_dir)?;
     let mut memory = Memory::load(&settings.state_dir)?;
     if let Some(reason) = &memory.disabled {
         tracing::warn!(reason = %reason, "the agent is disabled; nothing converged");
@@ -132,6 +135,24 @@ pub fn cycle(settings: &Settings) -> anyhow::Result<Cycle> {
             Ok(Cycle::Invalid(repo, problems))
         }
     }
+}
+
+/// Holds `<state-dir>/agent.lock` for a cycle (released on every exit,
+/// even SIGKILL: it is a flock).
+fn take_turn(state_dir: &Path) -> anyhow::Result<std::fs::File> {
+    crate::fsutil::ensure_private_dir(state_dir)?;
+    let file = fs_err::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state_dir.join("agent.lock"))?
+        .into_parts()
+        .0;
+    if file.try_lock().is_err() {
+        tracing::info!("another agent cycle is running on this host; waiting for it");
+        file.lock()?;
+    }
+    Ok(file)
 }
 
 /// `--require-signed` and the ancestry of the last commit applied.

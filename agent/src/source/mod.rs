@@ -42,6 +42,7 @@ impl Source {
     /// commits since the last one fetched, which is all the history the
     /// ancestry check needs.
     pub fn fetch(&self, url: &str, reference: &str) -> Result<String, String> {
+        self.remove_stale_locks();
         let refspec = format!("+{reference}:{FETCHED}");
         let mut args = vec!["fetch", "--quiet", "--no-tags", "--force"];
         if self.resolve(FETCHED).is_err() {
@@ -50,6 +51,29 @@ impl Source {
         args.extend(["--", url, &refspec]);
         run(&self.repo(), &args)?;
         self.resolve(FETCHED)
+    }
+
+    /// Lock files a git killed in mid-fetch left: they would make every
+    /// later fetch fail. Only called while the agent's own lock is held,
+    /// so no other git works in this repository.
+    fn remove_stale_locks(&self) {
+        fn walk(dir: &Path) {
+            let Ok(entries) = fs_err::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() => walk(&path),
+                    Ok(t) if t.is_file() && path.extension().is_some_and(|e| e == "lock") => {
+                        tracing::warn!(file = %path.display(), "removed a lock file a killed git left");
+                        let _ = fs_err::remove_file(&path);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        walk(&self.repo());
     }
 
     /// The commit `rev` names in the fetched repository.
