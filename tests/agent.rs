@@ -630,3 +630,45 @@ fn damaged_state_and_a_lock_a_killed_git_left_do_not_stop_the_agent() {
     assert!(f.state.join("state.json.damaged").exists());
     f.cycle(&log.url, &[]).expect_code(0);
 }
+
+#[test]
+fn the_real_log_server_shows_the_agents_commits_in_its_deploy_log() {
+    let log = crate::log_server::LogServer::start(&[]);
+    let mut f = Fleet::new();
+    f.token = log.token(HOST);
+    f.role("one");
+    let one = f.commit("Ana Diaz", "main: one");
+    f.cycle(&log.url, &[]).expect_code(2);
+    f.write(
+        "roles/main/role.yaml",
+        "resources:\n  - file: \"{{root}}/motd\"\n    content: \"{{nope}}\\n\"\n",
+    );
+    let bad = f.commit("Bo Berg", "main: broken");
+    f.cycle(&log.url, &[]).expect_code(0);
+    f.role("two");
+    let two = f.commit("Ana Diaz", "main: two");
+    f.cycle(&log.url, &[]).expect_code(2);
+    let (_, commits) = log.get("/v1/commits");
+    let commits = commits["commits"].as_array().unwrap();
+    assert_eq!(commits.len(), 2, "{commits:?}");
+    assert_eq!(commits[0]["commit"], two.as_str());
+    assert_eq!(commits[0]["author"], "Ana Diaz <ana@example.com>");
+    assert_eq!(commits[0]["subject"], "main: two");
+    assert_eq!(commits[0]["hosts_changed"], 1);
+    assert_eq!(commits[1]["commit"], one.as_str());
+    let (_, refused) = log.get(&format!("/v1/reports?commit={one}"));
+    let refused_report = refused["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        refused_report.len(),
+        2,
+        "the first run and the one that refused {bad}"
+    );
+    let (_, hosts) = log.get("/v1/hosts");
+    assert_eq!(hosts["hosts"][0]["commit"], two.as_str());
+    assert_eq!(hosts["hosts"][0]["interval_s"], 1800);
+}

@@ -30,6 +30,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "catalog", "resource", "report", "provider", "fsutil", "state",
         ],
     ),
+    ("log", &["report", "resource"]),
     (
         "converge",
         &[

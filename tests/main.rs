@@ -14,3 +14,4 @@ mod exec_and_accounts;
 mod idempotence;
 mod layers;
 mod listing;
+pub mod log_server;

@@ -13,6 +13,7 @@ pub mod converge;
 pub mod engine;
 pub mod facts;
 pub mod fsutil;
+pub mod log;
 pub mod manifest;
 pub mod provider;
 pub mod report;

@@ -78,6 +78,9 @@ enum Command {
     },
     /// Pull the manifests from git and converge this host, every interval.
     Agent(AgentArgs),
+    /// The central log: serve it, manage hosts' tokens, read it.
+    #[command(subcommand)]
+    Log(LogCommand),
     /// How the agent is doing: last run, last good commit, source, spool.
     Status {
         #[arg(long, default_value = DEFAULT_STATE_DIR, env = "TEND_STATE_DIR")]
@@ -86,6 +89,64 @@ enum Command {
         format: ReportFormat,
     },
 }
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Run the log server (until SIGTERM or SIGINT).
+    Serve {
+        #[arg(long, default_value = tend::log::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = DEFAULT_LOG_DB)]
+        db: tend::log::Database,
+        /// Largest report body accepted, in bytes.
+        #[arg(long, default_value_t = tend::log::DEFAULT_BODY_LIMIT)]
+        body_limit: usize,
+    },
+    /// Hosts' tokens: create (prints the token once), list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print reports from a log server, for people or as JSON.
+    Show {
+        #[arg(long, default_value = "http://127.0.0.1:8140")]
+        server: String,
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long)]
+        env: Option<String>,
+        /// e.g. 2h, or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        commit: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// A new token for HOST (replacing its old one), alone on stdout.
+    Create {
+        host: String,
+        #[arg(long, default_value = DEFAULT_LOG_DB)]
+        db: tend::log::Database,
+    },
+    List {
+        #[arg(long, default_value = DEFAULT_LOG_DB)]
+        db: tend::log::Database,
+    },
+    Revoke {
+        host: String,
+        #[arg(long, default_value = DEFAULT_LOG_DB)]
+        db: tend::log::Database,
+    },
+}
+
+const DEFAULT_LOG_DB: &str = "sqlite:/var/lib/tend-log/log.db";
 
 /// Flags of `tend agent`; each may also be set in the settings file
 /// (flags win). Defaults: --ref main, --interval 30m, --splay 5m,
@@ -264,6 +325,48 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 Ok(0)
             }
         }
+        Command::Log(command) => commands::log::run(match command {
+            LogCommand::Serve {
+                listen,
+                db,
+                body_limit,
+            } => commands::log::Log::Serve(tend::log::ServeOptions {
+                listen,
+                db,
+                body_limit,
+            }),
+            LogCommand::Token(TokenCommand::Create { host, db }) => {
+                commands::log::Log::TokenCreate { host, db }
+            }
+            LogCommand::Token(TokenCommand::List { db }) => commands::log::Log::TokenList { db },
+            LogCommand::Token(TokenCommand::Revoke { host, db }) => {
+                commands::log::Log::TokenRevoke { host, db }
+            }
+            LogCommand::Show {
+                server,
+                host,
+                env,
+                since,
+                status,
+                commit,
+                limit,
+                format,
+            } => commands::log::Log::Show {
+                server,
+                filters: [
+                    ("host", host),
+                    ("env", env),
+                    ("since", since),
+                    ("status", status),
+                    ("commit", commit),
+                    ("limit", Some(limit.to_string())),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect(),
+                json: matches!(format, ReportFormat::Json),
+            },
+        }),
         Command::Status { state_dir, format } => {
             let status = commands::agent::status(&state_dir)?;
             match format {

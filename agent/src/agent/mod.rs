@@ -82,6 +82,7 @@ pub fn cycle(settings: &Settings) -> anyhow::Result<Cycle> {
         stale,
         age_s: memory.last_fetch.map(|t| now.saturating_sub(t)),
         rejected: None,
+        interval_s: Some(settings.interval.as_secs()),
     };
     let candidate = fetched
         .ok()

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod catalog;
 pub mod check;
+pub mod log;
 
 use std::path::Path;
 

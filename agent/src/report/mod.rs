@@ -157,6 +157,10 @@ pub struct Report {
     /// A newer commit that was fetched and not applied, and why.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub rejected: Option<Rejected>,
+    /// The agent's interval (agent runs): the log calls a host silent after
+    /// two of them without a report.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub interval_s: Option<u64>,
     pub started_at: String,
     pub duration_ms: u64,
     pub status: Status,

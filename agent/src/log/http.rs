@@ -1,0 +1,312 @@
+//! The log's HTTP API (axum): `POST /v1/reports` and the queries.
+//!
+//! Reports are written by one thread in batches: every report that arrives
+//! while a commit is on its way joins the next one (group commit), so many
+//! hosts reporting at once cost few fsyncs, and each is acknowledged only
+//! after its batch is durable.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use super::store::{Incoming, ReportQuery, Store, StoreError, Stored};
+use super::{ServeOptions, now_unix, token_hash};
+use crate::report::Report;
+
+/// At most this many reports in one commit.
+const MAX_BATCH: usize = 512;
+
+type Reply = oneshot::Sender<Result<Stored, String>>;
+
+#[derive(Clone)]
+struct App {
+    store: Arc<dyn Store>,
+    writes: mpsc::Sender<(Incoming, Reply)>,
+}
+
+pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Result<()> {
+    let (writes, queue) = mpsc::channel(4096);
+    let writer_store = Arc::clone(&store);
+    let writer = std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(move || write_batches(&*writer_store, queue))?;
+    let app = App { store, writes };
+    let router = Router::new()
+        .route("/v1/reports", post(post_report).get(list_reports))
+        .route("/v1/reports/{id}", get(one_report))
+        .route("/v1/hosts", get(hosts))
+        .route("/v1/commits", get(commits))
+        .layer(DefaultBodyLimit::max(options.body_limit))
+        .with_state(app);
+    let listener = tokio::net::TcpListener::bind(options.listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, "log server listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    // The router (and its senders) are gone: the writer drains and ends.
+    let _ = writer.join();
+    tracing::info!("log server stopped");
+    Ok(())
+}
+
+async fn shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// The writer thread: takes what is queued, stores it in one transaction,
+/// answers each sender.
+fn write_batches(store: &dyn Store, mut queue: mpsc::Receiver<(Incoming, Reply)>) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let (items, replies): (Vec<Incoming>, Vec<Reply>) = batch.into_iter().unzip();
+        match store.insert(&items) {
+            Ok(stored) => {
+                for (reply, s) in replies.into_iter().zip(stored) {
+                    let _ = reply.send(Ok(s));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, reports = items.len(), "could not store reports");
+                for reply in replies {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// Runs a store call off the event loop.
+async fn blocking<T: Send + 'static>(
+    app: &App,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Response> {
+    let store = Arc::clone(&app.store);
+    match tokio::task::spawn_blocking(move || f(&*store)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+/// The host a request's bearer token belongs to.
+async fn authenticate(app: &App, headers: &HeaderMap) -> Result<String, Response> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "no token: send `Authorization: Bearer <token>` (`tend log token create HOST` makes one)",
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default();
+    if token.is_empty() {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "the Authorization header is not `Bearer <token>`",
+        ));
+    }
+    let hash = token_hash(token);
+    match blocking(app, move |s| s.token_host(&hash)).await? {
+        Some(host) => Ok(host),
+        None => Err(error(StatusCode::UNAUTHORIZED, "unknown or revoked token")),
+    }
+}
+
+/// What SPEC §5 asks of a report beyond its shape.
+fn check(report: &Report) -> Result<(), String> {
+    if report.id.trim().is_empty() || report.id.len() > 128 {
+        return Err("`id` must be 1 to 128 characters".into());
+    }
+    if report.host.trim().is_empty() {
+        return Err("`host` is empty".into());
+    }
+    if humantime::parse_rfc3339_weak(&report.started_at).is_err() {
+        return Err(format!(
+            "`started_at` is not an RFC 3339 time: `{}`",
+            report.started_at
+        ));
+    }
+    let s = &report.summary;
+    let counted = s.changed + s.drift + s.failed + s.unchanged + s.unknown + s.not_reached;
+    if counted != s.total {
+        return Err(format!(
+            "`summary` does not add up: changed + drift + failed + unchanged + unknown = {counted}, total = {}",
+            s.total
+        ));
+    }
+    if report.resources.len() > s.total {
+        return Err("more `resources` than `summary.total`".into());
+    }
+    if Report::status_of(s) != report.status {
+        let word = |st| {
+            serde_json::to_value(st)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        return Err(format!(
+            "`status` is `{}` but the summary says `{}`",
+            word(report.status),
+            word(Report::status_of(s))
+        ));
+    }
+    Ok(())
+}
+
+async fn post_report(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let host = match authenticate(&app, &headers).await {
+        Ok(host) => host,
+        Err(response) => return response,
+    };
+    let report: Report = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a run report: {e}")),
+    };
+    if report.host != host {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this token is `{host}`'s; it cannot report for `{}`",
+                report.host
+            ),
+        );
+    }
+    if let Err(e) = check(&report) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("not a valid run report: {e}"),
+        );
+    }
+    let id = report.id.clone();
+    let incoming = Incoming {
+        report,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        received_unix: now_unix(),
+    };
+    let (reply, answer) = oneshot::channel();
+    if app.writes.send((incoming, reply)).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the log is shutting down");
+    }
+    match answer.await {
+        Ok(Ok(Stored::New)) => (StatusCode::CREATED, axum::Json(json!({ "id": id, "stored": "new" }))).into_response(),
+        Ok(Ok(Stored::Duplicate)) => (
+            StatusCode::OK,
+            axum::Json(json!({ "id": id, "stored": "duplicate", "note": "this report id was already stored; nothing changed" })),
+        )
+            .into_response(),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("not stored, try again: {e}")),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "not stored, try again"),
+    }
+}
+
+/// `since=2h` (a duration back from now) or an RFC 3339 time.
+fn since(text: &str) -> Result<i64, String> {
+    if let Ok(d) = humantime::parse_duration(text) {
+        return Ok(now_unix() - i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    }
+    humantime::parse_rfc3339_weak(text)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .ok_or_else(|| {
+            format!(
+                "`since` is neither a duration (2h) nor a time (2026-11-24T10:00:00Z): `{text}`"
+            )
+        })
+}
+
+async fn list_reports(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut query = ReportQuery {
+        host: q.get("host").cloned(),
+        environment: q.get("env").cloned(),
+        status: q.get("status").cloned(),
+        commit: q.get("commit").cloned(),
+        limit: 100,
+        ..ReportQuery::default()
+    };
+    if let Some(s) = q.get("since") {
+        match since(s) {
+            Ok(t) => query.since_unix = Some(t),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        }
+    }
+    if let Some(l) = q.get("limit") {
+        match l.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => query.limit = n,
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "`limit` is a number from 1 to 1000",
+                );
+            }
+        }
+    }
+    if let Some(c) = q.get("cursor") {
+        match c.parse::<i64>() {
+            Ok(n) => query.before = Some(n),
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "`cursor` is the `next_cursor` of a previous page",
+                );
+            }
+        }
+    }
+    match blocking(&app, move |s| s.reports(&query)).await {
+        Ok(page) => axum::Json(page).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn one_report(State(app): State<App>, Path(id): Path<String>) -> Response {
+    match blocking(&app, move |s| s.report(&id)).await {
+        Ok(Some(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no report with that id"),
+        Err(r) => r,
+    }
+}
+
+async fn hosts(State(app): State<App>) -> Response {
+    match blocking(&app, |s| s.hosts(now_unix())).await {
+        Ok(rows) => axum::Json(json!({ "hosts": rows })).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn commits(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+    match blocking(&app, move |s| s.commits(limit)).await {
+        Ok(rows) => axum::Json(json!({ "commits": rows })).into_response(),
+        Err(r) => r,
+    }
+}

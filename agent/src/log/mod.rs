@@ -1,0 +1,93 @@
+//! The central log: `tend log serve`, where every host's reports land and
+//! anyone can see who changed what, where and when.
+//!
+//! One stateless process over a [`store::Store`]. Reports are accepted
+//! only from the host their token belongs to, checked against the report
+//! format, and acknowledged once durable; the same report id is stored
+//! once. The tokio runtime lives here only: the host side never starts it.
+
+mod http;
+pub mod sqlite;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sha2::{Digest as _, Sha256};
+
+use store::Store;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8140";
+/// Bodies larger than this are refused (413).
+pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Where the log keeps its data: `sqlite:PATH`.
+#[derive(Debug, Clone)]
+pub enum Database {
+    Sqlite(PathBuf),
+}
+
+impl std::str::FromStr for Database {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err("`sqlite:` needs a path, e.g. sqlite:/var/lib/tend-log/log.db".into());
+            }
+            return Ok(Database::Sqlite(PathBuf::from(path)));
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Err("PostgreSQL is not supported by this build yet; use sqlite:PATH".into());
+        }
+        Err(format!("`{s}` is not a database: write sqlite:PATH"))
+    }
+}
+
+pub fn open(db: &Database) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match db {
+        Database::Sqlite(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs_err::create_dir_all(parent)?;
+            }
+            Arc::new(sqlite::SqliteStore::open(path)?)
+        }
+    })
+}
+
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub db: Database,
+    pub body_limit: usize,
+}
+
+/// Runs the log server until SIGTERM or SIGINT.
+pub fn serve(options: &ServeOptions) -> anyhow::Result<()> {
+    let store = open(&options.db)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(http::serve(store, options))
+}
+
+/// A new token: 32 random bytes, hexadecimal.
+pub fn new_token() -> String {
+    let a = uuid::Uuid::new_v4();
+    let b = uuid::Uuid::new_v4();
+    let mut bytes = Vec::with_capacity(32);
+    bytes.extend_from_slice(a.as_bytes());
+    bytes.extend_from_slice(b.as_bytes());
+    crate::resource::hex(&bytes)
+}
+
+/// What is stored of a token: its sha256.
+pub fn token_hash(token: &str) -> String {
+    crate::resource::hex(&Sha256::digest(token.trim().as_bytes()))
+}
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,361 @@
+//! The SQLite store: one file, WAL, `synchronous = FULL` (a report is
+//! acknowledged only once its commit is on disk), versioned migrations run
+//! at start. One connection writes (batches, one transaction each: group
+//! commit); another reads, alongside it, as WAL allows.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+use super::store::{
+    CommitRow, HostRow, Incoming, Page, ReportQuery, ReportRow, Store, StoreError, Stored,
+};
+
+/// Each entry brings the schema from the version before it to its own.
+const MIGRATIONS: &[&str] = &[
+    // 1: reports and tokens.
+    "CREATE TABLE tokens (
+        host TEXT PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        created_unix INTEGER NOT NULL
+    );
+    CREATE TABLE reports (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        host TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        status TEXT NOT NULL,
+        commit_id TEXT,
+        author TEXT,
+        committed_at TEXT,
+        subject TEXT,
+        started_at TEXT NOT NULL,
+        started_unix INTEGER NOT NULL,
+        received_unix INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        changed INTEGER NOT NULL,
+        drift INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        source_stale INTEGER NOT NULL,
+        interval_s INTEGER,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX reports_by_host ON reports (host, seq);
+    CREATE INDEX reports_by_commit ON reports (commit_id, seq);
+    CREATE INDEX reports_by_received ON reports (received_unix);",
+];
+
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let writer = Connection::open(path).map_err(db)?;
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(db)?;
+        migrate(&writer)?;
+        let reader = Connection::open(path).map_err(db)?;
+        reader
+            .execute_batch("PRAGMA busy_timeout = 10000;")
+            .map_err(db)?;
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db)?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Database(format!(
+            "the database is at schema version {version}, newer than this tend knows ({}); upgrade tend",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.unchecked_transaction().map_err(db)?;
+        tx.execute_batch(sql).map_err(db)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+            .map_err(db)?;
+        tx.commit().map_err(db)?;
+        tracing::info!(version = i + 1, "log database migrated");
+    }
+    Ok(())
+}
+
+fn unix(rfc3339: &str) -> i64 {
+    humantime::parse_rfc3339_weak(rfc3339)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn status_word<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+const ROW: &str = "id, host, environment, mode, status, commit_id, author, subject, started_at, duration_ms, changed, drift, failed, source_stale";
+
+fn row(r: &rusqlite::Row) -> rusqlite::Result<ReportRow> {
+    Ok(ReportRow {
+        id: r.get(0)?,
+        host: r.get(1)?,
+        environment: r.get(2)?,
+        mode: r.get(3)?,
+        status: r.get(4)?,
+        commit: r.get(5)?,
+        author: r.get(6)?,
+        subject: r.get(7)?,
+        started_at: r.get(8)?,
+        duration_ms: r.get(9)?,
+        changed: r.get(10)?,
+        drift: r.get(11)?,
+        failed: r.get(12)?,
+        source_stale: r.get::<_, i64>(13)? != 0,
+    })
+}
+
+impl Store for SqliteStore {
+    fn insert(&self, batch: &[Incoming]) -> Result<Vec<Stored>, StoreError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction().map_err(db)?;
+        let mut out = Vec::with_capacity(batch.len());
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO reports (id, host, environment, mode, status, commit_id, author, committed_at, subject, started_at, started_unix, received_unix, duration_ms, changed, drift, failed, source_stale, interval_s, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                )
+                .map_err(db)?;
+            for item in batch {
+                let r = &item.report;
+                let rev = r.revision.as_ref();
+                let n = insert
+                    .execute(params![
+                        r.id,
+                        r.host,
+                        r.environment,
+                        status_word(&r.mode),
+                        status_word(&r.status),
+                        rev.map(|v| v.commit.as_str()),
+                        rev.map(|v| v.author.as_str()),
+                        rev.map(|v| v.committed_at.as_str()),
+                        rev.map(|v| v.subject.as_str()),
+                        r.started_at,
+                        unix(&r.started_at),
+                        item.received_unix,
+                        i64::try_from(r.duration_ms).unwrap_or(i64::MAX),
+                        r.summary.changed as i64,
+                        r.summary.drift as i64,
+                        r.summary.failed as i64,
+                        i64::from(r.source_stale),
+                        r.interval_s.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+                        item.body,
+                    ])
+                    .map_err(db)?;
+                out.push(if n == 1 {
+                    Stored::New
+                } else {
+                    Stored::Duplicate
+                });
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(out)
+    }
+
+    fn token_host(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        self.reader()
+            .query_row("SELECT host FROM tokens WHERE hash = ?1", [hash], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db)
+    }
+
+    fn put_token(&self, host: &str, hash: &str) -> Result<(), StoreError> {
+        let now = super::now_unix();
+        self.writer()
+            .execute(
+                "INSERT INTO tokens (host, hash, created_unix) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (host) DO UPDATE SET hash = excluded.hash, created_unix = excluded.created_unix",
+                params![host, hash, now],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn revoke_token(&self, host: &str) -> Result<bool, StoreError> {
+        let n = self
+            .writer()
+            .execute("DELETE FROM tokens WHERE host = ?1", [host])
+            .map_err(db)?;
+        Ok(n > 0)
+    }
+
+    fn tokens(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare("SELECT host, created_unix FROM tokens ORDER BY host")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
+    }
+
+    fn reports(&self, q: &ReportQuery) -> Result<Page, StoreError> {
+        let mut sql = format!("SELECT {ROW}, seq FROM reports WHERE 1 = 1");
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        let mut filter = |clause: &str, value: Box<dyn rusqlite::ToSql>| {
+            args.push(value);
+            sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+        };
+        if let Some(h) = &q.host {
+            filter("host =", Box::new(h.clone()));
+        }
+        if let Some(e) = &q.environment {
+            filter("environment =", Box::new(e.clone()));
+        }
+        if let Some(s) = q.since_unix {
+            filter("started_unix >=", Box::new(s));
+        }
+        if let Some(s) = &q.status {
+            filter("status =", Box::new(s.clone()));
+        }
+        if let Some(c) = &q.commit {
+            filter("commit_id =", Box::new(c.clone()));
+        }
+        if let Some(b) = q.before {
+            filter("seq <", Box::new(b));
+        }
+        let limit = q.limit.clamp(1, 1000);
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", limit + 1));
+        let conn = self.reader();
+        let mut stmt = conn.prepare(&sql).map_err(db)?;
+        let params: Vec<&dyn rusqlite::ToSql> = args.iter().map(AsRef::as_ref).collect();
+        let mut rows: Vec<(ReportRow, i64)> = stmt
+            .query_map(params.as_slice(), |r| Ok((row(r)?, r.get(14)?)))
+            .map_err(db)?
+            .collect::<Result<_, _>>()
+            .map_err(db)?;
+        let next_cursor = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|(_, seq)| *seq)
+        } else {
+            None
+        };
+        Ok(Page {
+            reports: rows.into_iter().map(|(r, _)| r).collect(),
+            next_cursor,
+        })
+    }
+
+    fn report(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.reader()
+            .query_row("SELECT body FROM reports WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(db)
+    }
+
+    fn hosts(&self, now_unix: i64) -> Result<Vec<HostRow>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare(
+                "SELECT r.host, r.environment, r.id, r.started_at, r.received_unix, r.status, r.commit_id, r.drift, r.failed, r.interval_s
+                 FROM reports r
+                 JOIN (SELECT host, MAX(seq) AS seq FROM reports WHERE mode = 'apply' GROUP BY host) last
+                   ON last.seq = r.seq
+                 ORDER BY r.host",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| {
+                let received: i64 = r.get(4)?;
+                let interval: Option<i64> = r.get(9)?;
+                // Without an interval (a converge run by hand), the agent's default.
+                let every = interval.unwrap_or(30 * 60);
+                Ok(HostRow {
+                    host: r.get(0)?,
+                    environment: r.get(1)?,
+                    last_report: r.get(2)?,
+                    last_started_at: r.get(3)?,
+                    last_received_unix: received,
+                    status: r.get(5)?,
+                    commit: r.get(6)?,
+                    drift: r.get(7)?,
+                    failed: r.get(8)?,
+                    interval_s: interval,
+                    silent: now_unix - received > 2 * every,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
+    }
+
+    fn commits(&self, limit: usize) -> Result<Vec<CommitRow>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare(
+                "SELECT commit_id, MAX(author), MAX(committed_at), MAX(subject),
+                        MIN(started_at), MAX(started_at),
+                        COUNT(DISTINCT CASE WHEN changed > 0 OR drift > 0 THEN host END),
+                        COUNT(DISTINCT CASE WHEN failed > 0 THEN host END),
+                        COUNT(DISTINCT host), MAX(seq) AS last
+                 FROM reports WHERE commit_id IS NOT NULL AND mode = 'apply'
+                 GROUP BY commit_id ORDER BY last DESC LIMIT ?1",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([limit.clamp(1, 1000) as i64], |r| {
+                Ok(CommitRow {
+                    commit: r.get(0)?,
+                    author: r.get(1)?,
+                    committed_at: r.get(2)?,
+                    subject: r.get(3)?,
+                    first_applied: r.get(4)?,
+                    last_applied: r.get(5)?,
+                    hosts_changed: r.get(6)?,
+                    hosts_failed: r.get(7)?,
+                    hosts: r.get(8)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
+    }
+
+    fn prune(&self, before_unix: i64) -> Result<usize, StoreError> {
+        self.writer()
+            .execute(
+                "DELETE FROM reports WHERE received_unix < ?1",
+                [before_unix],
+            )
+            .map_err(db)
+    }
+}

@@ -1,0 +1,128 @@
+//! What the central log keeps, behind one trait: reports as they came,
+//! with the fields queries filter on, and the hosts' token hashes. One
+//! implementation per database (SQLite now), each with its own migrations.
+
+use serde::Serialize;
+
+use crate::report::Report;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(String),
+    #[error("{0}")]
+    Closed(&'static str),
+}
+
+/// A report accepted for storing: the parsed report and the bytes it came
+/// as (kept as sent, so a query returns exactly what the host said).
+pub struct Incoming {
+    pub report: Report,
+    pub body: String,
+    pub received_unix: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stored {
+    /// Stored now.
+    New,
+    /// That report id was already stored; nothing changed.
+    Duplicate,
+}
+
+/// Filters of `GET /v1/reports`.
+#[derive(Debug, Default, Clone)]
+pub struct ReportQuery {
+    pub host: Option<String>,
+    pub environment: Option<String>,
+    /// Only reports that started at or after this time (seconds since the epoch).
+    pub since_unix: Option<i64>,
+    pub status: Option<String>,
+    pub commit: Option<String>,
+    pub limit: usize,
+    /// Reports older than this cursor (from the previous page).
+    pub before: Option<i64>,
+}
+
+/// A report as listed: the fields people filter and sort on.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportRow {
+    pub id: String,
+    pub host: String,
+    pub environment: String,
+    pub mode: String,
+    pub status: String,
+    pub commit: Option<String>,
+    pub author: Option<String>,
+    pub subject: Option<String>,
+    pub started_at: String,
+    pub duration_ms: i64,
+    pub changed: i64,
+    pub drift: i64,
+    pub failed: i64,
+    pub source_stale: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Page {
+    pub reports: Vec<ReportRow>,
+    /// Pass as `cursor=` for the next (older) page; none on the last.
+    pub next_cursor: Option<i64>,
+}
+
+/// The last run of a host.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostRow {
+    pub host: String,
+    pub environment: String,
+    pub last_report: String,
+    pub last_started_at: String,
+    pub last_received_unix: i64,
+    pub status: String,
+    pub commit: Option<String>,
+    pub drift: i64,
+    pub failed: i64,
+    /// The agent's interval, when its reports say it.
+    pub interval_s: Option<i64>,
+    /// Not heard from for more than two of its intervals.
+    pub silent: bool,
+}
+
+/// One commit in the deploy log.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommitRow {
+    pub commit: String,
+    pub author: Option<String>,
+    pub committed_at: Option<String>,
+    pub subject: Option<String>,
+    pub first_applied: String,
+    pub last_applied: String,
+    /// Hosts whose runs of this commit changed something.
+    pub hosts_changed: i64,
+    /// Hosts with a failed run of this commit.
+    pub hosts_failed: i64,
+    /// Hosts that ran it.
+    pub hosts: i64,
+}
+
+/// The storage the log server needs. Calls may block (the server runs
+/// them off its event loop); `insert` is given batches so a store can
+/// make many reports durable with one commit.
+pub trait Store: Send + Sync + 'static {
+    fn insert(&self, batch: &[Incoming]) -> Result<Vec<Stored>, StoreError>;
+    /// The host a token hash belongs to.
+    fn token_host(&self, hash: &str) -> Result<Option<String>, StoreError>;
+    /// Stores a host's token hash, replacing its old one.
+    fn put_token(&self, host: &str, hash: &str) -> Result<(), StoreError>;
+    fn revoke_token(&self, host: &str) -> Result<bool, StoreError>;
+    /// Hosts with a token, and when it was made.
+    fn tokens(&self) -> Result<Vec<(String, i64)>, StoreError>;
+    fn reports(&self, query: &ReportQuery) -> Result<Page, StoreError>;
+    /// A report as it was sent.
+    fn report(&self, id: &str) -> Result<Option<String>, StoreError>;
+    fn hosts(&self, now_unix: i64) -> Result<Vec<HostRow>, StoreError>;
+    fn commits(&self, limit: usize) -> Result<Vec<CommitRow>, StoreError>;
+    /// Removes reports received before `before_unix`; how many.
+    fn prune(&self, before_unix: i64) -> Result<usize, StoreError>;
+}

@@ -1,0 +1,343 @@
+//! The central log, end to end over loopback: `tend log serve` on SQLite,
+//! tokens, reports from `tend converge --report-to` and the agent, queries,
+//! every bad input, and a SIGKILL in the middle of a stream of posts.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{HOST, Test, tend};
+
+pub struct LogServer {
+    pub url: String,
+    pub db: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl LogServer {
+    pub fn start(extra: &[&str]) -> LogServer {
+        let dir = tempfile::tempdir().unwrap();
+        let db = format!("sqlite:{}", dir.path().join("log.db").display());
+        let path = dir.path().to_path_buf();
+        let (child, url) = spawn(&db, extra);
+        LogServer {
+            url,
+            db,
+            child,
+            _dir: dir,
+            dir: path,
+        }
+    }
+
+    /// A token for `host`, written to a file; its path.
+    pub fn token(&self, host: &str) -> PathBuf {
+        let run = tend(&["log", "token", "create", host, "--db", &self.db]);
+        run.expect_code(0);
+        let token = run.stdout.trim().to_owned();
+        assert_eq!(token.len(), 64, "{}", run.stdout);
+        let file = self.dir.join(format!("{host}.token"));
+        fs_err::write(&file, format!("{token}\n")).unwrap();
+        file
+    }
+
+    /// Stops it hard, as a crash would, and starts it again on the same data.
+    pub fn kill_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let (child, url) = spawn(&self.db, &[]);
+        self.child = child;
+        self.url = url;
+    }
+
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let mut response = agent().get(format!("{}{path}", self.url)).call().unwrap();
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+        )
+    }
+
+    pub fn post(&self, token: Option<&str>, body: &[u8]) -> (u16, serde_json::Value) {
+        let mut request = agent().post(format!("{}/v1/reports", self.url));
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut response = request.send(body).unwrap();
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+        )
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+fn spawn(db: &str, extra: &[&str]) -> (Child, String) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_tend"))
+        .args(["log", "serve", "--listen", &listen, "--db", db])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(Instant::now() < deadline, "the log server did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, format!("http://{listen}"))
+}
+
+impl Drop for LogServer {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A valid report of `host` (as `tend converge --format json` prints one).
+fn report(host: &str, id: &str) -> String {
+    serde_json::json!({
+        "id": id, "host": host, "environment": "test", "roles": ["main"], "mode": "apply",
+        "revision": null, "source_stale": false, "started_at": "2026-11-24T10:00:00Z",
+        "duration_ms": 3, "status": "changed",
+        "summary": {"total": 2, "changed": 1, "drift": 0, "failed": 0, "unchanged": 1, "unknown": 0},
+        "resources": [{"id": "file:/etc/motd", "status": "changed", "cause": "revision", "duration_ms": 1}]
+    })
+    .to_string()
+}
+
+fn count(log: &LogServer) -> usize {
+    log.get("/v1/reports?limit=1000").1["reports"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn converge_reports_to_the_log_and_the_log_answers_queries() {
+    let log = LogServer::start(&[]);
+    let token = log.token(HOST);
+    let t = Test::new();
+    t.role(
+        "main",
+        "resources:\n  - file: \"{{root}}/motd\"\n    content: \"hi\\n\"\n",
+    );
+    let run = t.converge(&[
+        "--format",
+        "json",
+        "--report-to",
+        &log.url,
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    run.expect_code(2);
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+    let sent: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let id = sent["id"].as_str().unwrap();
+    let (status, page) = log.get(&format!("/v1/reports?host={HOST}"));
+    assert_eq!(status, 200);
+    assert_eq!(page["reports"][0]["id"], id);
+    assert_eq!(page["reports"][0]["changed"], 1);
+    let (status, stored) = log.get(&format!("/v1/reports/{id}"));
+    assert_eq!(status, 200);
+    assert_eq!(stored, sent, "the stored report is the one sent");
+    let (_, hosts) = log.get("/v1/hosts");
+    assert_eq!(hosts["hosts"][0]["host"], HOST);
+    assert_eq!(hosts["hosts"][0]["status"], "changed");
+    assert_eq!(hosts["hosts"][0]["silent"], false);
+    assert_eq!(log.get("/v1/reports/nope").0, 404);
+    // Filters and paging.
+    for _ in 0..3 {
+        t.converge(&[
+            "--report-to",
+            &log.url,
+            "--token-file",
+            token.to_str().unwrap(),
+        ])
+        .expect_code(0);
+    }
+    let (_, unchanged) = log.get("/v1/reports?status=unchanged");
+    assert_eq!(unchanged["reports"].as_array().unwrap().len(), 3);
+    let (_, first) = log.get("/v1/reports?limit=2");
+    let cursor = first["next_cursor"].as_i64().unwrap();
+    let (_, second) = log.get(&format!("/v1/reports?limit=2&cursor={cursor}"));
+    assert_eq!(second["reports"].as_array().unwrap().len(), 2);
+    assert!(second["next_cursor"].is_null());
+    assert_eq!(second["reports"][1]["id"], id, "oldest last");
+    assert_eq!(
+        log.get("/v1/reports?since=1h").1["reports"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    assert_eq!(
+        log.get("/v1/reports?since=2099-01-01T00:00:00Z").1["reports"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(log.get("/v1/reports?since=soon").0, 400);
+    let shown = tend(&["log", "show", "--server", &log.url, "--host", HOST]);
+    shown.expect_code(0);
+    assert_eq!(shown.stdout.lines().count(), 4, "{}", shown.stdout);
+    assert!(shown.stdout.contains(HOST));
+}
+
+#[test]
+fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
+    let log = LogServer::start(&["--body-limit", "2000"]);
+    let token = fs_err::read_to_string(log.token("web-1")).unwrap();
+    let token = token.trim();
+    let good = report("web-1", "r-1");
+    let (status, body) = log.post(None, good.as_bytes());
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("no token"));
+    assert_eq!(log.post(Some("not-a-token"), good.as_bytes()).0, 401);
+    let (status, body) = log.post(Some(token), report("db-1", "r-2").as_bytes());
+    assert_eq!(status, 403);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot report for `db-1`"),
+        "{body}"
+    );
+    let (status, body) = log.post(Some(token), b"{ not json");
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("not a run report"),
+        "{body}"
+    );
+    let broken = good.replace("\"total\":2", "\"total\":7");
+    let (status, body) = log.post(Some(token), broken.as_bytes());
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("does not add up"),
+        "{body}"
+    );
+    let big = report("web-1", &"x".repeat(3000));
+    assert_eq!(log.post(Some(token), big.as_bytes()).0, 413);
+    assert_eq!(count(&log), 0, "a refused report was stored");
+    // Good, then the same id again: stored once, and the answer says so.
+    assert_eq!(log.post(Some(token), good.as_bytes()).0, 201);
+    let (status, body) = log.post(Some(token), good.as_bytes());
+    assert_eq!(status, 200);
+    assert_eq!(body["stored"], "duplicate");
+    assert_eq!(count(&log), 1);
+    // A revoked token is refused.
+    tend(&["log", "token", "revoke", "web-1", "--db", &log.db]).expect_code(0);
+    assert_eq!(
+        log.post(Some(token), report("web-1", "r-3").as_bytes()).0,
+        401
+    );
+    let listed = tend(&["log", "token", "list", "--db", &log.db]);
+    assert!(!listed.stdout.contains("web-1"), "{}", listed.stdout);
+}
+
+#[test]
+fn every_acknowledged_report_survives_a_killed_server_and_none_is_stored_twice() {
+    let mut log = LogServer::start(&[]);
+    let token = fs_err::read_to_string(log.token("web-1")).unwrap();
+    let token = token.trim().to_owned();
+    let url = std::sync::Arc::new(std::sync::Mutex::new(log.url.clone()));
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let senders: Vec<_> = (0..4)
+        .map(|s| {
+            let (url, acked, stop, token) = (
+                url.clone(),
+                acknowledged.clone(),
+                stop.clone(),
+                token.clone(),
+            );
+            std::thread::spawn(move || {
+                let agent = agent();
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let id = format!("s{s}-{n}");
+                    let target = format!("{}/v1/reports", url.lock().unwrap());
+                    let sent = agent
+                        .post(&target)
+                        .header("Authorization", format!("Bearer {token}"))
+                        .send(report("web-1", &id).as_bytes());
+                    if let Ok(r) = sent
+                        && (r.status().as_u16() == 201 || r.status().as_u16() == 200)
+                    {
+                        acked.lock().unwrap().push(id);
+                        n += 1;
+                    }
+                    // A refused or cut connection: the same id is sent again.
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    log.kill_and_restart();
+    *url.lock().unwrap() = log.url.clone();
+    std::thread::sleep(Duration::from_millis(700));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for s in senders {
+        s.join().unwrap();
+    }
+    let acked = acknowledged.lock().unwrap().clone();
+    assert!(
+        acked.len() > 20,
+        "too few posts to test anything: {}",
+        acked.len()
+    );
+    let mut stored = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (_, page) = log.get(&format!("/v1/reports?limit=1000{cursor}"));
+        stored.extend(
+            page["reports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_i64() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    let unique: std::collections::BTreeSet<&String> = stored.iter().collect();
+    assert_eq!(unique.len(), stored.len(), "a report was stored twice");
+    for id in &acked {
+        assert!(unique.contains(id), "acknowledged report {id} is missing");
+    }
+}
