@@ -341,3 +341,133 @@ fn every_acknowledged_report_survives_a_killed_server_and_none_is_stored_twice()
         assert!(unique.contains(id), "acknowledged report {id} is missing");
     }
 }
+
+/// Runs headless Chromium on `url`: the rendered DOM, and a screenshot kept
+/// in target/dashboard-shots/ for people to look at.
+fn chromium(url: &str, shot: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let common = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+    ];
+    let profile_arg = format!("--user-data-dir={}", profile.path().display());
+    let dom = Command::new("chromium")
+        .args(common)
+        .arg(&profile_arg)
+        .args(["--dump-dom", url])
+        .stderr(Stdio::null())
+        .output()
+        .expect("run chromium");
+    assert!(dom.status.success(), "chromium failed on {url}");
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-shots");
+    fs_err::create_dir_all(&shots).unwrap();
+    let png = shots.join(format!("{shot}.png"));
+    let _ = fs_err::remove_file(&png);
+    let status = Command::new("chromium")
+        .args(common)
+        .arg(&profile_arg)
+        .arg(format!("--screenshot={}", png.display()))
+        .args(["--window-size=1200,900", url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success() && png.exists(), "no screenshot of {url}");
+    String::from_utf8(dom.stdout).unwrap()
+}
+
+#[test]
+fn the_dashboard_shows_the_deploy_log_hosts_and_drift_with_every_value_escaped() {
+    let log = LogServer::start(&[]);
+    let hostile = "<img src=x onerror=alert(1)>";
+    let post = |host: &str,
+                id: &str,
+                status: &str,
+                summary: serde_json::Value,
+                resources: serde_json::Value| {
+        let token = fs_err::read_to_string(log.token(host)).unwrap();
+        let body = serde_json::json!({
+            "id": id, "host": host, "environment": "production", "roles": ["web"], "mode": "apply",
+            "revision": {"commit": "9f3c0a1b2c3d4e5f60718293a4b5c6d7e8f90123", "author": "Ana Diaz <ana@example.com>",
+                         "committed_at": "2026-11-21T10:02:11Z", "subject": format!("web: 8 workers {hostile}")},
+            "source_stale": false, "started_at": "2026-11-24T10:00:00Z", "duration_ms": 18,
+            "status": status, "summary": summary, "resources": resources
+        });
+        let (code, answer) = log.post(Some(token.trim()), body.to_string().as_bytes());
+        assert_eq!(code, 201, "{answer}");
+    };
+    post(
+        "web-1.prod",
+        "11111111-1111-1111-1111-111111111111",
+        "drift",
+        serde_json::json!({"total": 3, "changed": 1, "drift": 1, "failed": 0, "unchanged": 1}),
+        serde_json::json!([
+            {"id": "file:/etc/nginx/nginx.conf", "status": "changed", "cause": "revision",
+             "diff": "--- a\n+++ b\n-worker_processes 2;\n+worker_processes 8; </pre><script>alert(2)</script>\n", "duration_ms": 1},
+            {"id": "file:/etc/motd", "status": "drift", "cause": "drift", "changes": ["content"], "duration_ms": 1}
+        ]),
+    );
+    post(
+        "web-2.prod",
+        "22222222-2222-2222-2222-222222222222",
+        "failed",
+        serde_json::json!({"total": 2, "changed": 0, "drift": 0, "failed": 1, "unchanged": 1}),
+        serde_json::json!([{"id": "service:nginx", "status": "failed", "error": "nginx: [emerg] unknown directive", "duration_ms": 1}]),
+    );
+    let home = chromium(&format!("{}/", log.url), "home");
+    assert!(
+        home.contains("2 hosts: 0 unchanged, 0 changed, 1 drift, 1 failed; 0 silent."),
+        "{home}"
+    );
+    assert!(
+        home.contains("9f3c0a1b2c"),
+        "the deploy log lists the commit"
+    );
+    assert!(home.contains("Ana Diaz &lt;ana@example.com&gt;"));
+    assert!(
+        home.contains("web: 8 workers &lt;img src=x onerror=alert(1)&gt;"),
+        "{home}"
+    );
+    assert!(
+        !home.contains("<img"),
+        "a value from a report became markup"
+    );
+    assert!(home.contains("web-1.prod</a>: 1 resource drifted"));
+    let commit = chromium(
+        &format!(
+            "{}/commits/9f3c0a1b2c3d4e5f60718293a4b5c6d7e8f90123",
+            log.url
+        ),
+        "commit",
+    );
+    assert!(
+        commit.contains("web-1.prod") && commit.contains("web-2.prod"),
+        "{commit}"
+    );
+    let report = chromium(
+        &format!("{}/reports/11111111-1111-1111-1111-111111111111", log.url),
+        "report",
+    );
+    assert!(
+        report.contains("+worker_processes 8; &lt;/pre&gt;&lt;script&gt;alert(2)&lt;/script&gt;"),
+        "{report}"
+    );
+    assert!(!report.contains("<script>"), "{report}");
+    assert!(report.contains("file:/etc/motd"));
+    // The metrics say the same.
+    let mut response = agent().get(format!("{}/metrics", log.url)).call().unwrap();
+    let metrics = response.body_mut().read_to_string().unwrap();
+    assert!(
+        metrics.contains("tend_log_reports_total{status=\"drift\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tend_log_reports_total{status=\"failed\"} 1"));
+    assert!(metrics.contains("tend_log_hosts 2"));
+}

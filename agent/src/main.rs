@@ -101,6 +101,9 @@ enum LogCommand {
         /// Largest report body accepted, in bytes.
         #[arg(long, default_value_t = tend::log::DEFAULT_BODY_LIMIT)]
         body_limit: usize,
+        /// Prune reports older than this (e.g. 90d), in the background.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        retain: Option<std::time::Duration>,
     },
     /// Hosts' tokens: create (prints the token once), list, revoke.
     #[command(subcommand)]
@@ -330,10 +333,12 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 listen,
                 db,
                 body_limit,
+                retain,
             } => commands::log::Log::Serve(tend::log::ServeOptions {
                 listen,
                 db,
                 body_limit,
+                retain,
             }),
             LogCommand::Token(TokenCommand::Create { host, db }) => {
                 commands::log::Log::TokenCreate { host, db }

@@ -17,6 +17,8 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
+use super::dashboard;
+use super::metrics::Metrics;
 use super::store::{Incoming, ReportQuery, Store, StoreError, Stored};
 use super::{ServeOptions, now_unix, token_hash};
 use crate::report::Report;
@@ -30,6 +32,7 @@ type Reply = oneshot::Sender<Result<Stored, String>>;
 struct App {
     store: Arc<dyn Store>,
     writes: mpsc::Sender<(Incoming, Reply)>,
+    metrics: Arc<Metrics>,
 }
 
 pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Result<()> {
@@ -38,8 +41,19 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
     let writer = std::thread::Builder::new()
         .name("log-writer".into())
         .spawn(move || write_batches(&*writer_store, queue))?;
-    let app = App { store, writes };
+    if let Some(retain) = options.retain {
+        tokio::spawn(prune_forever(Arc::clone(&store), retain));
+    }
+    let app = App {
+        store,
+        writes,
+        metrics: Arc::new(Metrics::default()),
+    };
     let router = Router::new()
+        .route("/", get(dashboard_home))
+        .route("/commits/{commit}", get(dashboard_commit))
+        .route("/reports/{id}", get(dashboard_report))
+        .route("/metrics", get(metrics))
         .route("/v1/reports", post(post_report).get(list_reports))
         .route("/v1/reports/{id}", get(one_report))
         .route("/v1/hosts", get(hosts))
@@ -181,29 +195,40 @@ fn check(report: &Report) -> Result<(), String> {
 }
 
 async fn post_report(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let arrived = std::time::Instant::now();
+    let refuse = |response: Response| {
+        app.metrics.refused();
+        response
+    };
     let host = match authenticate(&app, &headers).await {
         Ok(host) => host,
-        Err(response) => return response,
+        Err(response) => return refuse(response),
     };
     let report: Report = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a run report: {e}")),
+        Err(e) => {
+            return refuse(error(
+                StatusCode::BAD_REQUEST,
+                format!("not a run report: {e}"),
+            ));
+        }
     };
     if report.host != host {
-        return error(
+        return refuse(error(
             StatusCode::FORBIDDEN,
             format!(
                 "this token is `{host}`'s; it cannot report for `{}`",
                 report.host
             ),
-        );
+        ));
     }
     if let Err(e) = check(&report) {
-        return error(
+        return refuse(error(
             StatusCode::BAD_REQUEST,
             format!("not a valid run report: {e}"),
-        );
+        ));
     }
+    let for_metrics = (report.status, report.summary.clone(), report.duration_ms);
     let id = report.id.clone();
     let incoming = Incoming {
         report,
@@ -215,13 +240,32 @@ async fn post_report(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
         return error(StatusCode::SERVICE_UNAVAILABLE, "the log is shutting down");
     }
     match answer.await {
-        Ok(Ok(Stored::New)) => (StatusCode::CREATED, axum::Json(json!({ "id": id, "stored": "new" }))).into_response(),
-        Ok(Ok(Stored::Duplicate)) => (
+        Ok(Ok(Stored::New)) => {
+            let (status, summary, duration_ms) = &for_metrics;
+            app.metrics.stored(
+                *status,
+                summary,
+                *duration_ms,
+                arrived.elapsed().as_secs_f64(),
+            );
+            (
+                StatusCode::CREATED,
+                axum::Json(json!({ "id": id, "stored": "new" })),
+            )
+                .into_response()
+        }
+        Ok(Ok(Stored::Duplicate)) => {
+            app.metrics.duplicate();
+            (
             StatusCode::OK,
             axum::Json(json!({ "id": id, "stored": "duplicate", "note": "this report id was already stored; nothing changed" })),
         )
-            .into_response(),
-        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("not stored, try again: {e}")),
+            .into_response()
+        }
+        Ok(Err(e)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not stored, try again: {e}"),
+        ),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "not stored, try again"),
     }
 }
@@ -307,6 +351,74 @@ async fn commits(State(app): State<App>, Query(q): Query<HashMap<String, String>
     let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
     match blocking(&app, move |s| s.commits(limit)).await {
         Ok(rows) => axum::Json(json!({ "commits": rows })).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Removes reports older than `retain`, at start and then every hour.
+async fn prune_forever(store: Arc<dyn Store>, retain: std::time::Duration) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let before = now_unix() - i64::try_from(retain.as_secs()).unwrap_or(i64::MAX);
+        let store = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || store.prune(before)).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "old reports pruned"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not prune old reports"),
+            Err(e) => tracing::warn!(error = %e, "could not prune old reports"),
+        }
+    }
+}
+
+fn html(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    match blocking(&app, |s| s.hosts(now_unix())).await {
+        Ok(hosts) => {
+            let silent = hosts.iter().filter(|h| h.silent).count();
+            (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                app.metrics.render(hosts.len(), silent),
+            )
+                .into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+async fn dashboard_home(State(app): State<App>) -> Response {
+    let now = now_unix();
+    match blocking(&app, move |s| Ok((s.commits(50)?, s.hosts(now)?))).await {
+        Ok((commits, hosts)) => html(dashboard::home(&commits, &hosts)),
+        Err(r) => r,
+    }
+}
+
+async fn dashboard_commit(State(app): State<App>, Path(commit): Path<String>) -> Response {
+    let query = ReportQuery {
+        commit: Some(commit.clone()),
+        limit: 1000,
+        ..ReportQuery::default()
+    };
+    match blocking(&app, move |s| s.reports(&query)).await {
+        Ok(page) if page.reports.is_empty() => {
+            error(StatusCode::NOT_FOUND, "no report of that commit")
+        }
+        Ok(page) => html(dashboard::commit(&commit, &page.reports)),
+        Err(r) => r,
+    }
+}
+
+async fn dashboard_report(State(app): State<App>, Path(id): Path<String>) -> Response {
+    match blocking(&app, move |s| s.report(&id)).await {
+        Ok(Some(body)) => match serde_json::from_str(&body) {
+            Ok(value) => html(dashboard::report(&value)),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        },
+        Ok(None) => error(StatusCode::NOT_FOUND, "no report with that id"),
         Err(r) => r,
     }
 }

@@ -6,7 +6,10 @@
 //! format, and acknowledged once durable; the same report id is stored
 //! once. The tokio runtime lives here only: the host side never starts it.
 
+mod dashboard;
 mod http;
+mod metrics;
+pub mod postgres;
 pub mod sqlite;
 pub mod store;
 
@@ -22,10 +25,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8140";
 /// Bodies larger than this are refused (413).
 pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
-/// Where the log keeps its data: `sqlite:PATH`.
+/// Where the log keeps its data: `sqlite:PATH` or `postgres://…`.
 #[derive(Debug, Clone)]
 pub enum Database {
     Sqlite(PathBuf),
+    Postgres(String),
 }
 
 impl std::str::FromStr for Database {
@@ -38,9 +42,11 @@ impl std::str::FromStr for Database {
             return Ok(Database::Sqlite(PathBuf::from(path)));
         }
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            return Err("PostgreSQL is not supported by this build yet; use sqlite:PATH".into());
+            return Ok(Database::Postgres(s.to_owned()));
         }
-        Err(format!("`{s}` is not a database: write sqlite:PATH"))
+        Err(format!(
+            "`{s}` is not a database: write sqlite:PATH or postgres://USER@HOST:PORT/DB"
+        ))
     }
 }
 
@@ -52,6 +58,7 @@ pub fn open(db: &Database) -> anyhow::Result<Arc<dyn Store>> {
             }
             Arc::new(sqlite::SqliteStore::open(path)?)
         }
+        Database::Postgres(url) => Arc::new(postgres::PostgresStore::open(url)?),
     })
 }
 
@@ -59,6 +66,8 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     pub db: Database,
     pub body_limit: usize,
+    /// Reports older than this are pruned in the background.
+    pub retain: Option<std::time::Duration>,
 }
 
 /// Runs the log server until SIGTERM or SIGINT.

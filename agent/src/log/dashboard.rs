@@ -1,0 +1,250 @@
+//! The dashboard: server-rendered HTML, no scripts, readable by anyone who
+//! can reach the log. Every value that comes from a report (host names,
+//! commit subjects, diffs) is untrusted and escaped.
+
+use std::fmt::Write as _;
+
+use super::store::{CommitRow, HostRow, ReportRow};
+
+/// HTML-escapes text for element content and quoted attribute values.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// A path segment for a link (ids and commits are hex or uuids; anything
+/// else is percent-encoded).
+fn seg(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+fn short(commit: &str) -> &str {
+    commit.get(..10).unwrap_or(commit)
+}
+
+const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:72em;padding:0 1em;color:#222}\
+h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}table{border-collapse:collapse;width:100%}\
+th,td{text-align:left;padding:.25em .6em;border-bottom:1px solid #ddd;vertical-align:top}\
+.changed{color:#0a5}.drift{color:#b60}.failed{color:#c00;font-weight:bold}.silent{color:#c00}\
+pre{background:#f6f6f6;padding:.6em;overflow:auto}code{font-size:.95em}a{color:#036}";
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} · tend</title><style>{STYLE}</style></head>\n<body><p><a href=\"/\">tend log</a></p>\n<h1>{}</h1>\n{body}</body></html>\n",
+        esc(title),
+        esc(title)
+    )
+}
+
+fn status_cell(status: &str) -> String {
+    format!("<td class=\"{0}\">{0}</td>", esc(status))
+}
+
+pub fn home(commits: &[CommitRow], hosts: &[HostRow]) -> String {
+    let mut b = String::new();
+    let count = |s: &str| hosts.iter().filter(|h| h.status == s).count();
+    let silent = hosts.iter().filter(|h| h.silent).count();
+    let _ = write!(
+        b,
+        "<p id=\"summary\">{} hosts: {} unchanged, {} changed, {} drift, {} failed; {} silent.</p>",
+        hosts.len(),
+        count("unchanged"),
+        count("changed"),
+        count("drift"),
+        count("failed"),
+        silent
+    );
+    b.push_str("<h2>Deploy log</h2><table id=\"deploys\"><tr><th>last applied</th><th>commit</th><th>author</th><th>subject</th><th>hosts</th><th>changed</th><th>failed</th></tr>");
+    for c in commits {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td><a href=\"/commits/{}\"><code>{}</code></a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+            esc(&c.last_applied),
+            seg(&c.commit),
+            esc(short(&c.commit)),
+            esc(c.author.as_deref().unwrap_or("")),
+            esc(c.subject.as_deref().unwrap_or("")),
+            c.hosts,
+            c.hosts_changed,
+            if c.hosts_failed > 0 { "failed" } else { "" },
+            c.hosts_failed
+        );
+    }
+    b.push_str("</table><h2>Hosts</h2><table id=\"hosts\"><tr><th>host</th><th>environment</th><th>status</th><th>commit</th><th>drift</th><th>failed</th><th>last run</th></tr>");
+    let mut sorted: Vec<&HostRow> = hosts.iter().collect();
+    // Failed first, then drift, changed, unchanged: what needs eyes on top.
+    let rank = |s: &str| match s {
+        "failed" => 0,
+        "drift" => 1,
+        "changed" => 2,
+        _ => 3,
+    };
+    sorted.sort_by_key(|h| (rank(&h.status), h.host.clone()));
+    for h in sorted {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td>{}<td><code>{}</code></td><td>{}</td><td>{}</td><td><a href=\"/reports/{}\">{}</a>{}</td></tr>",
+            esc(&h.host),
+            esc(&h.environment),
+            status_cell(&h.status),
+            esc(h.commit.as_deref().map_or("", short)),
+            h.drift,
+            h.failed,
+            seg(&h.last_report),
+            esc(&h.last_started_at),
+            if h.silent {
+                " <span class=\"silent\">silent</span>"
+            } else {
+                ""
+            }
+        );
+    }
+    b.push_str("</table>");
+    let drifted: Vec<&HostRow> = hosts.iter().filter(|h| h.drift > 0).collect();
+    b.push_str("<h2>Drift</h2>");
+    if drifted.is_empty() {
+        b.push_str("<p id=\"drift\">No host drifted in its last run.</p>");
+    } else {
+        b.push_str("<ul id=\"drift\">");
+        for h in drifted {
+            let _ = write!(
+                b,
+                "<li><a href=\"/reports/{}\">{}</a>: {} resource{} drifted</li>",
+                seg(&h.last_report),
+                esc(&h.host),
+                h.drift,
+                if h.drift == 1 { "" } else { "s" }
+            );
+        }
+        b.push_str("</ul>");
+    }
+    page("Hosts and deploys", &b)
+}
+
+pub fn commit(commit: &str, reports: &[ReportRow]) -> String {
+    let mut b = String::new();
+    if let Some(first) = reports.first() {
+        let _ = write!(
+            b,
+            "<p id=\"commit\"><code>{}</code> by {}: {}</p>",
+            esc(commit),
+            esc(first.author.as_deref().unwrap_or("")),
+            esc(first.subject.as_deref().unwrap_or(""))
+        );
+    }
+    b.push_str("<table id=\"reports\"><tr><th>started</th><th>host</th><th>status</th><th>changed</th><th>drift</th><th>failed</th></tr>");
+    for r in reports {
+        let _ = write!(
+            b,
+            "<tr><td><a href=\"/reports/{}\">{}</a></td><td>{}</td>{}<td>{}</td><td>{}</td><td>{}</td></tr>",
+            seg(&r.id),
+            esc(&r.started_at),
+            esc(&r.host),
+            status_cell(&r.status),
+            r.changed,
+            r.drift,
+            r.failed
+        );
+    }
+    b.push_str("</table>");
+    page(&format!("Commit {}", short(commit)), &b)
+}
+
+pub fn report(report: &serde_json::Value) -> String {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    let mut b = String::new();
+    let rev = &report["revision"];
+    let _ = write!(
+        b,
+        "<p id=\"run\">{} in {} at {}: <span class=\"{}\">{}</span>{}</p>",
+        esc(&s(&report["host"])),
+        esc(&s(&report["environment"])),
+        esc(&s(&report["started_at"])),
+        esc(&s(&report["status"])),
+        esc(&s(&report["status"])),
+        if rev.is_object() {
+            format!(
+                "; commit <a href=\"/commits/{}\"><code>{}</code></a> by {}: {}",
+                seg(&s(&rev["commit"])),
+                esc(short(&s(&rev["commit"]))),
+                esc(&s(&rev["author"])),
+                esc(&s(&rev["subject"]))
+            )
+        } else {
+            String::new()
+        }
+    );
+    if let Some(r) = report["rejected"].as_object() {
+        let _ = write!(
+            b,
+            "<p class=\"failed\">Commit <code>{}</code> by {} was not applied: {}</p>",
+            esc(short(
+                r.get("commit").and_then(|v| v.as_str()).unwrap_or("")
+            )),
+            esc(r.get("author").and_then(|v| v.as_str()).unwrap_or("")),
+            esc(r.get("reason").and_then(|v| v.as_str()).unwrap_or(""))
+        );
+    }
+    b.push_str("<table id=\"resources\"><tr><th>resource</th><th>status</th><th>what</th></tr>");
+    for r in report["resources"].as_array().into_iter().flatten() {
+        let mut what = String::new();
+        if let Some(changes) = r["changes"].as_array() {
+            let list: Vec<String> = changes.iter().map(s).collect();
+            what.push_str(&esc(&list.join(", ")));
+        }
+        for key in ["error", "depends_on"] {
+            if let Some(text) = r[key].as_str() {
+                let _ = write!(what, " {}", esc(text));
+            }
+        }
+        for key in ["diff", "output"] {
+            if let Some(text) = r[key].as_str() {
+                let _ = write!(what, "<pre>{}</pre>", esc(text));
+            }
+        }
+        let _ = write!(
+            b,
+            "<tr><td><code>{}</code></td><td class=\"{}\">{}{}</td><td>{what}</td></tr>",
+            esc(&s(&r["id"])),
+            esc(&s(&r["status"])),
+            esc(&s(&r["status"])),
+            r["cause"]
+                .as_str()
+                .map_or_else(String::new, |c| format!(" ({})", esc(c)))
+        );
+    }
+    b.push_str("</table>");
+    page(&format!("Run on {}", s(&report["host"])), &b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untrusted_text_is_escaped() {
+        assert_eq!(
+            esc("<script>alert('x')</script>&\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
+        );
+        assert_eq!(seg("a/b c"), "a%2Fb%20c");
+    }
+}

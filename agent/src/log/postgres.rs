@@ -1,0 +1,359 @@
+//! The PostgreSQL store, for a fleet's log servers: several `tend log
+//! serve` processes share one database. Report ids are unique in the
+//! table, so a report posted to two servers at once is stored once.
+//! Migrations are versioned in a table of their own and run at start
+//! under an advisory lock (servers starting together take turns).
+//!
+//! The synchronous `postgres` client (the rust-postgres project's own
+//! wrapper of tokio-postgres) fits the store trait, whose calls the server
+//! already runs off its event loop.
+
+use std::sync::Mutex;
+
+use postgres::{Client, NoTls};
+
+use super::store::{
+    CommitRow, HostRow, Incoming, Page, ReportQuery, ReportRow, Store, StoreError, Stored,
+};
+
+const MIGRATIONS: &[&str] = &[
+    // 1: reports and tokens.
+    "CREATE TABLE tokens (
+        host TEXT PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        created_unix BIGINT NOT NULL
+    );
+    CREATE TABLE reports (
+        seq BIGSERIAL PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        host TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        status TEXT NOT NULL,
+        commit_id TEXT,
+        author TEXT,
+        committed_at TEXT,
+        subject TEXT,
+        started_at TEXT NOT NULL,
+        started_unix BIGINT NOT NULL,
+        received_unix BIGINT NOT NULL,
+        duration_ms BIGINT NOT NULL,
+        changed BIGINT NOT NULL,
+        drift BIGINT NOT NULL,
+        failed BIGINT NOT NULL,
+        source_stale BOOLEAN NOT NULL,
+        interval_s BIGINT,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX reports_by_host ON reports (host, seq);
+    CREATE INDEX reports_by_commit ON reports (commit_id, seq);
+    CREATE INDEX reports_by_received ON reports (received_unix);",
+];
+
+/// An arbitrary constant: the advisory lock migrations run under.
+const MIGRATION_LOCK: i64 = 0x7465_6e64_6c6f_6701;
+
+pub struct PostgresStore {
+    writer: Mutex<Client>,
+    reader: Mutex<Client>,
+}
+
+fn db(e: postgres::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+impl PostgresStore {
+    pub fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        let mut writer = Client::connect(url, NoTls).map_err(db)?;
+        migrate(&mut writer)?;
+        let reader = Client::connect(url, NoTls).map_err(db)?;
+        Ok(PostgresStore {
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, Client> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Client> {
+        self.reader.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let mut tx = client.transaction().map_err(db)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(db)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS tend_schema (version INTEGER NOT NULL)")
+        .map_err(db)?;
+    let version: i32 = tx
+        .query_opt("SELECT version FROM tend_schema", &[])
+        .map_err(db)?
+        .map_or(0, |r| r.get(0));
+    let version = usize::try_from(version).unwrap_or(0);
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Database(format!(
+            "the database is at schema version {version}, newer than this tend knows ({}); upgrade tend",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.batch_execute(sql).map_err(db)?;
+        tracing::info!(version = i + 1, "log database migrated");
+    }
+    let latest = i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX);
+    tx.execute("DELETE FROM tend_schema", &[]).map_err(db)?;
+    tx.execute("INSERT INTO tend_schema (version) VALUES ($1)", &[&latest])
+        .map_err(db)?;
+    tx.commit().map_err(db)
+}
+
+fn unix(rfc3339: &str) -> i64 {
+    humantime::parse_rfc3339_weak(rfc3339)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn word<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+const ROW: &str = "id, host, environment, mode, status, commit_id, author, subject, started_at, duration_ms, changed, drift, failed, source_stale";
+
+fn row(r: &postgres::Row) -> ReportRow {
+    ReportRow {
+        id: r.get(0),
+        host: r.get(1),
+        environment: r.get(2),
+        mode: r.get(3),
+        status: r.get(4),
+        commit: r.get(5),
+        author: r.get(6),
+        subject: r.get(7),
+        started_at: r.get(8),
+        duration_ms: r.get(9),
+        changed: r.get(10),
+        drift: r.get(11),
+        failed: r.get(12),
+        source_stale: r.get(13),
+    }
+}
+
+impl Store for PostgresStore {
+    fn insert(&self, batch: &[Incoming]) -> Result<Vec<Stored>, StoreError> {
+        let mut client = self.writer();
+        let mut tx = client.transaction().map_err(db)?;
+        let insert = tx
+            .prepare(
+                "INSERT INTO reports (id, host, environment, mode, status, commit_id, author, committed_at, subject, started_at, started_unix, received_unix, duration_ms, changed, drift, failed, source_stale, interval_s, body)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .map_err(db)?;
+        let mut out = Vec::with_capacity(batch.len());
+        for item in batch {
+            let r = &item.report;
+            let rev = r.revision.as_ref();
+            let n = tx
+                .execute(
+                    &insert,
+                    &[
+                        &r.id,
+                        &r.host,
+                        &r.environment,
+                        &word(&r.mode),
+                        &word(&r.status),
+                        &rev.map(|v| v.commit.as_str()),
+                        &rev.map(|v| v.author.as_str()),
+                        &rev.map(|v| v.committed_at.as_str()),
+                        &rev.map(|v| v.subject.as_str()),
+                        &r.started_at,
+                        &unix(&r.started_at),
+                        &item.received_unix,
+                        &i64::try_from(r.duration_ms).unwrap_or(i64::MAX),
+                        &(r.summary.changed as i64),
+                        &(r.summary.drift as i64),
+                        &(r.summary.failed as i64),
+                        &r.source_stale,
+                        &r.interval_s.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+                        &item.body,
+                    ],
+                )
+                .map_err(db)?;
+            out.push(if n == 1 {
+                Stored::New
+            } else {
+                Stored::Duplicate
+            });
+        }
+        tx.commit().map_err(db)?;
+        Ok(out)
+    }
+
+    fn token_host(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .reader()
+            .query_opt("SELECT host FROM tokens WHERE hash = $1", &[&hash])
+            .map_err(db)?
+            .map(|r| r.get(0)))
+    }
+
+    fn put_token(&self, host: &str, hash: &str) -> Result<(), StoreError> {
+        self.writer()
+            .execute(
+                "INSERT INTO tokens (host, hash, created_unix) VALUES ($1, $2, $3)
+                 ON CONFLICT (host) DO UPDATE SET hash = excluded.hash, created_unix = excluded.created_unix",
+                &[&host, &hash, &super::now_unix()],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn revoke_token(&self, host: &str) -> Result<bool, StoreError> {
+        let n = self
+            .writer()
+            .execute("DELETE FROM tokens WHERE host = $1", &[&host])
+            .map_err(db)?;
+        Ok(n > 0)
+    }
+
+    fn tokens(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(self
+            .reader()
+            .query("SELECT host, created_unix FROM tokens ORDER BY host", &[])
+            .map_err(db)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    fn reports(&self, q: &ReportQuery) -> Result<Page, StoreError> {
+        let mut sql = format!("SELECT {ROW}, seq FROM reports WHERE TRUE");
+        let mut args: Vec<Box<dyn postgres::types::ToSql + Sync>> = Vec::new();
+        let mut filter = |clause: &str, value: Box<dyn postgres::types::ToSql + Sync>| {
+            args.push(value);
+            sql.push_str(&format!(" AND {clause} ${}", args.len()));
+        };
+        if let Some(h) = &q.host {
+            filter("host =", Box::new(h.clone()));
+        }
+        if let Some(e) = &q.environment {
+            filter("environment =", Box::new(e.clone()));
+        }
+        if let Some(s) = q.since_unix {
+            filter("started_unix >=", Box::new(s));
+        }
+        if let Some(s) = &q.status {
+            filter("status =", Box::new(s.clone()));
+        }
+        if let Some(c) = &q.commit {
+            filter("commit_id =", Box::new(c.clone()));
+        }
+        if let Some(b) = q.before {
+            filter("seq <", Box::new(b));
+        }
+        let limit = q.limit.clamp(1, 1000);
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", limit + 1));
+        let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            args.iter().map(AsRef::as_ref).collect();
+        let rows = self.reader().query(&sql, &params).map_err(db)?;
+        let mut out: Vec<(ReportRow, i64)> = rows.iter().map(|r| (row(r), r.get(14))).collect();
+        let next_cursor = if out.len() > limit {
+            out.truncate(limit);
+            out.last().map(|(_, seq)| *seq)
+        } else {
+            None
+        };
+        Ok(Page {
+            reports: out.into_iter().map(|(r, _)| r).collect(),
+            next_cursor,
+        })
+    }
+
+    fn report(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .reader()
+            .query_opt("SELECT body FROM reports WHERE id = $1", &[&id])
+            .map_err(db)?
+            .map(|r| r.get(0)))
+    }
+
+    fn hosts(&self, now_unix: i64) -> Result<Vec<HostRow>, StoreError> {
+        let rows = self
+            .reader()
+            .query(
+                "SELECT DISTINCT ON (host) host, environment, id, started_at, received_unix, status, commit_id, drift, failed, interval_s
+                 FROM reports WHERE mode = 'apply' ORDER BY host, seq DESC",
+                &[],
+            )
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let received: i64 = r.get(4);
+                let interval: Option<i64> = r.get(9);
+                HostRow {
+                    host: r.get(0),
+                    environment: r.get(1),
+                    last_report: r.get(2),
+                    last_started_at: r.get(3),
+                    last_received_unix: received,
+                    status: r.get(5),
+                    commit: r.get(6),
+                    drift: r.get(7),
+                    failed: r.get(8),
+                    interval_s: interval,
+                    silent: now_unix - received > 2 * interval.unwrap_or(30 * 60),
+                }
+            })
+            .collect())
+    }
+
+    fn commits(&self, limit: usize) -> Result<Vec<CommitRow>, StoreError> {
+        let limit = i64::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
+        let rows = self
+            .reader()
+            .query(
+                "SELECT commit_id, MAX(author), MAX(committed_at), MAX(subject),
+                        MIN(started_at), MAX(started_at),
+                        COUNT(DISTINCT CASE WHEN changed > 0 OR drift > 0 THEN host END),
+                        COUNT(DISTINCT CASE WHEN failed > 0 THEN host END),
+                        COUNT(DISTINCT host), MAX(seq) AS last
+                 FROM reports WHERE commit_id IS NOT NULL AND mode = 'apply'
+                 GROUP BY commit_id ORDER BY last DESC LIMIT $1",
+                &[&limit],
+            )
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| CommitRow {
+                commit: r.get(0),
+                author: r.get(1),
+                committed_at: r.get(2),
+                subject: r.get(3),
+                first_applied: r.get(4),
+                last_applied: r.get(5),
+                hosts_changed: r.get(6),
+                hosts_failed: r.get(7),
+                hosts: r.get(8),
+            })
+            .collect())
+    }
+
+    fn prune(&self, before_unix: i64) -> Result<usize, StoreError> {
+        let n = self
+            .writer()
+            .execute(
+                "DELETE FROM reports WHERE received_unix < $1",
+                &[&before_unix],
+            )
+            .map_err(db)?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+}
