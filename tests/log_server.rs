@@ -16,6 +16,112 @@ pub struct LogServer {
     dir: PathBuf,
 }
 
+/// A throwaway PostgreSQL cluster on a loopback port (Debian's
+/// postgresql), stopped and removed when dropped.
+pub struct PgCluster {
+    pub url: String,
+    dir: PathBuf,
+    pg_ctl: PathBuf,
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    let mut found: Vec<PathBuf> = fs_err::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed (scripts/test installs it)")
+        .flatten()
+        .map(|e| e.path().join("bin").join(name))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("no {name} under /usr/lib/postgresql"))
+}
+
+fn as_postgres(program: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let out = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(program)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{} {args:?}: {}{}",
+        program.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+impl PgCluster {
+    pub fn start() -> PgCluster {
+        let dir =
+            std::env::temp_dir().join(format!("tend-pg-{}-{}", std::process::id(), free_port()));
+        fs_err::create_dir_all(&dir).unwrap();
+        let chown = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        let data = dir.join("data");
+        let data_s = data.to_str().unwrap().to_owned();
+        as_postgres(
+            &pg_bin("initdb"),
+            &["-D", &data_s, "-A", "trust", "-U", "postgres", "--no-sync"],
+        );
+        let port = free_port();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
+            dir.display()
+        );
+        let pg_ctl = pg_bin("pg_ctl");
+        as_postgres(
+            &pg_ctl,
+            &[
+                "-D",
+                &data_s,
+                "-o",
+                &options,
+                "-l",
+                &format!("{}/log", dir.display()),
+                "-w",
+                "start",
+            ],
+        );
+        let cluster = PgCluster {
+            url: format!("postgres://postgres@127.0.0.1:{port}/tend"),
+            dir,
+            pg_ctl,
+        };
+        as_postgres(
+            &pg_bin("createdb"),
+            &["-h", "127.0.0.1", "-p", &port.to_string(), "tend"],
+        );
+        cluster
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(&self.pg_ctl)
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ])
+            .output();
+        let _ = fs_err::remove_dir_all(&self.dir);
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -24,10 +130,43 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Which store a test runs against.
+#[derive(Clone, Copy, Debug)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
 impl LogServer {
+    /// A log server on SQLite.
     pub fn start(extra: &[&str]) -> LogServer {
+        Self::start_on(Db::Sqlite, extra).0
+    }
+
+    /// A log server on the store asked for (PostgreSQL: a throwaway cluster
+    /// of its own, returned so that it outlives the server).
+    pub fn start_on(store: Db, extra: &[&str]) -> (LogServer, Option<PgCluster>) {
         let dir = tempfile::tempdir().unwrap();
-        let db = format!("sqlite:{}", dir.path().join("log.db").display());
+        let (db, cluster) = match store {
+            Db::Sqlite => (
+                format!("sqlite:{}", dir.path().join("log.db").display()),
+                None,
+            ),
+            Db::Postgres => {
+                let cluster = PgCluster::start();
+                (cluster.url.clone(), Some(cluster))
+            }
+        };
+        (Self::serve(&db, extra, dir), cluster)
+    }
+
+    /// Another server on the same database.
+    pub fn alongside(other: &LogServer) -> LogServer {
+        Self::serve(&other.db, &[], tempfile::tempdir().unwrap())
+    }
+
+    fn serve(db: &str, extra: &[&str], dir: tempfile::TempDir) -> LogServer {
+        let db = db.to_owned();
         let path = dir.path().to_path_buf();
         let (child, url) = spawn(&db, extra);
         LogServer {
@@ -143,8 +282,17 @@ fn count(log: &LogServer) -> usize {
 }
 
 #[test]
-fn converge_reports_to_the_log_and_the_log_answers_queries() {
-    let log = LogServer::start(&[]);
+fn converge_reports_to_the_log_and_the_log_answers_queries_on_sqlite() {
+    converge_reports_to_the_log_and_the_log_answers_queries(Db::Sqlite);
+}
+
+#[test]
+fn converge_reports_to_the_log_and_the_log_answers_queries_on_postgres() {
+    converge_reports_to_the_log_and_the_log_answers_queries(Db::Postgres);
+}
+
+fn converge_reports_to_the_log_and_the_log_answers_queries(store: Db) {
+    let (log, _pg) = LogServer::start_on(store, &[]);
     let token = log.token(HOST);
     let t = Test::new();
     t.role(
@@ -215,8 +363,17 @@ fn converge_reports_to_the_log_and_the_log_answers_queries() {
 }
 
 #[test]
-fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
-    let log = LogServer::start(&["--body-limit", "2000"]);
+fn bad_input_gets_a_clear_4xx_and_stores_nothing_on_sqlite() {
+    bad_input_gets_a_clear_4xx_and_stores_nothing(Db::Sqlite);
+}
+
+#[test]
+fn bad_input_gets_a_clear_4xx_and_stores_nothing_on_postgres() {
+    bad_input_gets_a_clear_4xx_and_stores_nothing(Db::Postgres);
+}
+
+fn bad_input_gets_a_clear_4xx_and_stores_nothing(store: Db) {
+    let (log, _pg) = LogServer::start_on(store, &["--body-limit", "2000"]);
     let token = fs_err::read_to_string(log.token("web-1")).unwrap();
     let token = token.trim();
     let good = report("web-1", "r-1");
@@ -269,8 +426,17 @@ fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
 }
 
 #[test]
-fn every_acknowledged_report_survives_a_killed_server_and_none_is_stored_twice() {
-    let mut log = LogServer::start(&[]);
+fn every_acknowledged_report_survives_a_killed_server_and_none_is_stored_twice_on_sqlite() {
+    every_acknowledged_report_survives_a_killed_server_and_none_is_stored_twice(Db::Sqlite);
+}
+
+#[test]
+fn every_acknowledged_report_survives_a_killed_server_and_none_is_stored_twice_on_postgres() {
+    every_acknowledged_report_survives_a_killed_server_and_none_is_stored_twice(Db::Postgres);
+}
+
+fn every_acknowledged_report_survives_a_killed_server_and_none_is_stored_twice(store: Db) {
+    let (mut log, _pg) = LogServer::start_on(store, &[]);
     let token = fs_err::read_to_string(log.token("web-1")).unwrap();
     let token = token.trim().to_owned();
     let url = std::sync::Arc::new(std::sync::Mutex::new(log.url.clone()));
@@ -470,4 +636,40 @@ fn the_dashboard_shows_the_deploy_log_hosts_and_drift_with_every_value_escaped()
     );
     assert!(metrics.contains("tend_log_reports_total{status=\"failed\"} 1"));
     assert!(metrics.contains("tend_log_hosts 2"));
+}
+
+#[test]
+fn two_log_servers_on_one_postgres_store_a_report_once() {
+    let (a, _pg) = LogServer::start_on(Db::Postgres, &[]);
+    let b = LogServer::alongside(&a);
+    let token = fs_err::read_to_string(a.token("web-1")).unwrap();
+    let token = token.trim().to_owned();
+    for n in 0..20 {
+        let id = format!("both-{n}");
+        let body = report("web-1", &id);
+        let (ta, tb) = (token.clone(), token.clone());
+        let (ba, bb) = (body.clone(), body);
+        let (ua, ub) = (a.url.clone(), b.url.clone());
+        let post = |url: String, token: String, body: String| {
+            std::thread::spawn(move || {
+                agent()
+                    .post(format!("{url}/v1/reports"))
+                    .header("Authorization", format!("Bearer {token}"))
+                    .send(body.as_bytes())
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        };
+        let (x, y) = (post(ua, ta, ba), post(ub, tb, bb));
+        let mut codes = [x.join().unwrap(), y.join().unwrap()];
+        codes.sort_unstable();
+        assert_eq!(
+            codes,
+            [200, 201],
+            "one server stores it, the other says it is there"
+        );
+    }
+    assert_eq!(count(&a), 20);
+    assert_eq!(count(&b), 20);
 }
