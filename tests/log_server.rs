@@ -673,3 +673,61 @@ fn two_log_servers_on_one_postgres_store_a_report_once() {
     assert_eq!(count(&a), 20);
     assert_eq!(count(&b), 20);
 }
+
+#[test]
+fn a_commit_landing_on_many_hosts_makes_one_chat_message_retried_until_taken() {
+    let chat = crate::support::receiver::Receiver::start();
+    chat.answer(503);
+    let hook = format!("{}/hook", chat.url);
+    let log = LogServer::start(&["--notify", &hook, "--notify-window", "1s"]);
+    let runs = [
+        ("web-1", "changed", 1, 0, 0),
+        ("web-2", "drift", 0, 1, 0),
+        ("web-3", "failed", 0, 0, 1),
+        ("web-4", "unchanged", 0, 0, 0),
+    ];
+    for (host, status, changed, drift, failed) in runs {
+        let token = fs_err::read_to_string(log.token(host)).unwrap();
+        let resources = if failed > 0 {
+            serde_json::json!([{"id": "service:nginx", "status": "failed", "error": "no unit nginx", "duration_ms": 1}])
+        } else {
+            serde_json::json!([])
+        };
+        let body = serde_json::json!({
+            "id": format!("{host}-run"), "host": host, "environment": "production", "roles": ["web"], "mode": "apply",
+            "revision": {"commit": "9f3c0a1b2c3d4e5f60718293a4b5c6d7e8f90123", "author": "Ana Diaz <ana@example.com>",
+                         "committed_at": "2026-11-21T10:02:11Z", "subject": "web: 8 workers"},
+            "source_stale": false, "started_at": "2026-11-24T10:00:00Z", "duration_ms": 18, "status": status,
+            "summary": {"total": 3, "changed": changed, "drift": drift, "failed": failed, "unchanged": 3 - changed - drift - failed},
+            "resources": resources
+        });
+        let started = Instant::now();
+        let (code, answer) = log.post(Some(token.trim()), body.to_string().as_bytes());
+        assert_eq!(code, 201, "{answer}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a chat service that is down slowed ingestion"
+        );
+    }
+    // The chat service is down: the message is tried, then retried.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while chat.seen() == 0 {
+        assert!(Instant::now() < deadline, "the webhook was never tried");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    chat.answer(200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while chat.received().is_empty() {
+        assert!(Instant::now() < deadline, "the message was not retried");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let messages = chat.received();
+    assert_eq!(messages.len(), 1, "one message per commit: {messages:?}");
+    assert_eq!(messages[0].path, "/hook");
+    let text = messages[0].body["text"].as_str().unwrap();
+    assert_eq!(
+        text,
+        "commit 9f3c0a1b2c by Ana Diaz <ana@example.com> (web: 8 workers): 3 hosts: 1 changed, 1 drift, 1 failed: failed on web-3 (service:nginx: no unit nginx)"
+    );
+}

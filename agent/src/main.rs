@@ -104,6 +104,13 @@ enum LogCommand {
         /// Prune reports older than this (e.g. 90d), in the background.
         #[arg(long, value_parser = humantime::parse_duration)]
         retain: Option<std::time::Duration>,
+        /// A chat webhook (Slack-compatible) told of changed, drifted and
+        /// failed runs: one message per commit.
+        #[arg(long, value_name = "URL")]
+        notify: Option<String>,
+        /// Runs of one commit arriving within this window make one message.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        notify_window: std::time::Duration,
     },
     /// Hosts' tokens: create (prints the token once), list, revoke.
     #[command(subcommand)]
@@ -334,11 +341,15 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 db,
                 body_limit,
                 retain,
+                notify,
+                notify_window,
             } => commands::log::Log::Serve(tend::log::ServeOptions {
                 listen,
                 db,
                 body_limit,
                 retain,
+                notify,
+                notify_window,
             }),
             LogCommand::Token(TokenCommand::Create { host, db }) => {
                 commands::log::Log::TokenCreate { host, db }

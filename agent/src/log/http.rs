@@ -33,6 +33,7 @@ struct App {
     store: Arc<dyn Store>,
     writes: mpsc::Sender<(Incoming, Reply)>,
     metrics: Arc<Metrics>,
+    notifier: Option<super::notify::Notifier>,
 }
 
 pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Result<()> {
@@ -48,6 +49,10 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
         store,
         writes,
         metrics: Arc::new(Metrics::default()),
+        notifier: options
+            .notify
+            .clone()
+            .map(|url| super::notify::Notifier::start(url, options.notify_window)),
     };
     let router = Router::new()
         .route("/", get(dashboard_home))
@@ -229,6 +234,7 @@ async fn post_report(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
         ));
     }
     let for_metrics = (report.status, report.summary.clone(), report.duration_ms);
+    let event = notable(&report);
     let id = report.id.clone();
     let incoming = Incoming {
         report,
@@ -248,6 +254,9 @@ async fn post_report(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
                 *duration_ms,
                 arrived.elapsed().as_secs_f64(),
             );
+            if let (Some(notifier), Some(event)) = (&app.notifier, event) {
+                notifier.tell(event);
+            }
             (
                 StatusCode::CREATED,
                 axum::Json(json!({ "id": id, "stored": "new" })),
@@ -268,6 +277,35 @@ async fn post_report(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
         ),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "not stored, try again"),
     }
+}
+
+/// A changed, drifted or failed real run, for the chat webhook.
+fn notable(report: &Report) -> Option<super::notify::Event> {
+    use crate::report::{RunMode, Status};
+    if report.mode != RunMode::Apply
+        || !matches!(
+            report.status,
+            Status::Changed | Status::Drift | Status::Failed
+        )
+    {
+        return None;
+    }
+    let word = serde_json::to_value(report.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Some(super::notify::Event {
+        host: report.host.clone(),
+        status: word,
+        commit: report.revision.as_ref().map(|r| r.commit.clone()),
+        author: report.revision.as_ref().map(|r| r.author.clone()),
+        subject: report.revision.as_ref().map(|r| r.subject.clone()),
+        failure: report
+            .resources
+            .iter()
+            .find(|r| r.status == Status::Failed)
+            .map(|r| format!("{}: {}", r.id, r.error.as_deref().unwrap_or("failed"))),
+    })
 }
 
 /// `since=2h` (a duration back from now) or an RFC 3339 time.

@@ -9,6 +9,7 @@
 mod dashboard;
 mod http;
 mod metrics;
+pub mod notify;
 pub mod postgres;
 pub mod sqlite;
 pub mod store;
@@ -68,6 +69,10 @@ pub struct ServeOptions {
     pub body_limit: usize,
     /// Reports older than this are pruned in the background.
     pub retain: Option<std::time::Duration>,
+    /// A Slack-compatible webhook for changed, drifted and failed runs.
+    pub notify: Option<String>,
+    /// Runs of one commit within this window make one message.
+    pub notify_window: std::time::Duration,
 }
 
 /// Runs the log server until SIGTERM or SIGINT.

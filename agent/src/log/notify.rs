@@ -1,0 +1,143 @@
+//! `--notify URL`: a chat message (Slack-compatible `{"text": …}`) when runs
+//! change, drift or fail. Runs of one commit that land within a window
+//! make one message, not one per host. Sending happens beside ingestion:
+//! a full queue drops the event (counted in the log's output), and a chat
+//! service that is down is retried with backoff, never holding a report.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+/// One stored run worth telling people about.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub host: String,
+    pub status: String,
+    pub commit: Option<String>,
+    pub author: Option<String>,
+    pub subject: Option<String>,
+    /// The first failed resource and its error, for failed runs.
+    pub failure: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Notifier {
+    events: mpsc::Sender<Event>,
+}
+
+impl Notifier {
+    /// Starts the notifier task on the current runtime.
+    pub fn start(url: String, window: Duration) -> Notifier {
+        let (events, queue) = mpsc::channel(10_000);
+        tokio::spawn(run(url, window, queue));
+        Notifier { events }
+    }
+
+    /// Never waits: a full queue drops the event.
+    pub fn tell(&self, event: Event) {
+        if self.events.try_send(event).is_err() {
+            tracing::warn!("the notification queue is full; an event was dropped");
+        }
+    }
+}
+
+async fn run(url: String, window: Duration, mut queue: mpsc::Receiver<Event>) {
+    while let Some(first) = queue.recv().await {
+        // Gather what lands within the window, by commit.
+        let mut by_commit: BTreeMap<Option<String>, Vec<Event>> = BTreeMap::new();
+        by_commit
+            .entry(first.commit.clone())
+            .or_default()
+            .push(first);
+        let deadline = tokio::time::Instant::now() + window;
+        while let Ok(Some(event)) = tokio::time::timeout_at(deadline, queue.recv()).await {
+            by_commit
+                .entry(event.commit.clone())
+                .or_default()
+                .push(event);
+        }
+        for events in by_commit.into_values() {
+            let text = message(&events);
+            let url = url.clone();
+            tokio::spawn(send_with_retries(url, text));
+        }
+    }
+}
+
+/// `commit 9f3c0a1b2c by Ana Diaz (web: 8 workers): 12 hosts — 10 changed,
+/// 1 drift, 1 failed: web-3 (service:nginx: …)`.
+pub fn message(events: &[Event]) -> String {
+    let first = &events[0];
+    let mut text = match &first.commit {
+        Some(c) => format!(
+            "commit {} by {} ({})",
+            c.get(..10).unwrap_or(c),
+            first.author.as_deref().unwrap_or("?"),
+            first.subject.as_deref().unwrap_or("")
+        ),
+        None => "runs without a commit".to_owned(),
+    };
+    let count = |s: &str| events.iter().filter(|e| e.status == s).count();
+    let _ = write!(
+        text,
+        ": {} host{}: {} changed, {} drift, {} failed",
+        events.len(),
+        if events.len() == 1 { "" } else { "s" },
+        count("changed"),
+        count("drift"),
+        count("failed")
+    );
+    let failed: Vec<String> = events
+        .iter()
+        .filter(|e| e.status == "failed")
+        .take(5)
+        .map(|e| match &e.failure {
+            Some(f) => format!("{} ({f})", e.host),
+            None => e.host.clone(),
+        })
+        .collect();
+    if !failed.is_empty() {
+        let _ = write!(text, ": failed on {}", failed.join(", "));
+    }
+    text
+}
+
+async fn send_with_retries(url: String, text: String) {
+    let body = serde_json::json!({ "text": text }).to_string();
+    let mut wait = Duration::from_secs(1);
+    for attempt in 1..=6 {
+        let (url2, body2) = (url.clone(), body.clone());
+        let sent = tokio::task::spawn_blocking(move || post(&url2, &body2)).await;
+        match sent {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => {
+                tracing::warn!(attempt, error = %e, "the chat webhook did not take a message")
+            }
+            Err(e) => {
+                tracing::warn!(attempt, error = %e, "the chat webhook did not take a message")
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 3).min(Duration::from_secs(300));
+    }
+    tracing::error!("gave up on a chat message after 6 tries");
+}
+
+fn post(url: &str, body: &str) -> Result<(), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let response = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(body.as_bytes())
+        .map_err(|e| e.to_string())?;
+    match response.status().as_u16() {
+        200..=299 => Ok(()),
+        code => Err(format!("{url} answered {code}")),
+    }
+}
