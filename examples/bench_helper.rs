@@ -11,6 +11,13 @@
 //! - `scribble DIR`: overwrite every tenth file by hand, as drift.
 //! - `sink PORT`: answer every HTTP request on 127.0.0.1:PORT with 200, as
 //!   the central log would acknowledge a report (for `scripts/bench-agent`).
+//! - `log-load URL TOKEN_FILE HOST SENDERS SECONDS`: post realistic reports
+//!   (50 resources, 2 with diffs) from SENDERS threads; reports/s and the
+//!   p50/p99 latency of the acknowledgement (for `scripts/bench-log`).
+//! - `log-seed DB N`: store N small reports of 1,000 hosts and 1,000 commits
+//!   straight into a log database.
+//! - `log-query URL HOST N`: p50/p99 of a host's last 100 runs, the deploy
+//!   log and the dashboard, N times each.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -190,6 +197,151 @@ fn sink(port: u16) {
     }
 }
 
+/// A report as an agent would send it: 50 resources, 2 of them changed
+/// with a diff.
+fn realistic_report(host: &str, id: &str, commit: &str) -> String {
+    let mut resources = Vec::new();
+    for i in 0..2 {
+        resources.push(serde_json::json!({
+            "id": format!("file:/etc/app/conf.d/{i:02}.conf"), "status": "changed", "cause": "revision",
+            "action": "change", "changes": ["content"],
+            "diff": format!("--- /etc/app/conf.d/{i:02}.conf\n+++ /etc/app/conf.d/{i:02}.conf\n@@ -1,3 +1,3 @@\n workers = 8\n-timeout = 30\n+timeout = 45\n keepalive = on\n"),
+            "duration_ms": 1
+        }));
+    }
+    serde_json::json!({
+        "id": id, "host": host, "environment": "production", "roles": ["base", "web"], "mode": "apply",
+        "revision": {"commit": commit, "author": "Ana Diaz <ana@example.com>", "committed_at": "2026-11-21T10:02:11Z", "subject": "web: longer timeout"},
+        "source_stale": false, "started_at": "2026-11-24T10:00:00Z", "duration_ms": 18, "status": "changed",
+        "summary": {"total": 50, "changed": 2, "drift": 0, "failed": 0, "unchanged": 48},
+        "resources": resources, "interval_s": 1800
+    })
+    .to_string()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn log_load(url: &str, token_file: &Path, host: &str, senders: usize, seconds: u64) {
+    let token = fs_err::read_to_string(token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let started = std::time::Instant::now();
+    let threads: Vec<_> = (0..senders)
+        .map(|s| {
+            let (url, token, host) = (url.to_owned(), token.clone(), host.to_owned());
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                let mut latencies = Vec::new();
+                let mut n = 0;
+                while std::time::Instant::now() < deadline {
+                    let body = realistic_report(
+                        &host,
+                        &format!("{s}-{n}-{}", std::process::id()),
+                        "9f3c0a1b2c3d4e5f60718293a4b5c6d7e8f90123",
+                    );
+                    let t = std::time::Instant::now();
+                    let response = agent
+                        .post(format!("{url}/v1/reports"))
+                        .header("Authorization", format!("Bearer {token}"))
+                        .send(body.as_bytes())
+                        .unwrap();
+                    assert_eq!(response.status().as_u16(), 201);
+                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                    n += 1;
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all: Vec<f64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_by(f64::total_cmp);
+    println!(
+        "{} reports in {elapsed:.1} s from {senders} senders: {:.0} reports/s; acknowledgement p50 {:.2} ms, p99 {:.2} ms",
+        all.len(),
+        all.len() as f64 / elapsed,
+        percentile(&all, 0.5),
+        percentile(&all, 0.99)
+    );
+}
+
+fn log_seed(db: &str, n: usize) {
+    let store = tend::log::open(&db.parse().unwrap()).unwrap();
+    let started = std::time::Instant::now();
+    let mut i = 0;
+    while i < n {
+        let batch: Vec<tend::log::store::Incoming> = (i..(i + 10_000).min(n))
+            .map(|k| {
+                let host = format!("web-{}.prod", k % 1000);
+                let commit = format!("{:040x}", k / 1000);
+                let mut body = realistic_report(&host, &format!("seed-{k}"), &commit);
+                // Small bodies: what the queries read is the index, not the diffs.
+                let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                v["resources"] = serde_json::json!([]);
+                v["summary"]["changed"] = serde_json::json!(0);
+                v["summary"]["unchanged"] = serde_json::json!(50);
+                v["status"] = serde_json::json!("unchanged");
+                body = v.to_string();
+                tend::log::store::Incoming {
+                    report: serde_json::from_str(&body).unwrap(),
+                    body,
+                    received_unix: tend::log::now_unix(),
+                }
+            })
+            .collect();
+        store.insert(&batch).unwrap();
+        i += batch.len();
+    }
+    println!(
+        "{n} reports stored in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn log_query(url: &str, host: &str, n: usize) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    for (name, path) in [
+        (
+            "a host's last 100 runs",
+            format!("/v1/reports?host={host}&limit=100"),
+        ),
+        (
+            "the deploy log (/v1/commits)",
+            "/v1/commits?limit=50".to_owned(),
+        ),
+        ("the dashboard (/)", "/".to_owned()),
+        ("hosts (/v1/hosts)", "/v1/hosts".to_owned()),
+    ] {
+        let mut latencies = Vec::new();
+        for _ in 0..n {
+            let t = std::time::Instant::now();
+            let mut response = agent.get(format!("{url}{path}")).call().unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            let _ = response.body_mut().read_to_vec().unwrap();
+            latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        latencies.sort_by(f64::total_cmp);
+        println!(
+            "{name}: p50 {:.2} ms, p99 {:.2} ms",
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99)
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -198,6 +350,15 @@ fn main() {
         Some("write") => write(&args[2], Path::new(&args[3])),
         Some("scribble") => scribble(Path::new(&args[2])),
         Some("sink") => sink(args[2].parse().expect("a port")),
+        Some("log-load") => log_load(
+            &args[2],
+            Path::new(&args[3]),
+            &args[4],
+            args[5].parse().unwrap(),
+            args[6].parse().unwrap(),
+        ),
+        Some("log-seed") => log_seed(&args[2], args[3].parse().unwrap()),
+        Some("log-query") => log_query(&args[2], &args[3], args[4].parse().unwrap()),
         _ => {
             eprintln!("usage: bench_helper gen|floor|write|scribble|sink ...");
             std::process::exit(2);

@@ -48,6 +48,30 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX reports_by_host ON reports (host, seq);
     CREATE INDEX reports_by_commit ON reports (commit_id, seq);
     CREATE INDEX reports_by_received ON reports (received_unix);",
+    // 2: what the host list and the deploy log show, kept as reports come.
+    "CREATE TABLE hosts (host TEXT PRIMARY KEY, last_seq BIGINT NOT NULL);
+    CREATE TABLE commits (
+        commit_id TEXT PRIMARY KEY,
+        author TEXT,
+        committed_at TEXT,
+        subject TEXT,
+        first_applied TEXT NOT NULL,
+        last_applied TEXT NOT NULL,
+        last_seq BIGINT NOT NULL
+    );
+    CREATE INDEX commits_by_last ON commits (last_seq);
+    CREATE TABLE commit_hosts (
+        commit_id TEXT NOT NULL,
+        host TEXT NOT NULL,
+        changed BOOLEAN NOT NULL,
+        failed BOOLEAN NOT NULL,
+        PRIMARY KEY (commit_id, host)
+    );
+    INSERT INTO hosts SELECT host, MAX(seq) FROM reports WHERE mode = 'apply' GROUP BY host;
+    INSERT INTO commits SELECT commit_id, MAX(author), MAX(committed_at), MAX(subject), MIN(started_at), MAX(started_at), MAX(seq)
+        FROM reports WHERE commit_id IS NOT NULL AND mode = 'apply' GROUP BY commit_id;
+    INSERT INTO commit_hosts SELECT commit_id, host, BOOL_OR(changed > 0 OR drift > 0), BOOL_OR(failed > 0)
+        FROM reports WHERE commit_id IS NOT NULL AND mode = 'apply' GROUP BY commit_id, host;",
 ];
 
 /// An arbitrary constant: the advisory lock migrations run under.
@@ -145,6 +169,47 @@ fn row(r: &postgres::Row) -> ReportRow {
     }
 }
 
+/// Keeps the host list and the deploy log up to date with a new run.
+fn summarise(
+    tx: &mut postgres::Transaction,
+    r: &crate::report::Report,
+    seq: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO hosts (host, last_seq) VALUES ($1, $2)
+         ON CONFLICT (host) DO UPDATE SET last_seq = GREATEST(hosts.last_seq, excluded.last_seq)",
+        &[&r.host, &seq],
+    )
+    .map_err(db)?;
+    let Some(rev) = &r.revision else {
+        return Ok(());
+    };
+    tx.execute(
+        "INSERT INTO commits (commit_id, author, committed_at, subject, first_applied, last_applied, last_seq)
+         VALUES ($1, $2, $3, $4, $5, $5, $6)
+         ON CONFLICT (commit_id) DO UPDATE SET
+            first_applied = LEAST(commits.first_applied, excluded.first_applied),
+            last_applied = GREATEST(commits.last_applied, excluded.last_applied),
+            last_seq = GREATEST(commits.last_seq, excluded.last_seq)",
+        &[&rev.commit, &rev.author, &rev.committed_at, &rev.subject, &r.started_at, &seq],
+    )
+    .map_err(db)?;
+    tx.execute(
+        "INSERT INTO commit_hosts (commit_id, host, changed, failed) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (commit_id, host) DO UPDATE SET
+            changed = commit_hosts.changed OR excluded.changed,
+            failed = commit_hosts.failed OR excluded.failed",
+        &[
+            &rev.commit,
+            &r.host,
+            &(r.summary.changed + r.summary.drift > 0),
+            &(r.summary.failed > 0),
+        ],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
 impl Store for PostgresStore {
     fn insert(&self, batch: &[Incoming]) -> Result<Vec<Stored>, StoreError> {
         let mut client = self.writer();
@@ -153,15 +218,15 @@ impl Store for PostgresStore {
             .prepare(
                 "INSERT INTO reports (id, host, environment, mode, status, commit_id, author, committed_at, subject, started_at, started_unix, received_unix, duration_ms, changed, drift, failed, source_stale, interval_s, body)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-                 ON CONFLICT (id) DO NOTHING",
+                 ON CONFLICT (id) DO NOTHING RETURNING seq",
             )
             .map_err(db)?;
         let mut out = Vec::with_capacity(batch.len());
         for item in batch {
             let r = &item.report;
             let rev = r.revision.as_ref();
-            let n = tx
-                .execute(
+            let inserted = tx
+                .query_opt(
                     &insert,
                     &[
                         &r.id,
@@ -186,6 +251,12 @@ impl Store for PostgresStore {
                     ],
                 )
                 .map_err(db)?;
+            if let Some(row) = &inserted
+                && r.mode == crate::report::RunMode::Apply
+            {
+                summarise(&mut tx, r, row.get(0))?;
+            }
+            let n = u64::from(inserted.is_some());
             out.push(if n == 1 {
                 Stored::New
             } else {
@@ -288,8 +359,8 @@ impl Store for PostgresStore {
         let rows = self
             .reader()
             .query(
-                "SELECT DISTINCT ON (host) host, environment, id, started_at, received_unix, status, commit_id, drift, failed, interval_s
-                 FROM reports WHERE mode = 'apply' ORDER BY host, seq DESC",
+                "SELECT r.host, r.environment, r.id, r.started_at, r.received_unix, r.status, r.commit_id, r.drift, r.failed, r.interval_s
+                 FROM hosts h JOIN reports r ON r.seq = h.last_seq ORDER BY h.host",
                 &[],
             )
             .map_err(db)?;
@@ -320,13 +391,11 @@ impl Store for PostgresStore {
         let rows = self
             .reader()
             .query(
-                "SELECT commit_id, MAX(author), MAX(committed_at), MAX(subject),
-                        MIN(started_at), MAX(started_at),
-                        COUNT(DISTINCT CASE WHEN changed > 0 OR drift > 0 THEN host END),
-                        COUNT(DISTINCT CASE WHEN failed > 0 THEN host END),
-                        COUNT(DISTINCT host), MAX(seq) AS last
-                 FROM reports WHERE commit_id IS NOT NULL AND mode = 'apply'
-                 GROUP BY commit_id ORDER BY last DESC LIMIT $1",
+                "SELECT c.commit_id, c.author, c.committed_at, c.subject, c.first_applied, c.last_applied,
+                        (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.changed),
+                        (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.failed),
+                        (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id)
+                 FROM commits c ORDER BY c.last_seq DESC LIMIT $1",
                 &[&limit],
             )
             .map_err(db)?;

@@ -45,6 +45,31 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX reports_by_host ON reports (host, seq);
     CREATE INDEX reports_by_commit ON reports (commit_id, seq);
     CREATE INDEX reports_by_received ON reports (received_unix);",
+    // 2: what the host list and the deploy log show, kept as reports come,
+    // so that they cost the same with a million reports as with ten.
+    "CREATE TABLE hosts (host TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
+    CREATE TABLE commits (
+        commit_id TEXT PRIMARY KEY,
+        author TEXT,
+        committed_at TEXT,
+        subject TEXT,
+        first_applied TEXT NOT NULL,
+        last_applied TEXT NOT NULL,
+        last_seq INTEGER NOT NULL
+    );
+    CREATE INDEX commits_by_last ON commits (last_seq);
+    CREATE TABLE commit_hosts (
+        commit_id TEXT NOT NULL,
+        host TEXT NOT NULL,
+        changed INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        PRIMARY KEY (commit_id, host)
+    );
+    INSERT INTO hosts SELECT host, MAX(seq) FROM reports WHERE mode = 'apply' GROUP BY host;
+    INSERT INTO commits SELECT commit_id, MAX(author), MAX(committed_at), MAX(subject), MIN(started_at), MAX(started_at), MAX(seq)
+        FROM reports WHERE commit_id IS NOT NULL AND mode = 'apply' GROUP BY commit_id;
+    INSERT INTO commit_hosts SELECT commit_id, host, MAX(changed > 0 OR drift > 0), MAX(failed > 0)
+        FROM reports WHERE commit_id IS NOT NULL AND mode = 'apply' GROUP BY commit_id, host;",
 ];
 
 pub struct SqliteStore {
@@ -141,6 +166,50 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<ReportRow> {
     })
 }
 
+/// Keeps the host list and the deploy log up to date with a new run.
+fn summarise(
+    tx: &rusqlite::Transaction,
+    r: &crate::report::Report,
+    seq: i64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO hosts (host, last_seq) VALUES (?1, ?2)
+         ON CONFLICT (host) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
+    )
+    .and_then(|mut s| s.execute(params![r.host, seq]))
+    .map_err(db)?;
+    let Some(rev) = &r.revision else {
+        return Ok(());
+    };
+    tx.prepare_cached(
+        "INSERT INTO commits (commit_id, author, committed_at, subject, first_applied, last_applied, last_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)
+         ON CONFLICT (commit_id) DO UPDATE SET
+            first_applied = MIN(first_applied, excluded.first_applied),
+            last_applied = MAX(last_applied, excluded.last_applied),
+            last_seq = MAX(last_seq, excluded.last_seq)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![rev.commit, rev.author, rev.committed_at, rev.subject, r.started_at, seq])
+    })
+    .map_err(db)?;
+    tx.prepare_cached(
+        "INSERT INTO commit_hosts (commit_id, host, changed, failed) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (commit_id, host) DO UPDATE SET
+            changed = MAX(changed, excluded.changed), failed = MAX(failed, excluded.failed)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            rev.commit,
+            r.host,
+            i64::from(r.summary.changed + r.summary.drift > 0),
+            i64::from(r.summary.failed > 0)
+        ])
+    })
+    .map_err(db)?;
+    Ok(())
+}
+
 impl Store for SqliteStore {
     fn insert(&self, batch: &[Incoming]) -> Result<Vec<Stored>, StoreError> {
         let mut conn = self.writer();
@@ -179,6 +248,9 @@ impl Store for SqliteStore {
                         item.body,
                     ])
                     .map_err(db)?;
+                if n == 1 && r.mode == crate::report::RunMode::Apply {
+                    summarise(&tx, r, tx.last_insert_rowid())?;
+                }
                 out.push(if n == 1 {
                     Stored::New
                 } else {
@@ -289,10 +361,8 @@ impl Store for SqliteStore {
         let mut stmt = conn
             .prepare(
                 "SELECT r.host, r.environment, r.id, r.started_at, r.received_unix, r.status, r.commit_id, r.drift, r.failed, r.interval_s
-                 FROM reports r
-                 JOIN (SELECT host, MAX(seq) AS seq FROM reports WHERE mode = 'apply' GROUP BY host) last
-                   ON last.seq = r.seq
-                 ORDER BY r.host",
+                 FROM hosts h JOIN reports r ON r.seq = h.last_seq
+                 ORDER BY h.host",
             )
             .map_err(db)?;
         let rows = stmt
@@ -323,13 +393,11 @@ impl Store for SqliteStore {
         let conn = self.reader();
         let mut stmt = conn
             .prepare(
-                "SELECT commit_id, MAX(author), MAX(committed_at), MAX(subject),
-                        MIN(started_at), MAX(started_at),
-                        COUNT(DISTINCT CASE WHEN changed > 0 OR drift > 0 THEN host END),
-                        COUNT(DISTINCT CASE WHEN failed > 0 THEN host END),
-                        COUNT(DISTINCT host), MAX(seq) AS last
-                 FROM reports WHERE commit_id IS NOT NULL AND mode = 'apply'
-                 GROUP BY commit_id ORDER BY last DESC LIMIT ?1",
+                "SELECT c.commit_id, c.author, c.committed_at, c.subject, c.first_applied, c.last_applied,
+                        (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.changed = 1),
+                        (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.failed = 1),
+                        (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id)
+                 FROM commits c ORDER BY c.last_seq DESC LIMIT ?1",
             )
             .map_err(db)?;
         let rows = stmt
