@@ -731,3 +731,63 @@ fn a_commit_landing_on_many_hosts_makes_one_chat_message_retried_until_taken() {
         "commit 9f3c0a1b2c by Ana Diaz <ana@example.com> (web: 8 workers): 3 hosts: 1 changed, 1 drift, 1 failed: failed on web-3 (service:nginx: no unit nginx)"
     );
 }
+
+#[test]
+fn old_reports_are_pruned_when_retain_says_so() {
+    let (mut log, _) = LogServer::start_on(Db::Sqlite, &[]);
+    let token = fs_err::read_to_string(log.token("web-1")).unwrap();
+    assert_eq!(
+        log.post(Some(token.trim()), report("web-1", "old").as_bytes())
+            .0,
+        201
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    // Restarted with a retention of one second: it prunes at start.
+    log.child.kill().unwrap();
+    log.child.wait().unwrap();
+    let (child, url) = spawn(&log.db, &["--retain", "1s"]);
+    log.child = child;
+    log.url = url;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(&log) != 0 {
+        assert!(Instant::now() < deadline, "the old report was not pruned");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        log.post(Some(token.trim()), report("web-1", "new").as_bytes())
+            .0,
+        201
+    );
+    assert_eq!(count(&log), 1, "a new report is kept");
+}
+
+#[test]
+fn the_deploy_log_says_how_many_hosts_the_newest_commit_is_still_pending_on() {
+    let log = LogServer::start(&[]);
+    let run = |host: &str, id: &str, commit: &str| {
+        let token = fs_err::read_to_string(log.token(host)).unwrap();
+        let body = serde_json::json!({
+            "id": id, "host": host, "environment": "production", "roles": ["web"], "mode": "apply",
+            "revision": {"commit": commit, "author": "Ana Diaz <ana@example.com>", "committed_at": "2026-11-21T10:02:11Z", "subject": commit},
+            "source_stale": false, "started_at": "2026-11-24T10:00:00Z", "duration_ms": 1, "status": "changed",
+            "summary": {"total": 1, "changed": 1, "drift": 0, "failed": 0, "unchanged": 0},
+            "resources": [{"id": "file:/etc/motd", "status": "changed", "cause": "revision", "duration_ms": 1}]
+        });
+        assert_eq!(
+            log.post(Some(token.trim()), body.to_string().as_bytes()).0,
+            201
+        );
+    };
+    for host in ["web-1", "web-2", "web-3"] {
+        run(host, &format!("{host}-a"), "aaaa");
+    }
+    run("web-1", "web-1-b", "bbbb");
+    run("web-2", "web-2-b", "bbbb");
+    let (_, commits) = log.get("/v1/commits");
+    let commits = commits["commits"].as_array().unwrap();
+    assert_eq!(commits[0]["commit"], "bbbb");
+    assert_eq!(commits[0]["hosts"], 2);
+    assert_eq!(commits[0]["hosts_pending"], 1, "web-3 has not run it yet");
+    assert_eq!(commits[1]["commit"], "aaaa");
+    assert_eq!(commits[1]["hosts_pending"], 0);
+}

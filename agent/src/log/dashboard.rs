@@ -72,11 +72,11 @@ pub fn home(commits: &[CommitRow], hosts: &[HostRow]) -> String {
         count("failed"),
         silent
     );
-    b.push_str("<h2>Deploy log</h2><table id=\"deploys\"><tr><th>last applied</th><th>commit</th><th>author</th><th>subject</th><th>hosts</th><th>changed</th><th>failed</th></tr>");
+    b.push_str("<h2>Deploy log</h2><table id=\"deploys\"><tr><th>last applied</th><th>commit</th><th>author</th><th>subject</th><th>hosts</th><th>changed</th><th>failed</th><th>pending</th></tr>");
     for c in commits {
         let _ = write!(
             b,
-            "<tr><td>{}</td><td><a href=\"/commits/{}\"><code>{}</code></a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+            "<tr><td>{}</td><td><a href=\"/commits/{}\"><code>{}</code></a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
             esc(&c.last_applied),
             seg(&c.commit),
             esc(short(&c.commit)),
@@ -85,7 +85,8 @@ pub fn home(commits: &[CommitRow], hosts: &[HostRow]) -> String {
             c.hosts,
             c.hosts_changed,
             if c.hosts_failed > 0 { "failed" } else { "" },
-            c.hosts_failed
+            c.hosts_failed,
+            c.hosts_pending
         );
     }
     b.push_str("</table><h2>Hosts</h2><table id=\"hosts\"><tr><th>host</th><th>environment</th><th>status</th><th>commit</th><th>drift</th><th>failed</th><th>last run</th></tr>");

@@ -386,9 +386,13 @@ async fn hosts(State(app): State<App>) -> Response {
 }
 
 async fn commits(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
-    match blocking(&app, move |s| s.commits(limit)).await {
-        Ok(rows) => axum::Json(json!({ "commits": rows })).into_response(),
+    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50);
+    let now = now_unix();
+    match blocking(&app, move |s| Ok((s.commits(limit)?, s.hosts(now)?))).await {
+        Ok((mut rows, hosts)) => {
+            super::store::fill_pending(&mut rows, &hosts);
+            axum::Json(json!({ "commits": rows })).into_response()
+        }
         Err(r) => r,
     }
 }
@@ -430,7 +434,10 @@ async fn metrics(State(app): State<App>) -> Response {
 async fn dashboard_home(State(app): State<App>) -> Response {
     let now = now_unix();
     match blocking(&app, move |s| Ok((s.commits(50)?, s.hosts(now)?))).await {
-        Ok((commits, hosts)) => html(dashboard::home(&commits, &hosts)),
+        Ok((mut commits, hosts)) => {
+            super::store::fill_pending(&mut commits, &hosts);
+            html(dashboard::home(&commits, &hosts))
+        }
         Err(r) => r,
     }
 }

@@ -411,6 +411,7 @@ impl Store for PostgresStore {
                 hosts_changed: r.get(6),
                 hosts_failed: r.get(7),
                 hosts: r.get(8),
+                hosts_pending: 0,
             })
             .collect())
     }

@@ -412,6 +412,7 @@ impl Store for SqliteStore {
                     hosts_changed: r.get(6)?,
                     hosts_failed: r.get(7)?,
                     hosts: r.get(8)?,
+                    hosts_pending: 0,
                 })
             })
             .map_err(db)?;

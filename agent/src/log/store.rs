@@ -104,6 +104,36 @@ pub struct CommitRow {
     pub hosts_failed: i64,
     /// Hosts that ran it.
     pub hosts: i64,
+    /// For the newest commit of an environment: its hosts whose last run is
+    /// of another commit (the rollout still to come). 0 for older commits.
+    pub hosts_pending: i64,
+}
+
+/// Fills `hosts_pending`: in each environment, the newest commit any of its
+/// hosts runs is pending on the hosts whose last run is of another commit.
+pub fn fill_pending(commits: &mut [CommitRow], hosts: &[HostRow]) {
+    use std::collections::{HashMap, HashSet};
+    let mut by_env: HashMap<&str, Vec<&HostRow>> = HashMap::new();
+    for h in hosts {
+        by_env.entry(h.environment.as_str()).or_default().push(h);
+    }
+    for env_hosts in by_env.values() {
+        let running: HashSet<&str> = env_hosts
+            .iter()
+            .filter_map(|h| h.commit.as_deref())
+            .collect();
+        // `commits` comes newest first.
+        if let Some(newest) = commits
+            .iter_mut()
+            .find(|c| running.contains(c.commit.as_str()))
+        {
+            let behind = env_hosts
+                .iter()
+                .filter(|h| h.commit.as_deref() != Some(newest.commit.as_str()))
+                .count();
+            newest.hosts_pending += i64::try_from(behind).unwrap_or(i64::MAX);
+        }
+    }
 }
 
 /// The storage the log server needs. Calls may block (the server runs
