@@ -762,8 +762,17 @@ fn old_reports_are_pruned_when_retain_says_so() {
 }
 
 #[test]
-fn the_deploy_log_says_how_many_hosts_the_newest_commit_is_still_pending_on() {
-    let log = LogServer::start(&[]);
+fn the_deploy_log_says_how_many_hosts_the_newest_commit_is_still_pending_on_on_sqlite() {
+    the_deploy_log_says_how_many_hosts_the_newest_commit_is_still_pending_on(Db::Sqlite);
+}
+
+#[test]
+fn the_deploy_log_says_how_many_hosts_the_newest_commit_is_still_pending_on_on_postgres() {
+    the_deploy_log_says_how_many_hosts_the_newest_commit_is_still_pending_on(Db::Postgres);
+}
+
+fn the_deploy_log_says_how_many_hosts_the_newest_commit_is_still_pending_on(store: Db) {
+    let (log, _pg) = LogServer::start_on(store, &[]);
     let run = |host: &str, id: &str, commit: &str| {
         let token = fs_err::read_to_string(log.token(host)).unwrap();
         let body = serde_json::json!({
@@ -789,5 +798,15 @@ fn the_deploy_log_says_how_many_hosts_the_newest_commit_is_still_pending_on() {
     assert_eq!(commits[0]["hosts"], 2);
     assert_eq!(commits[0]["hosts_pending"], 1, "web-3 has not run it yet");
     assert_eq!(commits[1]["commit"], "aaaa");
+    assert_eq!(commits[1]["hosts"], 3);
+    assert_eq!(commits[1]["hosts_changed"], 3);
     assert_eq!(commits[1]["hosts_pending"], 0);
+    let (_, hosts) = log.get("/v1/hosts");
+    let last: Vec<&str> = hosts["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["commit"].as_str().unwrap())
+        .collect();
+    assert_eq!(last, ["bbbb", "bbbb", "aaaa"]);
 }
