@@ -391,11 +391,12 @@ impl Store for PostgresStore {
         let rows = self
             .reader()
             .query(
-                "SELECT c.commit_id, c.author, c.committed_at, c.subject, c.first_applied, c.last_applied,
-                        (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.changed),
-                        (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.failed),
-                        (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id)
-                 FROM commits c ORDER BY c.last_seq DESC LIMIT $1",
+                "WITH top AS (SELECT * FROM commits ORDER BY last_seq DESC LIMIT $1)
+                 SELECT t.commit_id, t.author, t.committed_at, t.subject, t.first_applied, t.last_applied,
+                        COUNT(*) FILTER (WHERE h.changed), COUNT(*) FILTER (WHERE h.failed), COUNT(h.host)
+                 FROM top t LEFT JOIN commit_hosts h ON h.commit_id = t.commit_id
+                 GROUP BY t.commit_id, t.author, t.committed_at, t.subject, t.first_applied, t.last_applied, t.last_seq
+                 ORDER BY t.last_seq DESC",
                 &[&limit],
             )
             .map_err(db)?;
