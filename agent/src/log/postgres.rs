@@ -169,44 +169,121 @@ fn row(r: &postgres::Row) -> ReportRow {
     }
 }
 
-/// Keeps the host list and the deploy log up to date with a new run.
+/// Keeps the host list and the deploy log up to date with new runs: one
+/// statement a table, the batch aggregated first (a multi-row upsert may
+/// not touch a row twice).
 fn summarise(
     tx: &mut postgres::Transaction,
-    r: &crate::report::Report,
-    seq: i64,
+    runs: &[(&crate::report::Report, i64)],
 ) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO hosts (host, last_seq) VALUES ($1, $2)
-         ON CONFLICT (host) DO UPDATE SET last_seq = GREATEST(hosts.last_seq, excluded.last_seq)",
-        &[&r.host, &seq],
-    )
-    .map_err(db)?;
-    let Some(rev) = &r.revision else {
+    use std::collections::BTreeMap;
+    if runs.is_empty() {
         return Ok(());
+    }
+    let mut hosts: BTreeMap<&str, i64> = BTreeMap::new();
+    // commit → (author, committed_at, subject, first, last, seq)
+    let mut commits: BTreeMap<&str, (&str, &str, &str, &str, &str, i64)> = BTreeMap::new();
+    let mut commit_hosts: BTreeMap<(&str, &str), (bool, bool)> = BTreeMap::new();
+    for (r, seq) in runs {
+        let last = hosts.entry(r.host.as_str()).or_insert(*seq);
+        *last = (*last).max(*seq);
+        let Some(rev) = &r.revision else { continue };
+        let c = commits.entry(rev.commit.as_str()).or_insert((
+            rev.author.as_str(),
+            rev.committed_at.as_str(),
+            rev.subject.as_str(),
+            r.started_at.as_str(),
+            r.started_at.as_str(),
+            *seq,
+        ));
+        c.3 = c.3.min(r.started_at.as_str());
+        c.4 = c.4.max(r.started_at.as_str());
+        c.5 = c.5.max(*seq);
+        let h = commit_hosts
+            .entry((rev.commit.as_str(), r.host.as_str()))
+            .or_insert((false, false));
+        h.0 |= r.summary.changed + r.summary.drift > 0;
+        h.1 |= r.summary.failed > 0;
+    }
+    let placeholders = |rows: usize, per: usize| {
+        (0..rows)
+            .map(|i| {
+                let cols: Vec<String> = (1..=per).map(|k| format!("${}", i * per + k)).collect();
+                format!("({})", cols.join(","))
+            })
+            .collect::<Vec<_>>()
+            .join(",")
     };
-    tx.execute(
-        "INSERT INTO commits (commit_id, author, committed_at, subject, first_applied, last_applied, last_seq)
-         VALUES ($1, $2, $3, $4, $5, $5, $6)
-         ON CONFLICT (commit_id) DO UPDATE SET
-            first_applied = LEAST(commits.first_applied, excluded.first_applied),
-            last_applied = GREATEST(commits.last_applied, excluded.last_applied),
-            last_seq = GREATEST(commits.last_seq, excluded.last_seq)",
-        &[&rev.commit, &rev.author, &rev.committed_at, &rev.subject, &r.started_at, &seq],
+    // At most 65,535 parameters a statement: 5,000 rows of up to 7.
+    let hosts: Vec<_> = hosts.into_iter().collect();
+    for chunk in hosts.chunks(5000) {
+        let mut values: Vec<&(dyn postgres::types::ToSql + Sync)> = Vec::new();
+        for (host, seq) in chunk {
+            values.push(host);
+            values.push(seq);
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO hosts (host, last_seq) VALUES {} ON CONFLICT (host) DO UPDATE SET last_seq = GREATEST(hosts.last_seq, excluded.last_seq)",
+                placeholders(chunk.len(), 2)
+            ),
+            &values,
+        )
+        .map_err(db)?;
+    }
+    if commits.is_empty() {
+        return Ok(());
+    }
+    let commits: Vec<_> = commits.into_iter().collect();
+    for chunk in commits.chunks(5000) {
+        let mut values: Vec<&(dyn postgres::types::ToSql + Sync)> = Vec::new();
+        for (commit, (author, at, subject, first, last, seq)) in chunk {
+            values.extend([
+                commit as &(dyn postgres::types::ToSql + Sync),
+                author,
+                at,
+                subject,
+                first,
+                last,
+                seq,
+            ]);
+        }
+        tx.execute(
+        &format!(
+            "INSERT INTO commits (commit_id, author, committed_at, subject, first_applied, last_applied, last_seq) VALUES {}
+             ON CONFLICT (commit_id) DO UPDATE SET
+                first_applied = LEAST(commits.first_applied, excluded.first_applied),
+                last_applied = GREATEST(commits.last_applied, excluded.last_applied),
+                last_seq = GREATEST(commits.last_seq, excluded.last_seq)",
+            placeholders(chunk.len(), 7)
+        ),
+        &values,
     )
     .map_err(db)?;
-    tx.execute(
-        "INSERT INTO commit_hosts (commit_id, host, changed, failed) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (commit_id, host) DO UPDATE SET
-            changed = commit_hosts.changed OR excluded.changed,
-            failed = commit_hosts.failed OR excluded.failed",
-        &[
-            &rev.commit,
-            &r.host,
-            &(r.summary.changed + r.summary.drift > 0),
-            &(r.summary.failed > 0),
-        ],
-    )
-    .map_err(db)?;
+    }
+    let commit_hosts: Vec<_> = commit_hosts.into_iter().collect();
+    for chunk in commit_hosts.chunks(5000) {
+        let mut values: Vec<&(dyn postgres::types::ToSql + Sync)> = Vec::new();
+        for ((commit, host), (changed, failed)) in chunk {
+            values.extend([
+                commit as &(dyn postgres::types::ToSql + Sync),
+                host,
+                changed,
+                failed,
+            ]);
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO commit_hosts (commit_id, host, changed, failed) VALUES {}
+             ON CONFLICT (commit_id, host) DO UPDATE SET
+                changed = commit_hosts.changed OR excluded.changed,
+                failed = commit_hosts.failed OR excluded.failed",
+                placeholders(chunk.len(), 4)
+            ),
+            &values,
+        )
+        .map_err(db)?;
+    }
     Ok(())
 }
 
@@ -214,55 +291,72 @@ impl Store for PostgresStore {
     fn insert(&self, batch: &[Incoming]) -> Result<Vec<Stored>, StoreError> {
         let mut client = self.writer();
         let mut tx = client.transaction().map_err(db)?;
-        let insert = tx
-            .prepare(
-                "INSERT INTO reports (id, host, environment, mode, status, commit_id, author, committed_at, subject, started_at, started_unix, received_unix, duration_ms, changed, drift, failed, source_stale, interval_s, body)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-                 ON CONFLICT (id) DO NOTHING RETURNING seq",
-            )
-            .map_err(db)?;
-        let mut out = Vec::with_capacity(batch.len());
-        for item in batch {
-            let r = &item.report;
-            let rev = r.revision.as_ref();
-            let inserted = tx
-                .query_opt(
-                    &insert,
-                    &[
-                        &r.id,
-                        &r.host,
-                        &r.environment,
-                        &word(&r.mode),
-                        &word(&r.status),
-                        &rev.map(|v| v.commit.as_str()),
-                        &rev.map(|v| v.author.as_str()),
-                        &rev.map(|v| v.committed_at.as_str()),
-                        &rev.map(|v| v.subject.as_str()),
-                        &r.started_at,
-                        &unix(&r.started_at),
-                        &item.received_unix,
-                        &i64::try_from(r.duration_ms).unwrap_or(i64::MAX),
-                        &(r.summary.changed as i64),
-                        &(r.summary.drift as i64),
-                        &(r.summary.failed as i64),
-                        &r.source_stale,
-                        &r.interval_s.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
-                        &item.body,
-                    ],
-                )
-                .map_err(db)?;
-            if let Some(row) = &inserted
-                && r.mode == crate::report::RunMode::Apply
-            {
-                summarise(&mut tx, r, row.get(0))?;
+        // Multi-row statements: one round trip for many reports (at most
+        // 65,535 parameters a statement, 19 a report).
+        let mut seqs: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+        for chunk in batch.chunks(3000) {
+            let mut sql = String::from(
+                "INSERT INTO reports (id, host, environment, mode, status, commit_id, author, committed_at, subject, started_at, started_unix, received_unix, duration_ms, changed, drift, failed, source_stale, interval_s, body) VALUES ",
+            );
+            let mut values: Vec<Box<dyn postgres::types::ToSql + Sync>> = Vec::new();
+            for (i, item) in chunk.iter().enumerate() {
+                let r = &item.report;
+                let rev = r.revision.as_ref();
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push('(');
+                for k in 0..19 {
+                    if k > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!("${}", i * 19 + k + 1));
+                }
+                sql.push(')');
+                values.push(Box::new(r.id.clone()));
+                values.push(Box::new(r.host.clone()));
+                values.push(Box::new(r.environment.clone()));
+                values.push(Box::new(word(&r.mode)));
+                values.push(Box::new(word(&r.status)));
+                values.push(Box::new(rev.map(|v| v.commit.clone())));
+                values.push(Box::new(rev.map(|v| v.author.clone())));
+                values.push(Box::new(rev.map(|v| v.committed_at.clone())));
+                values.push(Box::new(rev.map(|v| v.subject.clone())));
+                values.push(Box::new(r.started_at.clone()));
+                values.push(Box::new(unix(&r.started_at)));
+                values.push(Box::new(item.received_unix));
+                values.push(Box::new(i64::try_from(r.duration_ms).unwrap_or(i64::MAX)));
+                values.push(Box::new(r.summary.changed as i64));
+                values.push(Box::new(r.summary.drift as i64));
+                values.push(Box::new(r.summary.failed as i64));
+                values.push(Box::new(r.source_stale));
+                values.push(Box::new(
+                    r.interval_s.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+                ));
+                values.push(Box::new(item.body.clone()));
             }
-            let n = u64::from(inserted.is_some());
-            out.push(if n == 1 {
-                Stored::New
-            } else {
-                Stored::Duplicate
-            });
+            sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id, seq");
+            let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                values.iter().map(AsRef::as_ref).collect();
+            for row in tx.query(&sql, &params).map_err(db)? {
+                seqs.insert(row.get(0), row.get(1));
+            }
         }
+        // A report stored twice in one batch counts once: the first.
+        let mut out = Vec::with_capacity(batch.len());
+        let mut new_ones = Vec::new();
+        for item in batch {
+            match seqs.remove(&item.report.id) {
+                Some(seq) => {
+                    out.push(Stored::New);
+                    if item.report.mode == crate::report::RunMode::Apply {
+                        new_ones.push((&item.report, seq));
+                    }
+                }
+                None => out.push(Stored::Duplicate),
+            }
+        }
+        summarise(&mut tx, &new_ones)?;
         tx.commit().map_err(db)?;
         Ok(out)
     }
