@@ -72,6 +72,15 @@ const MIGRATIONS: &[&str] = &[
         FROM reports WHERE commit_id IS NOT NULL AND mode = 'apply' GROUP BY commit_id;
     INSERT INTO commit_hosts SELECT commit_id, host, BOOL_OR(changed > 0 OR drift > 0), BOOL_OR(failed > 0)
         FROM reports WHERE commit_id IS NOT NULL AND mode = 'apply' GROUP BY commit_id, host;",
+    // 3: each commit's host counts kept with it, so the deploy log reads
+    // one row a commit.
+    "ALTER TABLE commits ADD COLUMN hosts BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN hosts_changed BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN hosts_failed BIGINT NOT NULL DEFAULT 0;
+    UPDATE commits c SET hosts = s.n, hosts_changed = s.ch, hosts_failed = s.f
+        FROM (SELECT commit_id, COUNT(*) AS n, COUNT(*) FILTER (WHERE changed) AS ch, COUNT(*) FILTER (WHERE failed) AS f
+              FROM commit_hosts GROUP BY commit_id) s
+        WHERE c.commit_id = s.commit_id;",
 ];
 
 /// An arbitrary constant: the advisory lock migrations run under.
@@ -284,6 +293,15 @@ fn summarise(
         )
         .map_err(db)?;
     }
+    let touched: Vec<String> = commits.iter().map(|(c, _)| (*c).to_owned()).collect();
+    tx.execute(
+        "UPDATE commits c SET hosts = s.n, hosts_changed = s.ch, hosts_failed = s.f
+         FROM (SELECT commit_id, COUNT(*) AS n, COUNT(*) FILTER (WHERE changed) AS ch, COUNT(*) FILTER (WHERE failed) AS f
+               FROM commit_hosts WHERE commit_id = ANY($1) GROUP BY commit_id) s
+         WHERE c.commit_id = s.commit_id",
+        &[&touched],
+    )
+    .map_err(db)?;
     Ok(())
 }
 
@@ -485,12 +503,9 @@ impl Store for PostgresStore {
         let rows = self
             .reader()
             .query(
-                "WITH top AS (SELECT * FROM commits ORDER BY last_seq DESC LIMIT $1)
-                 SELECT t.commit_id, t.author, t.committed_at, t.subject, t.first_applied, t.last_applied,
-                        COUNT(*) FILTER (WHERE h.changed), COUNT(*) FILTER (WHERE h.failed), COUNT(h.host)
-                 FROM top t LEFT JOIN commit_hosts h ON h.commit_id = t.commit_id
-                 GROUP BY t.commit_id, t.author, t.committed_at, t.subject, t.first_applied, t.last_applied, t.last_seq
-                 ORDER BY t.last_seq DESC",
+                "SELECT commit_id, author, committed_at, subject, first_applied, last_applied,
+                        hosts_changed, hosts_failed, hosts
+                 FROM commits ORDER BY last_seq DESC LIMIT $1",
                 &[&limit],
             )
             .map_err(db)?;
