@@ -13,7 +13,8 @@ use std::sync::Mutex;
 use postgres::{Client, NoTls};
 
 use super::store::{
-    CommitRow, HostRow, Incoming, Page, ReportQuery, ReportRow, Store, StoreError, Stored,
+    CommitRow, HostRow, Incoming, Page, Param, ReportQuery, ReportRow, Store, StoreError, Stored,
+    unix, word,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -141,20 +142,6 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
     tx.execute("INSERT INTO tend_schema (version) VALUES ($1)", &[&latest])
         .map_err(db)?;
     tx.commit().map_err(db)
-}
-
-fn unix(rfc3339: &str) -> i64 {
-    humantime::parse_rfc3339_weak(rfc3339)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-fn word<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 const ROW: &str = "id, host, environment, mode, status, commit_id, author, subject, started_at, duration_ms, changed, drift, failed, source_stale";
@@ -419,27 +406,12 @@ impl Store for PostgresStore {
     fn reports(&self, q: &ReportQuery) -> Result<Page, StoreError> {
         let mut sql = format!("SELECT {ROW}, seq FROM reports WHERE TRUE");
         let mut args: Vec<Box<dyn postgres::types::ToSql + Sync>> = Vec::new();
-        let mut filter = |clause: &str, value: Box<dyn postgres::types::ToSql + Sync>| {
-            args.push(value);
-            sql.push_str(&format!(" AND {clause} ${}", args.len()));
-        };
-        if let Some(h) = &q.host {
-            filter("host =", Box::new(h.clone()));
-        }
-        if let Some(e) = &q.environment {
-            filter("environment =", Box::new(e.clone()));
-        }
-        if let Some(s) = q.since_unix {
-            filter("started_unix >=", Box::new(s));
-        }
-        if let Some(s) = &q.status {
-            filter("status =", Box::new(s.clone()));
-        }
-        if let Some(c) = &q.commit {
-            filter("commit_id =", Box::new(c.clone()));
-        }
-        if let Some(b) = q.before {
-            filter("seq <", Box::new(b));
+        for (condition, value) in q.conditions() {
+            args.push(match value {
+                Param::Text(t) => Box::new(t),
+                Param::Int(n) => Box::new(n),
+            });
+            sql.push_str(&format!(" AND {condition} ${}", args.len()));
         }
         let limit = q.limit.clamp(1, 1000);
         sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", limit + 1));

@@ -45,6 +45,50 @@ pub struct ReportQuery {
     pub before: Option<i64>,
 }
 
+/// A value a query filters on.
+pub enum Param {
+    Text(String),
+    Int(i64),
+}
+
+impl ReportQuery {
+    /// The conditions (column and operator) and their values, in order;
+    /// each store writes them in its own placeholder syntax.
+    pub fn conditions(&self) -> Vec<(&'static str, Param)> {
+        let mut out = Vec::new();
+        let text = |v: &Option<String>| v.clone().map(Param::Text);
+        for (condition, value) in [
+            ("host =", text(&self.host)),
+            ("environment =", text(&self.environment)),
+            ("started_unix >=", self.since_unix.map(Param::Int)),
+            ("status =", text(&self.status)),
+            ("commit_id =", text(&self.commit)),
+            ("seq <", self.before.map(Param::Int)),
+        ] {
+            if let Some(value) = value {
+                out.push((condition, value));
+            }
+        }
+        out
+    }
+}
+
+/// Seconds since the epoch of an RFC 3339 time (0 when it is not one).
+pub fn unix(rfc3339: &str) -> i64 {
+    humantime::parse_rfc3339_weak(rfc3339)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The word a status or mode serialises to (`changed`, `apply`).
+pub fn word<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// A report as listed: the fields people filter and sort on.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReportRow {
