@@ -113,43 +113,37 @@ impl Fleet {
         git(&self.remote, &["rev-parse", "HEAD"])
     }
 
+    /// `tend agent` for this fleet's host, reporting to `log`.
+    fn agent(&self, log: &str, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tend"));
+        cmd.arg("agent")
+            .arg("--config")
+            .arg(self.config())
+            .arg("--source")
+            .arg(&self.remote)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(["--host", HOST, "--log", log, "--token-file"])
+            .arg(&self.token)
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .env_remove("TEND_STATE_DIR");
+        if let Some(home) = &self.gnupg {
+            cmd.env("GNUPGHOME", home);
+        }
+        cmd
+    }
+
     /// `tend agent --once`, reporting to `log`.
     fn cycle(&self, log: &str, extra: &[&str]) -> Run {
-        let config = self.config();
-        let mut args = vec![
-            "agent",
-            "--once",
-            "--config",
-            config.to_str().unwrap(),
-            "--source",
-            self.remote.to_str().unwrap(),
-            "--ref",
-            "main",
-            "--state-dir",
-            self.state.to_str().unwrap(),
-            "--host",
-            HOST,
-            "--log",
-            log,
-            "--token-file",
-            self.token.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        match &self.gnupg {
-            None => tend(&args),
-            Some(home) => {
-                let out = Command::new(env!("CARGO_BIN_EXE_tend"))
-                    .args(&args)
-                    .env("NO_COLOR", "1")
-                    .env("GNUPGHOME", home)
-                    .output()
-                    .unwrap();
-                Run {
-                    code: out.status.code().unwrap_or(-1),
-                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                }
-            }
+        let out = self
+            .agent(log, &[&["--once"], extra].concat())
+            .output()
+            .unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
 
@@ -423,30 +417,6 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn agent_args(f: &Fleet, log: &str, extra: &[&str]) -> Vec<String> {
-    let config = f.config();
-    let mut args: Vec<String> = [
-        "agent",
-        "--config",
-        config.to_str().unwrap(),
-        "--source",
-        f.remote.to_str().unwrap(),
-        "--state-dir",
-        f.state.to_str().unwrap(),
-        "--host",
-        HOST,
-        "--log",
-        log,
-        "--token-file",
-        f.token.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    args
-}
-
 #[test]
 fn an_agent_killed_while_sending_delivers_that_report_once_after_restart() {
     let f = Fleet::new();
@@ -454,8 +424,8 @@ fn an_agent_killed_while_sending_delivers_that_report_once_after_restart() {
     f.commit("Ana Diaz", "one");
     let log = Receiver::start();
     log.answer(0);
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_tend"))
-        .args(agent_args(&f, &log.url, &["--once"]))
+    let mut agent = f
+        .agent(&log.url, &["--once"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -478,12 +448,8 @@ fn the_agent_runs_on_its_slot_again_on_sighup_and_stops_cleanly_on_sigterm() {
     f.commit("Ana Diaz", "one");
     let log = Receiver::start();
     // No splay: the first cycle comes at once; the next not for an hour.
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_tend"))
-        .args(agent_args(
-            &f,
-            &log.url,
-            &["--interval", "1h", "--splay", "0s"],
-        ))
+    let mut agent = f
+        .agent(&log.url, &["--interval", "1h", "--splay", "0s"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -539,12 +505,8 @@ fn sigterm_during_a_converge_finishes_the_resource_in_progress_and_stops() {
     );
     f.commit("Ana Diaz", "slow");
     let log = Receiver::start();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_tend"))
-        .args(agent_args(
-            &f,
-            &log.url,
-            &["--interval", "1h", "--splay", "0s"],
-        ))
+    let mut agent = f
+        .agent(&log.url, &["--interval", "1h", "--splay", "0s"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

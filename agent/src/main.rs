@@ -411,7 +411,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
             format,
         } => {
             let mut manifests = commands::open_repo(&repo)?;
-            let (host, facts) = commands::host_and_facts(host.as_deref());
+            let (host, facts) = tend::facts::host_and_facts(host.as_deref());
             let target = tend::catalog::Target {
                 environment: env.as_deref(),
                 host: &host,

@@ -42,7 +42,7 @@ pub struct Applied {
 pub struct StateDir {
     path: PathBuf,
     /// Held for the whole run; released when dropped.
-    _lock: Option<std::fs::File>,
+    lock: Option<std::fs::File>,
     /// Where this run creates temporary files (records nothing in a dry-run).
     temps: Arc<TempLog>,
     /// Temporary files an interrupted run left: removed when the state
@@ -91,7 +91,7 @@ impl StateDir {
         }
         Ok(StateDir {
             path: path.to_path_buf(),
-            _lock: Some(file),
+            lock: Some(file),
             temps: Arc::new(TempLog::new(journal)),
             leftovers,
         })
@@ -107,7 +107,7 @@ impl StateDir {
         })?;
         Ok(StateDir {
             path: path.to_path_buf(),
-            _lock: None,
+            lock: None,
             temps: Arc::new(TempLog::unrecorded()),
             leftovers,
         })
@@ -148,7 +148,7 @@ impl StateDir {
         match fs_err::read(&file) {
             Ok(bytes) => match serde_json::from_slice(&bytes) {
                 Ok(applied) => Ok(applied),
-                Err(source) if self._lock.is_some() => {
+                Err(source) if self.lock.is_some() => {
                     let aside = self.path.join(format!("{STATE_FILE}.damaged"));
                     tracing::warn!(file = %file.display(), moved_to = %aside.display(), error = %source, "the state file is damaged; starting afresh");
                     fs_err::rename(&file, &aside).map_err(|e| StateError::Fs {

@@ -16,6 +16,23 @@ fn json(out: &crate::support::Run) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not a JSON report ({e}):\n{}\n{}", out.stdout, out.stderr))
 }
 
+/// The resource `id` of a report (null when it is not listed).
+fn resource(report: &serde_json::Value, id: &str) -> serde_json::Value {
+    report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Writes `roles/<name>/role.yaml` of a test repository.
+fn write_role(repo: &std::path::Path, name: &str, yaml: &str) {
+    std::fs::create_dir_all(repo.join("roles").join(name)).unwrap();
+    std::fs::write(repo.join("roles").join(name).join("role.yaml"), yaml).unwrap();
+}
+
 /// The (id, status, action) of every resource a report lists.
 fn listed(report: &serde_json::Value) -> Vec<(String, String, String)> {
     report["resources"]
@@ -221,27 +238,18 @@ fn a_package_that_does_not_exist_fails_with_its_dependents_only() {
     let _one = one_at_a_time();
     let name = "broken.e2e";
     let repo = repo_with(&env_file(name, "broken", ""));
-    std::fs::create_dir_all(repo.path().join("roles/broken")).unwrap();
-    std::fs::write(
-        repo.path().join("roles/broken/role.yaml"),
+    write_role(
+        repo.path(),
+        "broken",
         // less comes first, so its transaction is formed before the missing
         // package is reached: busybox, which requires it, must stay out.
         "resources:\n  - package: less\n  - package: busybox\n    require: [package:tend-no-such-package]\n  - package: tend-no-such-package\n  - file: /etc/needs-it.conf\n    content: \"x\\n\"\n    require: [package:tend-no-such-package]\n  - file: /etc/independent.conf\n    content: \"y\\n\"\n",
-    )
-    .unwrap();
+    );
     let host = Host::start(Init::SysV, name, repo.path());
     let run = host.converge(&["--format", "json"]);
     run.expect_code(6);
     let report = json(&run);
-    let by_id = |id: &str| {
-        report["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["id"] == id)
-            .cloned()
-            .unwrap_or_default()
-    };
+    let by_id = |id: &str| resource(&report, id);
     assert_eq!(by_id("package:tend-no-such-package")["status"], "failed");
     let error = by_id("package:tend-no-such-package")["error"]
         .as_str()
@@ -315,10 +323,7 @@ fn packages_install_in_one_transaction_pin_upgrade_and_remove() {
     let _one = one_at_a_time();
     let name = "pkgs.e2e";
     let repo = repo_with(&env_file(name, "pkgs", ""));
-    let role = |yaml: &str| {
-        std::fs::create_dir_all(repo.path().join("roles/pkgs")).unwrap();
-        std::fs::write(repo.path().join("roles/pkgs/role.yaml"), yaml).unwrap();
-    };
+    let role = |yaml: &str| write_role(repo.path(), "pkgs", yaml);
     role(
         "resources:\n  - package: less\n    state: latest\n  - package: busybox\n  - package: file\n",
     );
@@ -420,10 +425,7 @@ fn packages_upgrade_to_latest_downgrade_to_a_pin_and_keep_local_conffiles() {
     let _one = one_at_a_time();
     let name = "upgrade.e2e";
     let repo = repo_with(&env_file(name, "pkgs", ""));
-    let role = |yaml: &str| {
-        std::fs::create_dir_all(repo.path().join("roles/pkgs")).unwrap();
-        std::fs::write(repo.path().join("roles/pkgs/role.yaml"), yaml).unwrap();
-    };
+    let role = |yaml: &str| write_role(repo.path(), "pkgs", yaml);
     role("resources:\n  - package: tend-dummy\n    version: \"1.0\"\n");
     let host = Host::start(Init::SysV, name, repo.path());
 
@@ -554,23 +556,18 @@ fn a_file_in_a_directory_a_package_creates_is_unknown_in_a_dry_run_not_failed() 
     let _one = one_at_a_time();
     let name = "shop.e2e";
     let repo = repo_with(&env_file(name, "shop", ""));
-    std::fs::create_dir_all(repo.path().join("roles/shop")).unwrap();
     // No `require` on the package: the parent directory, the owner and the
     // service's init script all come from packages the dry-run does not install.
-    std::fs::write(
-        repo.path().join("roles/shop/role.yaml"),
+    write_role(
+        repo.path(),
+        "shop",
         "resources:\n  - package: nginx\n  - package: postgresql\n  - file: /etc/nginx/sites-enabled/shop\n    content: \"server { listen 127.0.0.1:1; }\\n\"\n  - file: /var/lib/postgresql/shop.txt\n    content: \"x\\n\"\n    owner: postgres\n  - service: postgresql\n    enabled: false\n",
-    )
-    .unwrap();
+    );
     let host = Host::start(Init::SysV, name, repo.path());
     let plan = dry_run_is_honest(&host);
     let unknown = |id: &str| {
-        plan["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["id"] == id)
-            .map(|r| (r["status"].clone(), r["depends_on"].clone()))
+        let r = resource(&plan, id);
+        (!r.is_null()).then(|| (r["status"].clone(), r["depends_on"].clone()))
     };
     assert_eq!(
         unknown("file:/etc/nginx/sites-enabled/shop"),

@@ -97,8 +97,11 @@ pub fn cycle(settings: &Settings) -> anyhow::Result<Cycle> {
                     Outcome::Ran(report) => {
                         return finish(settings, &source, &mut memory, &commit, report);
                     }
-                    Outcome::Invalid(repo, problems) => {
-                        let errors = problems.iter().map(|d| one_line(&repo, d)).collect();
+                    Outcome::Invalid(_, problems) => {
+                        let errors = problems
+                            .iter()
+                            .map(|d| format!("{}: {}", d.location, d.message))
+                            .collect();
                         info.rejected = Some(rejected(
                             &source,
                             &commit,
@@ -190,12 +193,6 @@ fn rejected(source: &Source, commit: &str, reason: String, errors: Vec<String>) 
         reason,
         errors,
     }
-}
-
-/// `roles/web/role.yaml:3:14: message`.
-fn one_line(repo: &crate::manifest::Repo, d: &crate::manifest::diagnostic::Diagnostic) -> String {
-    let _ = repo;
-    format!("{}: {}", d.location, d.message)
 }
 
 fn options<'a>(

@@ -8,7 +8,6 @@ pub mod log;
 
 use std::path::Path;
 
-use crate::facts::Facts;
 use crate::manifest::Repo;
 use crate::manifest::diagnostic::Diagnostic;
 
@@ -29,11 +28,6 @@ pub fn print_diagnostics(repo: &Repo, diagnostics: &[Diagnostic]) {
         repo.root.display()
     ));
     eprint!("{text}");
-}
-
-/// The host a command works on: `--host`, else this machine's name.
-pub fn host_and_facts(host: Option<&str>) -> (String, Facts) {
-    crate::facts::host_and_facts(host)
 }
 
 pub fn open_repo(root: &Path) -> anyhow::Result<Repo> {

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::dashboard;
 use super::metrics::Metrics;
-use super::store::{Incoming, ReportQuery, Store, StoreError, Stored};
+use super::store::{Incoming, ReportQuery, Store, StoreError, Stored, word};
 use super::{ServeOptions, now_unix, token_hash};
 use crate::report::Report;
 
@@ -184,16 +184,10 @@ fn check(report: &Report) -> Result<(), String> {
         return Err("more `resources` than `summary.total`".into());
     }
     if Report::status_of(s) != report.status {
-        let word = |st| {
-            serde_json::to_value(st)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        };
         return Err(format!(
             "`status` is `{}` but the summary says `{}`",
-            word(report.status),
-            word(Report::status_of(s))
+            word(&report.status),
+            word(&Report::status_of(s))
         ));
     }
     Ok(())
@@ -290,13 +284,9 @@ fn notable(report: &Report) -> Option<super::notify::Event> {
     {
         return None;
     }
-    let word = serde_json::to_value(report.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
     Some(super::notify::Event {
         host: report.host.clone(),
-        status: word,
+        status: word(&report.status),
         commit: report.revision.as_ref().map(|r| r.commit.clone()),
         author: report.revision.as_ref().map(|r| r.author.clone()),
         subject: report.revision.as_ref().map(|r| r.subject.clone()),

@@ -55,7 +55,8 @@ impl Source {
 
     /// Lock files a git killed in mid-fetch left: they would make every
     /// later fetch fail. Only called while the agent's own lock is held,
-    /// so no other git works in this repository.
+    /// so no other git works in this repository. Objects are not locked,
+    /// so their many folders are not walked.
     fn remove_stale_locks(&self) {
         fn walk(dir: &Path) {
             let Ok(entries) = fs_err::read_dir(dir) else {
@@ -64,7 +65,7 @@ impl Source {
             for entry in entries.flatten() {
                 let path = entry.path();
                 match entry.file_type() {
-                    Ok(t) if t.is_dir() => walk(&path),
+                    Ok(t) if t.is_dir() && entry.file_name() != "objects" => walk(&path),
                     Ok(t) if t.is_file() && path.extension().is_some_and(|e| e == "lock") => {
                         tracing::warn!(file = %path.display(), "removed a lock file a killed git left");
                         let _ = fs_err::remove_file(&path);
