@@ -67,33 +67,14 @@ fn outcome(run: &Run) -> (i32, String, String) {
 fn an_unchanged_repository_is_not_compiled_again() {
     let t = repo();
     converge(&t, "h1", &[]).expect_code(2);
-    let again = tend(&[
-        "-vv",
-        "converge",
-        "--repo",
-        t.repo.to_str().unwrap(),
-        "--host",
-        "h1",
-        "--state-dir",
-        t.state.to_str().unwrap(),
-    ]);
+    let again = converge(&t, "h1", &["-vv"]);
     again.expect_code(0);
     assert!(
         again.stderr.contains("catalog from the cache"),
         "{}",
         again.stderr
     );
-    let fresh = tend(&[
-        "-vv",
-        "converge",
-        "--no-cache",
-        "--repo",
-        t.repo.to_str().unwrap(),
-        "--host",
-        "h1",
-        "--state-dir",
-        t.state.to_str().unwrap(),
-    ]);
+    let fresh = converge(&t, "h1", &["-vv", "--no-cache"]);
     assert!(!fresh.stderr.contains("catalog from the cache"));
     fresh.expect_code(0);
 }
