@@ -18,7 +18,7 @@ struct Fleet {
     gnupg: Option<PathBuf>,
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)

@@ -11,7 +11,8 @@ use std::path::Path;
 /// apply) → commands; providers, the file writer and the state directory
 /// are leaves the engine uses.
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("manifest", &[]),
+    ("rollout", &[]),
+    ("manifest", &["rollout"]),
     ("facts", &[]),
     ("fsutil", &[]),
     ("provider", &[]),
@@ -30,7 +31,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "catalog", "resource", "report", "provider", "fsutil", "state",
         ],
     ),
-    ("log", &["report", "resource"]),
+    ("log", &["report", "resource", "rollout"]),
     (
         "converge",
         &[
@@ -41,6 +42,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "agent",
         &[
             "converge", "source", "report", "state", "fsutil", "facts", "manifest", "engine",
+            "rollout",
         ],
     ),
 ];

@@ -209,7 +209,16 @@ impl LogServer {
     }
 
     pub fn post(&self, token: Option<&str>, body: &[u8]) -> (u16, serde_json::Value) {
-        let mut request = agent().post(format!("{}/v1/reports", self.url));
+        self.post_to("/v1/reports", token, body)
+    }
+
+    pub fn post_to(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &[u8],
+    ) -> (u16, serde_json::Value) {
+        let mut request = agent().post(format!("{}{path}", self.url));
         if let Some(token) = token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
@@ -238,7 +247,11 @@ fn spawn(db: &str, extra: &[&str]) -> (Child, String) {
         .args(["log", "serve", "--listen", &listen, "--db", db])
         .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(if std::env::var_os("TEND_TEST_SERVER_LOGS").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -15,3 +15,4 @@ mod idempotence;
 mod layers;
 mod listing;
 pub mod log_server;
+mod rollout;

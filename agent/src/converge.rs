@@ -35,6 +35,8 @@ pub struct SourceInfo {
     pub stale: bool,
     pub age_s: Option<u64>,
     pub rejected: Option<crate::report::Rejected>,
+    /// What the rollout gate said of the newest commit.
+    pub rollout: Option<crate::report::RolloutNote>,
     /// The agent's interval, for the log to tell silent hosts.
     pub interval_s: Option<u64>,
 }
@@ -256,6 +258,7 @@ fn finish(
         source_stale: options.source.as_ref().is_some_and(|s| s.stale),
         source_age_s: options.source.as_ref().and_then(|s| s.age_s),
         rejected: options.source.as_ref().and_then(|s| s.rejected.clone()),
+        rollout: options.source.as_ref().and_then(|s| s.rollout.clone()),
         interval_s: options.source.as_ref().and_then(|s| s.interval_s),
         started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
         duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),

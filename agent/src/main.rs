@@ -81,6 +81,9 @@ enum Command {
     /// The central log: serve it, manage hosts' tokens, read it.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Staged rollouts as the manifests declare them.
+    #[command(subcommand)]
+    Rollout(PreviewCommand),
     /// How the agent is doing: last run, last good commit, source, spool.
     Status {
         #[arg(long, default_value = DEFAULT_STATE_DIR, env = "TEND_STATE_DIR")]
@@ -115,6 +118,9 @@ enum LogCommand {
     /// Hosts' tokens: create (prints the token once), list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Staged rollouts: where each commit is, and resume or abort one.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Print reports from a log server, for people or as JSON.
     Show {
         #[arg(long, default_value = "http://127.0.0.1:8140")]
@@ -138,10 +144,64 @@ enum LogCommand {
 }
 
 #[derive(Subcommand)]
+enum PreviewCommand {
+    /// Which hosts are in which wave of ENV's rollout policy: the hosts
+    /// the manifest names, or with --log every host the log has heard from.
+    Preview {
+        env: String,
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        #[arg(long, value_name = "URL")]
+        log: Option<String>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+}
+
+#[derive(Subcommand)]
+enum RolloutCommand {
+    /// The rollouts of an environment (or of one commit): state, wave,
+    /// hosts admitted, and what halted them.
+    Status {
+        env: String,
+        commit: Option<String>,
+        #[arg(long, default_value = "http://127.0.0.1:8140")]
+        server: String,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+    /// A halted rollout goes on (the failures seen so far are forgiven).
+    Resume {
+        env: String,
+        commit: Option<String>,
+        #[arg(long, default_value = "http://127.0.0.1:8140")]
+        server: String,
+        /// An operator's token (`tend log token create --operator NAME`).
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+    },
+    /// No more hosts get the commit; those that have it keep it.
+    Abort {
+        env: String,
+        commit: Option<String>,
+        #[arg(long, default_value = "http://127.0.0.1:8140")]
+        server: String,
+        /// An operator's token (`tend log token create --operator NAME`).
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum TokenCommand {
-    /// A new token for HOST (replacing its old one), alone on stdout.
+    /// A new token for HOST, or for an operator (`--operator NAME`, who
+    /// may resume and abort rollouts), replacing the old one; printed
+    /// alone on stdout.
     Create {
-        host: String,
+        #[arg(required_unless_present = "operator")]
+        host: Option<String>,
+        #[arg(long, value_name = "NAME", conflicts_with = "host")]
+        operator: Option<String>,
         #[arg(long, default_value = DEFAULT_LOG_DB)]
         db: tend::log::Database,
     },
@@ -207,6 +267,10 @@ struct AgentArgs {
     /// Converge again after `--disable`.
     #[arg(long)]
     enable: bool,
+    /// Under a rollout policy with no log to ask: keep the commit the host
+    /// has (hold) or apply the new one (proceed) [default: hold].
+    #[arg(long, value_name = "hold|proceed")]
+    rollout_offline: Option<tend::agent::gate::Offline>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -327,6 +391,10 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 host: a.host.or(file.host),
                 require_signed: a.require_signed || file.require_signed.unwrap_or(false),
                 allow_rewind: a.allow_rewind || file.allow_rewind.unwrap_or(false),
+                rollout_offline: a
+                    .rollout_offline
+                    .or(file.rollout_offline)
+                    .unwrap_or_default(),
             };
             if a.once {
                 commands::agent::once(&settings)
@@ -351,9 +419,53 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 notify,
                 notify_window,
             }),
-            LogCommand::Token(TokenCommand::Create { host, db }) => {
-                commands::log::Log::TokenCreate { host, db }
+            LogCommand::Token(TokenCommand::Create { host, operator, db }) => {
+                commands::log::Log::TokenCreate {
+                    name: match (host, operator) {
+                        (Some(host), _) => commands::log::TokenFor::Host(host),
+                        (None, Some(name)) => commands::log::TokenFor::Operator(name),
+                        (None, None) => unreachable!("clap requires one"),
+                    },
+                    db,
+                }
             }
+            LogCommand::Rollout(r) => match r {
+                RolloutCommand::Status {
+                    env,
+                    commit,
+                    server,
+                    format,
+                } => commands::log::Log::RolloutStatus {
+                    env,
+                    commit,
+                    server,
+                    json: matches!(format, ReportFormat::Json),
+                },
+                RolloutCommand::Resume {
+                    env,
+                    commit,
+                    server,
+                    token_file,
+                } => commands::log::Log::RolloutAct {
+                    action: "resume",
+                    env,
+                    commit,
+                    server,
+                    token_file,
+                },
+                RolloutCommand::Abort {
+                    env,
+                    commit,
+                    server,
+                    token_file,
+                } => commands::log::Log::RolloutAct {
+                    action: "abort",
+                    env,
+                    commit,
+                    server,
+                    token_file,
+                },
+            },
             LogCommand::Token(TokenCommand::List { db }) => commands::log::Log::TokenList { db },
             LogCommand::Token(TokenCommand::Revoke { host, db }) => {
                 commands::log::Log::TokenRevoke { host, db }
@@ -383,6 +495,17 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 json: matches!(format, ReportFormat::Json),
             },
         }),
+        Command::Rollout(PreviewCommand::Preview {
+            env,
+            repo,
+            log,
+            format,
+        }) => commands::rollout::preview(
+            &repo,
+            &env,
+            log.as_deref(),
+            matches!(format, ReportFormat::Json),
+        ),
         Command::Status { state_dir, format } => {
             let status = commands::agent::status(&state_dir)?;
             match format {

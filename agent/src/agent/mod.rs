@@ -4,6 +4,7 @@
 //! these is never applied: the host stays on the last good one, and the
 //! report says which commit was refused, who made it and why.
 
+pub mod gate;
 pub mod memory;
 pub mod metrics;
 pub mod schedule;
@@ -36,6 +37,8 @@ pub struct Settings {
     pub require_signed: bool,
     /// Apply a commit that does not descend from the last one applied.
     pub allow_rewind: bool,
+    /// Under a rollout policy with no log to ask: hold or proceed.
+    pub rollout_offline: gate::Offline,
 }
 
 /// How a cycle ended.
@@ -82,6 +85,7 @@ pub fn cycle(settings: &Settings) -> anyhow::Result<Cycle> {
         stale,
         age_s: memory.last_fetch.map(|t| now.saturating_sub(t)),
         rejected: None,
+        rollout: None,
         interval_s: Some(settings.interval.as_secs()),
     };
     let candidate = fetched
@@ -93,6 +97,21 @@ pub fn cycle(settings: &Settings) -> anyhow::Result<Cycle> {
             Ok(()) => {
                 let checkout = source.checkout(&commit).map_err(anyhow::Error::msg)?;
                 info.revision = source.revision(&commit);
+                let host = settings.host.clone().unwrap_or_else(crate::facts::hostname);
+                let revision = info.revision.clone().unwrap_or_else(|| Revision {
+                    commit: commit.clone(),
+                    author: String::new(),
+                    committed_at: String::new(),
+                    subject: String::new(),
+                });
+                match gate::ask(settings, &host, &checkout, &revision) {
+                    gate::Gate::Apply(note) => info.rollout = note,
+                    gate::Gate::Wait(note) => {
+                        tracing::info!(commit = %commit, decision = ?note.decision, reason = %note.reason, "rollout: not applying the new commit yet");
+                        info.rollout = Some(note);
+                        return stay(settings, &source, &mut memory, info);
+                    }
+                }
                 match converge::converge(&options(settings, &checkout, &info))? {
                     Outcome::Ran(report) => {
                         return finish(settings, &source, &mut memory, &commit, report);
@@ -119,13 +138,28 @@ pub fn cycle(settings: &Settings) -> anyhow::Result<Cycle> {
             tracing::warn!(commit = %r.revision.commit, author = %r.revision.author, reason = %r.reason, "a new commit was not applied");
         }
     }
+    stay(settings, &source, &mut memory, info)
+}
+
+/// Converges the last good commit (drift is corrected while a new commit
+/// is refused, or waits for its turn).
+fn stay(
+    settings: &Settings,
+    source: &Source,
+    memory: &mut Memory,
+    mut info: SourceInfo,
+) -> anyhow::Result<Cycle> {
     let Some(good) = memory.last_good.clone() else {
-        let why = match &info.rejected {
-            Some(r) => format!(
+        let why = match (&info.rejected, &info.rollout) {
+            (Some(r), _) => format!(
                 "commit {} was not applied ({}), and no earlier commit was ever good",
                 r.revision.commit, r.reason
             ),
-            None => format!("the source `{}` could not be fetched yet", settings.source),
+            (None, Some(r)) => format!(
+                "commit {} is not this host's to apply yet ({}), and no earlier commit was ever applied",
+                r.commit, r.reason
+            ),
+            (None, None) => format!("the source `{}` could not be fetched yet", settings.source),
         };
         memory.save(&settings.state_dir)?;
         return Ok(Cycle::NothingToApply(why));
@@ -133,7 +167,7 @@ pub fn cycle(settings: &Settings) -> anyhow::Result<Cycle> {
     let checkout = source.checkout(&good).map_err(anyhow::Error::msg)?;
     info.revision = source.revision(&good);
     match converge::converge(&options(settings, &checkout, &info))? {
-        Outcome::Ran(report) => finish(settings, &source, &mut memory, &good, report),
+        Outcome::Ran(report) => finish(settings, source, memory, &good, report),
         Outcome::Invalid(repo, problems) => {
             memory.save(&settings.state_dir)?;
             Ok(Cycle::Invalid(repo, problems))

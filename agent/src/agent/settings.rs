@@ -26,6 +26,7 @@ pub const KEYS: &[&str] = &[
     "host",
     "require_signed",
     "allow_rewind",
+    "rollout_offline",
 ];
 
 /// What the file sets; `None` where it says nothing.
@@ -42,6 +43,7 @@ pub struct FileSettings {
     pub host: Option<String>,
     pub require_signed: Option<bool>,
     pub allow_rewind: Option<bool>,
+    pub rollout_offline: Option<super::gate::Offline>,
 }
 
 /// Reads the settings file; `Ok(None)` when it does not exist.
@@ -105,6 +107,18 @@ fn read_key(checker: &mut Checker, out: &mut FileSettings, key: &Key, value: &No
         "splay" => out.splay = duration(checker, key, value),
         "require_signed" => out.require_signed = boolean(checker, key, value),
         "allow_rewind" => out.allow_rewind = boolean(checker, key, value),
+        "rollout_offline" => {
+            if let Some(text) = string(checker) {
+                match text.parse() {
+                    Ok(v) => out.rollout_offline = Some(v),
+                    Err(e) => checker.push(
+                        Diagnostic::new(checker.at(value.pos), e)
+                            .key("rollout_offline")
+                            .hint("write hold (keep the current commit) or proceed"),
+                    ),
+                }
+            }
+        }
         _ => {}
     }
 }

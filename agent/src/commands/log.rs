@@ -4,11 +4,31 @@ use std::fmt::Write as _;
 
 use crate::log::{self, Database, ServeOptions};
 
+/// Whose token `token create` makes.
+pub enum TokenFor {
+    Host(String),
+    /// An operator: may resume and abort rollouts, never report.
+    Operator(String),
+}
+
 pub enum Log {
     Serve(ServeOptions),
     TokenCreate {
-        host: String,
+        name: TokenFor,
         db: Database,
+    },
+    RolloutStatus {
+        env: String,
+        commit: Option<String>,
+        server: String,
+        json: bool,
+    },
+    RolloutAct {
+        action: &'static str,
+        env: String,
+        commit: Option<String>,
+        server: String,
+        token_file: std::path::PathBuf,
     },
     TokenList {
         db: Database,
@@ -30,10 +50,24 @@ pub fn run(command: Log) -> anyhow::Result<u8> {
             log::serve(&options)?;
             Ok(0)
         }
-        Log::TokenCreate { host, db } => {
-            if host.trim().is_empty() || host.contains(char::is_whitespace) {
-                anyhow::bail!("`{host}` is not a host name");
-            }
+        Log::TokenCreate { name, db } => {
+            let host = match name {
+                TokenFor::Host(host) => {
+                    if host.trim().is_empty()
+                        || host.contains(char::is_whitespace)
+                        || host.contains(':')
+                    {
+                        anyhow::bail!("`{host}` is not a host name");
+                    }
+                    host
+                }
+                TokenFor::Operator(name) => {
+                    if name.trim().is_empty() || name.contains(char::is_whitespace) {
+                        anyhow::bail!("`{name}` is not an operator's name (one word, e.g. ana)");
+                    }
+                    format!("{}{name}", log::OPERATOR_PREFIX)
+                }
+            };
             let store = log::open(&db)?;
             let token = log::new_token();
             store.put_token(&host, &log::token_hash(&token))?;
@@ -66,7 +100,123 @@ pub fn run(command: Log) -> anyhow::Result<u8> {
             filters,
             json,
         } => show(&server, &filters, json),
+        Log::RolloutStatus {
+            env,
+            commit,
+            server,
+            json,
+        } => rollout_status(&server, &env, commit.as_deref(), json),
+        Log::RolloutAct {
+            action,
+            env,
+            commit,
+            server,
+            token_file,
+        } => rollout_act(action, &server, &env, commit.as_deref(), &token_file),
     }
+}
+
+fn client() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(20)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn rollout_status(server: &str, env: &str, commit: Option<&str>, json: bool) -> anyhow::Result<u8> {
+    let url = format!("{}/v1/rollouts", server.trim_end_matches('/'));
+    let mut request = client().get(&url).query("env", env);
+    if let Some(c) = commit {
+        request = request.query("commit", c);
+    }
+    let mut response = request.call().map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string()?;
+    if status != 200 {
+        anyhow::bail!("{url} answered {status}: {body}");
+    }
+    if json {
+        println!("{body}");
+        return Ok(0);
+    }
+    let list: serde_json::Value = serde_json::from_str(&body)?;
+    let rollouts = list["rollouts"].as_array().cloned().unwrap_or_default();
+    if rollouts.is_empty() {
+        println!("no rollouts in {env}");
+    }
+    print!("{}", rollouts.iter().map(rollout_text).collect::<String>());
+    Ok(0)
+}
+
+/// A rollout for people: commit, state, wave and hosts, who made the
+/// commit, and what halted it.
+fn rollout_text(r: &serde_json::Value) -> String {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    let commit = s(&r["commit"]);
+    let mut out = format!(
+        "{} {}  {}  wave {} of {}  admitted {} of {}, reported {}, failed {}\n    {} by {}\n",
+        s(&r["environment"]),
+        commit.get(..12).unwrap_or(&commit),
+        s(&r["state"]).to_uppercase(),
+        r["wave"],
+        r["waves"],
+        r["admitted"],
+        r["hosts"],
+        r["reported"],
+        r["failed"],
+        s(&r["subject"]),
+        s(&r["author"]),
+    );
+    let h = &r["halted_by"];
+    if h.is_object() {
+        let _ = writeln!(
+            out,
+            "    halted: {} on {}: {}: {} (report {})",
+            s(&h["condition"]),
+            s(&h["host"]),
+            s(&h["resource"]),
+            s(&h["error"]),
+            s(&h["report"])
+        );
+    }
+    if let Some(by) = r["superseded_by"].as_str() {
+        let _ = writeln!(out, "    superseded by {}", by.get(..12).unwrap_or(by));
+    }
+    if let Some(note) = r["note"].as_str() {
+        let _ = writeln!(out, "    {note}");
+    }
+    out
+}
+
+fn rollout_act(
+    action: &str,
+    server: &str,
+    env: &str,
+    commit: Option<&str>,
+    token_file: &std::path::Path,
+) -> anyhow::Result<u8> {
+    let token = fs_err::read_to_string(token_file)?.trim().to_owned();
+    let url = format!("{}/v1/rollouts/{action}", server.trim_end_matches('/'));
+    let body = serde_json::json!({ "environment": env, "commit": commit }).to_string();
+    let mut response = client()
+        .post(&url)
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(body.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string()?;
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    if status != 200 {
+        eprintln!(
+            "error: {}",
+            answer["error"].as_str().map_or(text.clone(), str::to_owned)
+        );
+        return Ok(super::EXIT_ERROR);
+    }
+    print!("{}", rollout_text(&answer["rollout"]));
+    Ok(0)
 }
 
 fn show(server: &str, filters: &[(&str, String)], json: bool) -> anyhow::Result<u8> {

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod catalog;
 pub mod check;
 pub mod log;
+pub mod rollout;
 
 use std::path::Path;
 

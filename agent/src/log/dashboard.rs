@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use super::rollouts::RolloutRow;
 use super::store::{CommitRow, HostRow, ReportRow};
 
 /// HTML-escapes text for element content and quoted attribute values.
@@ -58,7 +59,47 @@ fn status_cell(status: &str) -> String {
     format!("<td class=\"{0}\">{0}</td>", esc(status))
 }
 
-pub fn home(commits: &[CommitRow], hosts: &[HostRow]) -> String {
+/// The rollouts table: where each commit is in its waves, and for a
+/// halted one which host, which resource, and who committed it.
+fn rollouts_table(b: &mut String, rollouts: &[RolloutRow]) {
+    b.push_str("<table id=\"rollouts\"><tr><th>environment</th><th>commit</th><th>author</th><th>subject</th><th>state</th><th>wave</th><th>admitted</th><th>reported</th><th>why</th></tr>");
+    for r in rollouts {
+        let why = match (&r.halted_by, &r.superseded_by, &r.note) {
+            (Some(h), _, _) if r.state == "halted" => format!(
+                "{} on <a href=\"/reports/{}\">{}</a>: <code>{}</code>: {}",
+                esc(&h.condition),
+                seg(&h.report),
+                esc(&h.host),
+                esc(&h.resource),
+                esc(&h.error)
+            ),
+            (_, Some(by), _) if r.state == "superseded" => {
+                format!("superseded by <code>{}</code>", esc(short(by)))
+            }
+            (_, _, Some(note)) => esc(note),
+            _ => String::new(),
+        };
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td><a href=\"/commits/{}\"><code>{}</code></a></td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{} of {}</td><td>{} of {}</td><td>{}</td><td>{why}</td></tr>",
+            esc(&r.environment),
+            seg(&r.commit),
+            esc(short(&r.commit)),
+            esc(&r.author),
+            esc(&r.subject),
+            if r.state == "halted" { "failed" } else { "" },
+            esc(&r.state),
+            r.wave,
+            r.waves,
+            r.admitted,
+            r.hosts,
+            r.reported
+        );
+    }
+    b.push_str("</table>");
+}
+
+pub fn home(commits: &[CommitRow], hosts: &[HostRow], rollouts: &[RolloutRow]) -> String {
     let mut b = String::new();
     let count = |s: &str| hosts.iter().filter(|h| h.status == s).count();
     let silent = hosts.iter().filter(|h| h.silent).count();
@@ -72,6 +113,10 @@ pub fn home(commits: &[CommitRow], hosts: &[HostRow]) -> String {
         count("failed"),
         silent
     );
+    if !rollouts.is_empty() {
+        b.push_str("<h2>Rollouts</h2>");
+        rollouts_table(&mut b, rollouts);
+    }
     b.push_str("<h2>Deploy log</h2><table id=\"deploys\"><tr><th>last applied</th><th>commit</th><th>author</th><th>subject</th><th>hosts</th><th>changed</th><th>failed</th><th>pending</th></tr>");
     for c in commits {
         let _ = write!(
@@ -140,7 +185,7 @@ pub fn home(commits: &[CommitRow], hosts: &[HostRow]) -> String {
     page("Hosts and deploys", &b)
 }
 
-pub fn commit(commit: &str, reports: &[ReportRow]) -> String {
+pub fn commit(commit: &str, reports: &[ReportRow], rollouts: &[RolloutRow]) -> String {
     let mut b = String::new();
     if let Some(first) = reports.first() {
         let _ = write!(
@@ -150,6 +195,10 @@ pub fn commit(commit: &str, reports: &[ReportRow]) -> String {
             esc(first.author.as_deref().unwrap_or("")),
             esc(first.subject.as_deref().unwrap_or(""))
         );
+    }
+    if !rollouts.is_empty() {
+        b.push_str("<h2>Rollout</h2>");
+        rollouts_table(&mut b, rollouts);
     }
     b.push_str("<table id=\"reports\"><tr><th>started</th><th>host</th><th>status</th><th>changed</th><th>drift</th><th>failed</th></tr>");
     for r in reports {

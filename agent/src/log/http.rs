@@ -19,9 +19,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::dashboard;
 use super::metrics::Metrics;
+use super::rollouts::Action;
 use super::store::{Incoming, ReportQuery, Store, StoreError, Stored, word};
-use super::{ServeOptions, now_unix, token_hash};
+use super::{OPERATOR_PREFIX, ServeOptions, now_unix, token_hash};
 use crate::report::Report;
+use crate::rollout::AdmitRequest;
 
 /// At most this many reports in one commit.
 const MAX_BATCH: usize = 512;
@@ -39,9 +41,14 @@ struct App {
 pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Result<()> {
     let (writes, queue) = mpsc::channel(4096);
     let writer_store = Arc::clone(&store);
+    let notifier = options
+        .notify
+        .clone()
+        .map(|url| super::notify::Notifier::start(url, options.notify_window));
+    let writer_notifier = notifier.clone();
     let writer = std::thread::Builder::new()
         .name("log-writer".into())
-        .spawn(move || write_batches(&*writer_store, queue))?;
+        .spawn(move || write_batches(&*writer_store, queue, writer_notifier.as_ref()))?;
     if let Some(retain) = options.retain {
         tokio::spawn(prune_forever(Arc::clone(&store), retain));
     }
@@ -49,10 +56,7 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
         store,
         writes,
         metrics: Arc::new(Metrics::default()),
-        notifier: options
-            .notify
-            .clone()
-            .map(|url| super::notify::Notifier::start(url, options.notify_window)),
+        notifier,
     };
     let router = Router::new()
         .route("/", get(dashboard_home))
@@ -63,6 +67,10 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
         .route("/v1/reports/{id}", get(one_report))
         .route("/v1/hosts", get(hosts))
         .route("/v1/commits", get(commits))
+        .route("/v1/rollouts", get(list_rollouts))
+        .route("/v1/rollouts/admit", post(admit))
+        .route("/v1/rollouts/resume", post(resume))
+        .route("/v1/rollouts/abort", post(abort))
         .layer(DefaultBodyLimit::max(options.body_limit))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
@@ -88,7 +96,11 @@ async fn shutdown() {
 
 /// The writer thread: takes what is queued, stores it in one transaction,
 /// answers each sender.
-fn write_batches(store: &dyn Store, mut queue: mpsc::Receiver<(Incoming, Reply)>) {
+fn write_batches(
+    store: &dyn Store,
+    mut queue: mpsc::Receiver<(Incoming, Reply)>,
+    notifier: Option<&super::notify::Notifier>,
+) {
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -99,9 +111,16 @@ fn write_batches(store: &dyn Store, mut queue: mpsc::Receiver<(Incoming, Reply)>
         }
         let (items, replies): (Vec<Incoming>, Vec<Reply>) = batch.into_iter().unzip();
         match store.insert(&items) {
-            Ok(stored) => {
-                for (reply, s) in replies.into_iter().zip(stored) {
+            Ok(inserted) => {
+                for (reply, s) in replies.into_iter().zip(inserted.stored) {
                     let _ = reply.send(Ok(s));
+                }
+                for halt in &inserted.halts {
+                    let text = super::notify::halt_message(halt);
+                    tracing::warn!(message = %text, "rollout halted");
+                    if let Some(notifier) = notifier {
+                        notifier.alert(text);
+                    }
                 }
             }
             Err(e) => {
@@ -158,6 +177,18 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> Result<String, Response
     }
 }
 
+/// The host a request's token belongs to; operators' tokens are refused.
+async fn authenticate_host(app: &App, headers: &HeaderMap) -> Result<String, Response> {
+    let who = authenticate(app, headers).await?;
+    if who.starts_with(OPERATOR_PREFIX) {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "this is an operator's token; hosts report and ask with their own",
+        ));
+    }
+    Ok(who)
+}
+
 /// What SPEC §5 asks of a report beyond its shape.
 fn check(report: &Report) -> Result<(), String> {
     if report.id.trim().is_empty() || report.id.len() > 128 {
@@ -199,7 +230,7 @@ async fn post_report(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
         app.metrics.refused();
         response
     };
-    let host = match authenticate(&app, &headers).await {
+    let host = match authenticate_host(&app, &headers).await {
         Ok(host) => host,
         Err(response) => return refuse(response),
     };
@@ -423,10 +454,14 @@ async fn metrics(State(app): State<App>) -> Response {
 
 async fn dashboard_home(State(app): State<App>) -> Response {
     let now = now_unix();
-    match blocking(&app, move |s| Ok((s.commits(50)?, s.hosts(now)?))).await {
-        Ok((mut commits, hosts)) => {
+    match blocking(&app, move |s| {
+        Ok((s.commits(50)?, s.hosts(now)?, s.rollouts(None, None, 20)?))
+    })
+    .await
+    {
+        Ok((mut commits, hosts, rollouts)) => {
             super::store::fill_pending(&mut commits, &hosts);
-            html(dashboard::home(&commits, &hosts))
+            html(dashboard::home(&commits, &hosts, &rollouts))
         }
         Err(r) => r,
     }
@@ -438,11 +473,17 @@ async fn dashboard_commit(State(app): State<App>, Path(commit): Path<String>) ->
         limit: 1000,
         ..ReportQuery::default()
     };
-    match blocking(&app, move |s| s.reports(&query)).await {
-        Ok(page) if page.reports.is_empty() => {
+    let exact = commit.clone();
+    match blocking(&app, move |s| {
+        let rollouts = s.rollouts(None, Some(&exact), 20)?;
+        Ok((s.reports(&query)?, rollouts))
+    })
+    .await
+    {
+        Ok((page, rollouts)) if page.reports.is_empty() && rollouts.is_empty() => {
             error(StatusCode::NOT_FOUND, "no report of that commit")
         }
-        Ok(page) => html(dashboard::commit(&commit, &page.reports)),
+        Ok((page, rollouts)) => html(dashboard::commit(&commit, &page.reports, &rollouts)),
         Err(r) => r,
     }
 }
@@ -456,4 +497,114 @@ async fn dashboard_report(State(app): State<App>, Path(id): Path<String>) -> Res
         Ok(None) => error(StatusCode::NOT_FOUND, "no report with that id"),
         Err(r) => r,
     }
+}
+
+async fn admit(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let host = match authenticate_host(&app, &headers).await {
+        Ok(host) => host,
+        Err(response) => return response,
+    };
+    let request: AdmitRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("not an admission request: {e}"),
+            );
+        }
+    };
+    if request.host != host {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this token is `{host}`'s; it cannot ask for `{}`",
+                request.host
+            ),
+        );
+    }
+    if request.environment.trim().is_empty() || request.commit.trim().is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`environment` and `commit` must not be empty",
+        );
+    }
+    if request.policy.waves.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "the policy has no waves");
+    }
+    let now = now_unix();
+    match blocking(&app, move |s| s.admit(&request, now)).await {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn list_rollouts(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let env = q.get("env").cloned();
+    let commit = q.get("commit").cloned();
+    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50);
+    match blocking(&app, move |s| {
+        s.rollouts(env.as_deref(), commit.as_deref(), limit)
+    })
+    .await
+    {
+        Ok(rows) => axum::Json(json!({ "rollouts": rows })).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The body of `resume` and `abort`.
+#[derive(serde::Deserialize)]
+struct Act {
+    environment: String,
+    #[serde(default)]
+    commit: Option<String>,
+}
+
+async fn act(app: App, headers: HeaderMap, body: Bytes, action: Action) -> Response {
+    let who = match authenticate(&app, &headers).await {
+        Ok(who) => who,
+        Err(response) => return response,
+    };
+    let Some(operator) = who.strip_prefix(OPERATOR_PREFIX).map(str::to_owned) else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "only an operator may resume or abort a rollout: use a token made by `tend log token create --operator NAME`",
+        );
+    };
+    let request: Act = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"environment\": …, \"commit\": …}}: {e}"),
+            );
+        }
+    };
+    let now = now_unix();
+    match blocking(&app, move |s| {
+        s.act(
+            &request.environment,
+            request.commit.as_deref().filter(|c| !c.is_empty()),
+            action,
+            &operator,
+            now,
+        )
+    })
+    .await
+    {
+        Ok(Ok(row)) => axum::Json(json!({ "rollout": row })).into_response(),
+        Ok(Err(why)) => error(StatusCode::CONFLICT, why),
+        Err(r) => r,
+    }
+}
+
+async fn resume(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    act(app, headers, body, Action::Resume).await
+}
+
+async fn abort(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    act(app, headers, body, Action::Abort).await
 }

@@ -11,6 +11,7 @@ mod http;
 mod metrics;
 pub mod notify;
 pub mod postgres;
+pub mod rollouts;
 pub mod sqlite;
 pub mod store;
 
@@ -23,6 +24,9 @@ use sha2::{Digest as _, Sha256};
 use store::Store;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8140";
+/// Operators' tokens are stored under `operator:NAME` (a host name never
+/// holds a colon): they may resume and abort rollouts, and never report.
+pub const OPERATOR_PREFIX: &str = "operator:";
 /// Bodies larger than this are refused (413).
 pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 

@@ -25,14 +25,27 @@ pub struct Event {
 #[derive(Clone)]
 pub struct Notifier {
     events: mpsc::Sender<Event>,
+    url: String,
+    runtime: tokio::runtime::Handle,
 }
 
 impl Notifier {
     /// Starts the notifier task on the current runtime.
     pub fn start(url: String, window: Duration) -> Notifier {
         let (events, queue) = mpsc::channel(10_000);
-        tokio::spawn(run(url, window, queue));
-        Notifier { events }
+        tokio::spawn(run(url.clone(), window, queue));
+        Notifier {
+            events,
+            url,
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// Sends a message of its own at once (a halted rollout), from any
+    /// thread.
+    pub fn alert(&self, text: String) {
+        self.runtime
+            .spawn(send_with_retries(self.url.clone(), text));
     }
 
     /// Never waits: a full queue drops the event.
@@ -101,6 +114,33 @@ pub fn message(events: &[Event]) -> String {
     if !failed.is_empty() {
         let _ = write!(text, ": failed on {}", failed.join(", "));
     }
+    text
+}
+
+/// `rollout of 9f3c0a1b2c (web: 8 workers) by Ana Diaz in production
+/// HALTED at wave 0: failed on web-1: package:nginx: …`.
+pub fn halt_message(r: &super::rollouts::RolloutRow) -> String {
+    let mut text = format!(
+        "rollout of {} ({}) by {} in {} HALTED at wave {} of {}",
+        r.commit.get(..10).unwrap_or(&r.commit),
+        r.subject,
+        r.author,
+        r.environment,
+        r.wave,
+        r.waves
+    );
+    if let Some(h) = &r.halted_by {
+        let _ = write!(
+            text,
+            ": {} on {}: {}: {}",
+            h.condition, h.host, h.resource, h.error
+        );
+    }
+    let _ = write!(
+        text,
+        ". No more hosts get it; `tend log rollout resume {0}` or push a fix.",
+        r.environment
+    );
     text
 }
 

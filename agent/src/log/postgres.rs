@@ -12,10 +12,67 @@ use std::sync::Mutex;
 
 use postgres::{Client, NoTls};
 
+use super::rollouts::{self, Cell, RolloutRow, Sql};
 use super::store::{
-    CommitRow, HostRow, Incoming, Page, Param, ReportQuery, ReportRow, Store, StoreError, Stored,
-    unix, word,
+    CommitRow, HostRow, Incoming, Inserted, Page, Param, ReportQuery, ReportRow, Store, StoreError,
+    Stored, unix, word,
 };
+use crate::rollout::{Admission, AdmitRequest};
+
+/// The rollout gate's SQL on a PostgreSQL connection or transaction.
+struct Pg<'a, C: postgres::GenericClient>(&'a mut C);
+
+fn pg_params(args: &[Param]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+    args.iter()
+        .map(|a| match a {
+            Param::Text(t) => t as &(dyn postgres::types::ToSql + Sync),
+            Param::Int(n) => n as &(dyn postgres::types::ToSql + Sync),
+        })
+        .collect()
+}
+
+impl<C: postgres::GenericClient> Sql for Pg<'_, C> {
+    fn exec(&mut self, sql: &str, args: &[Param]) -> Result<u64, StoreError> {
+        self.0.execute(sql, &pg_params(args)).map_err(db)
+    }
+
+    fn rows(&mut self, sql: &str, args: &[Param]) -> Result<Vec<Vec<Cell>>, StoreError> {
+        use postgres::types::Type;
+        let rows = self.0.query(sql, &pg_params(args)).map_err(db)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut cells = Vec::with_capacity(row.len());
+            for (i, column) in row.columns().iter().enumerate() {
+                let ty = column.type_();
+                let cell = if *ty == Type::INT8 {
+                    row.try_get::<_, Option<i64>>(i)
+                        .map(|v| v.map_or(Cell::Null, Cell::Int))
+                } else if *ty == Type::INT4 {
+                    row.try_get::<_, Option<i32>>(i)
+                        .map(|v| v.map_or(Cell::Null, |n| Cell::Int(i64::from(n))))
+                } else {
+                    row.try_get::<_, Option<String>>(i)
+                        .map(|v| v.map_or(Cell::Null, Cell::Text))
+                };
+                cells.push(cell.map_err(db)?);
+            }
+            out.push(cells);
+        }
+        Ok(out)
+    }
+
+    /// A transaction-scoped advisory lock on the environment's name: log
+    /// servers sharing the database decide one at a time.
+    fn lock_environment(&mut self, environment: &str) -> Result<(), StoreError> {
+        self.0
+            .execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('tend-rollout:' || $1, 0))",
+                &[&environment],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+}
 
 const MIGRATIONS: &[&str] = &[
     // 1: reports and tokens.
@@ -82,6 +139,43 @@ const MIGRATIONS: &[&str] = &[
         FROM (SELECT commit_id, COUNT(*) AS n, COUNT(*) FILTER (WHERE changed) AS ch, COUNT(*) FILTER (WHERE failed) AS f
               FROM commit_hosts GROUP BY commit_id) s
         WHERE c.commit_id = s.commit_id;",
+    // 4: staged rollouts (SPEC §8); integer flags, as SQLite has them, so
+    // the gate's SQL is one for both.
+    "CREATE TABLE rollouts (
+        id BIGSERIAL PRIMARY KEY,
+        environment TEXT NOT NULL,
+        commit_id TEXT NOT NULL,
+        author TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        committed_at TEXT NOT NULL,
+        committed_unix BIGINT NOT NULL,
+        policy TEXT NOT NULL,
+        state TEXT NOT NULL,
+        wave BIGINT NOT NULL,
+        wave_opened_unix BIGINT NOT NULL,
+        created_unix BIGINT NOT NULL,
+        updated_unix BIGINT NOT NULL,
+        halted_by TEXT,
+        superseded_by TEXT,
+        note TEXT,
+        UNIQUE (environment, commit_id)
+    );
+    CREATE INDEX rollouts_by_environment ON rollouts (environment, committed_unix);
+    CREATE TABLE rollout_hosts (
+        rollout_id BIGINT NOT NULL REFERENCES rollouts (id),
+        host TEXT NOT NULL,
+        bucket BIGINT NOT NULL,
+        canary BIGINT NOT NULL,
+        wave BIGINT NOT NULL,
+        seen_unix BIGINT NOT NULL,
+        interval_s BIGINT NOT NULL,
+        admitted_unix BIGINT,
+        reported_unix BIGINT,
+        failed BIGINT NOT NULL DEFAULT 0,
+        drifted BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (rollout_id, host)
+    );
+    CREATE INDEX rollout_hosts_by_wave ON rollout_hosts (rollout_id, wave);",
 ];
 
 /// An arbitrary constant: the advisory lock migrations run under.
@@ -293,7 +387,39 @@ fn summarise(
 }
 
 impl Store for PostgresStore {
-    fn insert(&self, batch: &[Incoming]) -> Result<Vec<Stored>, StoreError> {
+    fn admit(&self, request: &AdmitRequest, now: i64) -> Result<Admission, StoreError> {
+        let mut client = self.writer();
+        let mut tx = client.transaction().map_err(db)?;
+        let answer = rollouts::admit(&mut Pg(&mut tx), request, now)?;
+        tx.commit().map_err(db)?;
+        Ok(answer)
+    }
+
+    fn rollouts(
+        &self,
+        environment: Option<&str>,
+        commit: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RolloutRow>, StoreError> {
+        rollouts::list(&mut Pg(&mut *self.reader()), environment, commit, limit)
+    }
+
+    fn act(
+        &self,
+        environment: &str,
+        commit: Option<&str>,
+        action: rollouts::Action,
+        who: &str,
+        now: i64,
+    ) -> Result<Result<RolloutRow, String>, StoreError> {
+        let mut client = self.writer();
+        let mut tx = client.transaction().map_err(db)?;
+        let done = rollouts::act(&mut Pg(&mut tx), environment, commit, action, who, now)?;
+        tx.commit().map_err(db)?;
+        Ok(done)
+    }
+
+    fn insert(&self, batch: &[Incoming]) -> Result<Inserted, StoreError> {
         let mut client = self.writer();
         let mut tx = client.transaction().map_err(db)?;
         // Multi-row statements: one round trip for many reports (at most
@@ -362,8 +488,23 @@ impl Store for PostgresStore {
             }
         }
         summarise(&mut tx, &new_ones)?;
+        // Environments' rollout locks in one order, so two servers' batches
+        // never wait on each other in a circle.
+        let mut observed: Vec<&Incoming> = batch
+            .iter()
+            .filter(|i| new_ones.iter().any(|(r, _)| std::ptr::eq(*r, &i.report)))
+            .collect();
+        observed.sort_by(|a, b| a.report.environment.cmp(&b.report.environment));
+        let mut halts = Vec::new();
+        for item in observed {
+            halts.extend(rollouts::observe(
+                &mut Pg(&mut tx),
+                &item.report,
+                item.received_unix,
+            )?);
+        }
         tx.commit().map_err(db)?;
-        Ok(out)
+        Ok(Inserted { stored: out, halts })
     }
 
     fn token_host(&self, hash: &str) -> Result<Option<String>, StoreError> {

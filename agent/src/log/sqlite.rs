@@ -8,10 +8,12 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
+use super::rollouts::{self, Cell, RolloutRow, Sql};
 use super::store::{
-    CommitRow, HostRow, Incoming, Page, Param, ReportQuery, ReportRow, Store, StoreError, Stored,
-    unix, word,
+    CommitRow, HostRow, Incoming, Inserted, Page, Param, ReportQuery, ReportRow, Store, StoreError,
+    Stored, unix, word,
 };
+use crate::rollout::{Admission, AdmitRequest};
 
 /// Each entry brings the schema from the version before it to its own.
 const MIGRATIONS: &[&str] = &[
@@ -71,6 +73,42 @@ const MIGRATIONS: &[&str] = &[
         FROM reports WHERE commit_id IS NOT NULL AND mode = 'apply' GROUP BY commit_id;
     INSERT INTO commit_hosts SELECT commit_id, host, MAX(changed > 0 OR drift > 0), MAX(failed > 0)
         FROM reports WHERE commit_id IS NOT NULL AND mode = 'apply' GROUP BY commit_id, host;",
+    // 3: staged rollouts (SPEC §8).
+    "CREATE TABLE rollouts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        environment TEXT NOT NULL,
+        commit_id TEXT NOT NULL,
+        author TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        committed_at TEXT NOT NULL,
+        committed_unix INTEGER NOT NULL,
+        policy TEXT NOT NULL,
+        state TEXT NOT NULL,
+        wave INTEGER NOT NULL,
+        wave_opened_unix INTEGER NOT NULL,
+        created_unix INTEGER NOT NULL,
+        updated_unix INTEGER NOT NULL,
+        halted_by TEXT,
+        superseded_by TEXT,
+        note TEXT,
+        UNIQUE (environment, commit_id)
+    );
+    CREATE INDEX rollouts_by_environment ON rollouts (environment, committed_unix);
+    CREATE TABLE rollout_hosts (
+        rollout_id INTEGER NOT NULL REFERENCES rollouts (id),
+        host TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        canary INTEGER NOT NULL,
+        wave INTEGER NOT NULL,
+        seen_unix INTEGER NOT NULL,
+        interval_s INTEGER NOT NULL,
+        admitted_unix INTEGER,
+        reported_unix INTEGER,
+        failed INTEGER NOT NULL DEFAULT 0,
+        drifted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (rollout_id, host)
+    );
+    CREATE INDEX rollout_hosts_by_wave ON rollout_hosts (rollout_id, wave);",
 ];
 
 pub struct SqliteStore {
@@ -197,11 +235,98 @@ fn summarise(
     Ok(())
 }
 
+/// The rollout gate's SQL on a SQLite connection (`$1` is written `?1`).
+struct Lite<'a>(&'a Connection);
+
+fn sqlite_params(args: &[Param]) -> Vec<&dyn rusqlite::ToSql> {
+    args.iter()
+        .map(|a| match a {
+            Param::Text(t) => t as &dyn rusqlite::ToSql,
+            Param::Int(n) => n as &dyn rusqlite::ToSql,
+        })
+        .collect()
+}
+
+impl Sql for Lite<'_> {
+    fn exec(&mut self, sql: &str, args: &[Param]) -> Result<u64, StoreError> {
+        let n = self
+            .0
+            .prepare_cached(&sql.replace('$', "?"))
+            .and_then(|mut s| s.execute(sqlite_params(args).as_slice()))
+            .map_err(db)?;
+        Ok(n as u64)
+    }
+
+    fn rows(&mut self, sql: &str, args: &[Param]) -> Result<Vec<Vec<Cell>>, StoreError> {
+        let mut stmt = self.0.prepare_cached(&sql.replace('$', "?")).map_err(db)?;
+        let columns = stmt.column_count();
+        let rows = stmt
+            .query_map(sqlite_params(args).as_slice(), |r| {
+                (0..columns)
+                    .map(|i| {
+                        Ok(match r.get_ref(i)? {
+                            rusqlite::types::ValueRef::Integer(n) => Cell::Int(n),
+                            rusqlite::types::ValueRef::Text(t) => {
+                                Cell::Text(String::from_utf8_lossy(t).into_owned())
+                            }
+                            rusqlite::types::ValueRef::Real(f) => Cell::Int(f as i64),
+                            _ => Cell::Null,
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<Cell>>>()
+            })
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
+    }
+
+    /// One writer at a time already: nothing to take.
+    fn lock_environment(&mut self, _environment: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
 impl Store for SqliteStore {
-    fn insert(&self, batch: &[Incoming]) -> Result<Vec<Stored>, StoreError> {
+    fn admit(&self, request: &AdmitRequest, now: i64) -> Result<Admission, StoreError> {
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let answer = rollouts::admit(&mut Lite(&tx), request, now)?;
+        tx.commit().map_err(db)?;
+        Ok(answer)
+    }
+
+    fn rollouts(
+        &self,
+        environment: Option<&str>,
+        commit: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RolloutRow>, StoreError> {
+        rollouts::list(&mut Lite(&self.reader()), environment, commit, limit)
+    }
+
+    fn act(
+        &self,
+        environment: &str,
+        commit: Option<&str>,
+        action: rollouts::Action,
+        who: &str,
+        now: i64,
+    ) -> Result<Result<RolloutRow, String>, StoreError> {
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let done = rollouts::act(&mut Lite(&tx), environment, commit, action, who, now)?;
+        tx.commit().map_err(db)?;
+        Ok(done)
+    }
+
+    fn insert(&self, batch: &[Incoming]) -> Result<Inserted, StoreError> {
         let mut conn = self.writer();
         let tx = conn.transaction().map_err(db)?;
         let mut out = Vec::with_capacity(batch.len());
+        let mut halts = Vec::new();
         {
             let mut insert = tx
                 .prepare_cached(
@@ -237,6 +362,7 @@ impl Store for SqliteStore {
                     .map_err(db)?;
                 if n == 1 && r.mode == crate::report::RunMode::Apply {
                     summarise(&tx, r, tx.last_insert_rowid())?;
+                    halts.extend(rollouts::observe(&mut Lite(&tx), r, item.received_unix)?);
                 }
                 out.push(if n == 1 {
                     Stored::New
@@ -246,7 +372,7 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().map_err(db)?;
-        Ok(out)
+        Ok(Inserted { stored: out, halts })
     }
 
     fn token_host(&self, hash: &str) -> Result<Option<String>, StoreError> {

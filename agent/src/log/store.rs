@@ -4,7 +4,9 @@
 
 use serde::Serialize;
 
+use super::rollouts::{Action, RolloutRow};
 use crate::report::Report;
+use crate::rollout::{Admission, AdmitRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -29,6 +31,13 @@ pub enum Stored {
     New,
     /// That report id was already stored; nothing changed.
     Duplicate,
+}
+
+/// What a batch of reports did: each one stored or a duplicate, and the
+/// rollouts they halted.
+pub struct Inserted {
+    pub stored: Vec<Stored>,
+    pub halts: Vec<super::rollouts::Halt>,
 }
 
 /// Filters of `GET /v1/reports`.
@@ -184,7 +193,28 @@ pub fn fill_pending(commits: &mut [CommitRow], hosts: &[HostRow]) {
 /// them off its event loop); `insert` is given batches so a store can
 /// make many reports durable with one commit.
 pub trait Store: Send + Sync + 'static {
-    fn insert(&self, batch: &[Incoming]) -> Result<Vec<Stored>, StoreError>;
+    /// Stores reports, and takes them into account in the rollouts their
+    /// hosts are in, in one transaction.
+    fn insert(&self, batch: &[Incoming]) -> Result<Inserted, StoreError>;
+    /// The rollout gate: may this host apply this commit now?
+    fn admit(&self, request: &AdmitRequest, now_unix: i64) -> Result<Admission, StoreError>;
+    /// Rollouts, newest first; `commit` may be a prefix.
+    fn rollouts(
+        &self,
+        environment: Option<&str>,
+        commit: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RolloutRow>, StoreError>;
+    /// An operator resumes or aborts a rollout (the newest in motion, or
+    /// that of `commit`); the inner error says why there was nothing to do.
+    fn act(
+        &self,
+        environment: &str,
+        commit: Option<&str>,
+        action: Action,
+        who: &str,
+        now_unix: i64,
+    ) -> Result<Result<RolloutRow, String>, StoreError>;
     /// The host a token hash belongs to.
     fn token_host(&self, hash: &str) -> Result<Option<String>, StoreError>;
     /// Stores a host's token hash, replacing its old one.

@@ -4,8 +4,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::diagnostic::{Diagnostic, Location};
-use super::node::{Key, Node};
+use super::node::{Key, Node, Value};
 use super::schema::Checker;
+use crate::rollout::{HaltOn, Policy, Wave};
 
 #[derive(Debug)]
 pub struct Environment {
@@ -13,6 +14,9 @@ pub struct Environment {
     pub file: Arc<Path>,
     pub vars: Vec<(Key, Node)>,
     pub hosts: Vec<HostEntry>,
+    /// How a new commit reaches the hosts (`rollout:`), and where it is
+    /// declared; none: every host applies it at once.
+    pub rollout: Option<(Policy, Location)>,
 }
 
 /// One entry of `hosts:`: a glob on the host name, its roles and vars.
@@ -36,7 +40,9 @@ impl HostEntry {
     }
 }
 
-const ENV_KEYS: &[&str] = &["environment", "vars", "hosts"];
+const ENV_KEYS: &[&str] = &["environment", "vars", "hosts", "rollout"];
+const ROLLOUT_KEYS: &[&str] = &["canary", "waves", "soak", "halt_on"];
+const HALT_KEYS: &[&str] = &["failed", "drift_after_apply"];
 const HOST_KEYS: &[&str] = &["match", "roles", "vars"];
 
 pub fn read(name: &str, root: &Node, checker: &mut Checker) -> Environment {
@@ -45,6 +51,7 @@ pub fn read(name: &str, root: &Node, checker: &mut Checker) -> Environment {
         file: Arc::clone(checker.file),
         vars: Vec::new(),
         hosts: Vec::new(),
+        rollout: None,
     };
     let Some(entries) = checker.map(root, "an environment file", None) else {
         return env;
@@ -88,6 +95,9 @@ pub fn read(name: &str, root: &Node, checker: &mut Checker) -> Environment {
                         env.hosts.push(entry);
                     }
                 }
+            }
+            "rollout" => {
+                env.rollout = read_rollout(value, checker).map(|p| (p, checker.at(key.pos)));
             }
             _ => {}
         }
@@ -154,4 +164,146 @@ fn read_host(item: &Node, checker: &mut Checker) -> Option<HostEntry> {
         roles,
         vars,
     })
+}
+
+/// `rollout:`: canary globs, waves, soak and halt_on, each checked where
+/// it is written.
+fn read_rollout(node: &Node, checker: &mut Checker) -> Option<Policy> {
+    let entries = checker.map(node, "`rollout`", Some("rollout"))?;
+    checker.unknown_keys(entries, ROLLOUT_KEYS, "`rollout`");
+    let errors = checker.errors.len();
+    let mut policy = Policy {
+        canary: Vec::new(),
+        waves: vec![Wave::Percent(100.0)],
+        soak_s: 0,
+        halt_on: HaltOn::default(),
+    };
+    for (key, value) in entries {
+        match key.name.as_str() {
+            "canary" => {
+                for (glob, at) in checker.string_list(key, value).unwrap_or_default() {
+                    match glob::Pattern::new(&glob) {
+                        Ok(_) => policy.canary.push(glob),
+                        Err(e) => checker.push(
+                            Diagnostic::new(at, format!("`{glob}` is not a valid glob: {e}"))
+                                .key("canary")
+                                .hint(
+                                    "name canary hosts or globs, e.g. [\"web-1.prod.example.com\"]",
+                                ),
+                        ),
+                    }
+                }
+            }
+            "waves" => {
+                let Some(items) = value.as_seq().filter(|i| !i.is_empty()) else {
+                    checker.push(
+                        Diagnostic::new(
+                            checker.at(value.pos),
+                            format!(
+                                "`waves` must be a non-empty list, found {}",
+                                value.value.kind()
+                            ),
+                        )
+                        .key("waves")
+                        .hint("write e.g. waves: [\"10%\", \"50%\", \"100%\"]"),
+                    );
+                    continue;
+                };
+                policy.waves.clear();
+                for item in items {
+                    let text = match &item.value {
+                        Value::Str(s) => s.clone(),
+                        Value::Int(n) => n.to_string(),
+                        other => other.kind().to_owned(),
+                    };
+                    match text.parse::<Wave>() {
+                        Ok(wave) => policy.waves.push(wave),
+                        Err(e) => checker.push(
+                            Diagnostic::new(checker.at(item.pos), e)
+                                .key("waves")
+                                .hint("each wave is a share of the hosts (\"25%\") or a number of hosts (5)"),
+                        ),
+                    }
+                }
+                if let (Some(last), Some(item)) = (policy.waves.last(), items.last())
+                    && *last != Wave::Percent(100.0)
+                {
+                    checker.push(
+                        Diagnostic::new(
+                            checker.at(item.pos),
+                            format!(
+                                "the last wave is `{last}`, so some hosts would never get a commit"
+                            ),
+                        )
+                        .key("waves")
+                        .hint("end the list with \"100%\""),
+                    );
+                }
+            }
+            "soak" => {
+                let text = match &value.value {
+                    Value::Str(s) => Some(s.clone()),
+                    Value::Int(n) if *n >= 0 => Some(format!("{n}s")),
+                    _ => None,
+                };
+                match text.as_deref().map(humantime::parse_duration) {
+                    Some(Ok(d)) => policy.soak_s = d.as_secs(),
+                    _ => checker.push(
+                        Diagnostic::new(
+                            checker.at(value.pos),
+                            match &text {
+                                Some(t) => format!("`soak` cannot be `{t}`: it is not a duration"),
+                                None => format!(
+                                    "`soak` must be a duration, found {}",
+                                    value.value.kind()
+                                ),
+                            },
+                        )
+                        .key("soak")
+                        .hint("write e.g. soak: 10m (or 30s, 1h)"),
+                    ),
+                }
+            }
+            "halt_on" => {
+                let Some(halt) = checker.map(value, "`halt_on`", Some("halt_on")) else {
+                    continue;
+                };
+                checker.unknown_keys(halt, HALT_KEYS, "`halt_on`");
+                for (k, v) in halt {
+                    let n = match v.value {
+                        Value::Int(n) => u32::try_from(n).ok(),
+                        _ => None,
+                    };
+                    let Some(n) = n else {
+                        checker.push(
+                            Diagnostic::new(
+                                checker.at(v.pos),
+                                match v.value {
+                                    Value::Int(n) => format!(
+                                        "`{}` cannot be {n}: it is a number of hosts, 0 or more",
+                                        k.name
+                                    ),
+                                    _ => format!(
+                                        "`{}` must be a number of hosts, found {}",
+                                        k.name,
+                                        v.value.kind()
+                                    ),
+                                },
+                            )
+                            .key(k.name.clone())
+                            .hint("halt when this many admitted hosts meet it; 0 turns it off"),
+                        );
+                        continue;
+                    };
+                    match k.name.as_str() {
+                        "failed" => policy.halt_on.failed = n,
+                        "drift_after_apply" => policy.halt_on.drift_after_apply = n,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (checker.errors.len() == errors).then_some(policy)
 }

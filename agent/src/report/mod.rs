@@ -140,6 +140,34 @@ pub struct Rejected {
     pub errors: Vec<String>,
 }
 
+/// What the rollout gate said of a new commit (SPEC §8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutNote {
+    pub commit: String,
+    pub decision: Decision,
+    pub reason: String,
+    /// The host's wave, when the log said.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub wave: Option<u32>,
+    /// When the log asked to be asked again.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub retry_after_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// The log admitted the host: this run applies the commit.
+    Admitted,
+    /// Not this host's turn (or the rollout is halted): this run converges
+    /// the commit the host had.
+    Waiting,
+    /// No log to ask, `--rollout-offline hold`: the host keeps its commit.
+    Held,
+    /// No log to ask, `--rollout-offline proceed`: the commit is applied.
+    Proceeded,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub id: String,
@@ -157,6 +185,9 @@ pub struct Report {
     /// A newer commit that was fetched and not applied, and why.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub rejected: Option<Rejected>,
+    /// A commit under a rollout policy: whether this host was let in.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rollout: Option<RolloutNote>,
     /// The agent's interval (agent runs): the log calls a host silent after
     /// two of them without a report.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -247,6 +278,20 @@ impl Report {
             for e in &r.errors {
                 let _ = writeln!(out, "    {e}");
             }
+        }
+        if let Some(r) = &self.rollout {
+            let word = match r.decision {
+                Decision::Admitted => "admitted",
+                Decision::Waiting => "waiting",
+                Decision::Held => "held back",
+                Decision::Proceeded => "applied without the log",
+            };
+            let _ = writeln!(
+                out,
+                "! rollout of {}: {word}: {}",
+                r.commit.get(..12).unwrap_or(&r.commit),
+                r.reason
+            );
         }
         if !self.leftovers_removed.is_empty() {
             let n = self.leftovers_removed.len();

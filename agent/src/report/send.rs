@@ -10,6 +10,7 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Sender {
     agent: ureq::Agent,
+    base: String,
     url: String,
     token: String,
 }
@@ -39,15 +40,38 @@ impl Sender {
             .http_status_as_error(false)
             .build()
             .into();
+        let base = base.trim_end_matches('/').to_owned();
         Ok(Sender {
             agent,
-            url: format!("{}/v1/reports", base.trim_end_matches('/')),
+            url: format!("{base}/v1/reports"),
+            base,
             token,
         })
     }
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Posts JSON to another endpoint of the log (`/v1/rollouts/admit`):
+    /// the answer's status and body, or why there was none.
+    pub fn ask(&self, path: &str, body: &[u8]) -> Result<(u16, String), String> {
+        let url = format!("{}{path}", self.base);
+        let mut response = self
+            .agent
+            .post(&url)
+            .header("Authorization", format!("Bearer {}", self.token))
+            .header("Content-Type", "application/json")
+            .send(body)
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_string()
+            .map_err(|e| format!("{url}: {e}"))?;
+        Ok((status, text))
     }
 
     /// Posts one report (its JSON).

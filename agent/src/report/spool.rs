@@ -192,6 +192,7 @@ mod tests {
             source_stale: false,
             source_age_s: None,
             rejected: None,
+            rollout: None,
             interval_s: None,
             started_at: String::new(),
             duration_ms: 0,
