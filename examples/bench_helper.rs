@@ -342,6 +342,180 @@ fn log_query(url: &str, host: &str, n: usize) {
     }
 }
 
+fn fleet_host(i: usize) -> String {
+    format!("host-{i:05}.prod")
+}
+
+/// A simulated fleet of `n` hosts for the rollout gate: a token each (the
+/// hashes written in one transaction, the tokens to `tokens_file`) and a
+/// report of commit c0 from each, so the log knows them.
+fn rollout_seed(db: &str, n: usize, tokens_file: &Path) {
+    let database: tend::log::Database = db.parse().unwrap();
+    let store = tend::log::open(&database).unwrap();
+    let tokens: Vec<(String, String)> = (0..n)
+        .map(|i| (fleet_host(i), tend::log::new_token()))
+        .collect();
+    let hashes: Vec<(String, String)> = tokens
+        .iter()
+        .map(|(h, t)| (h.clone(), tend::log::token_hash(t)))
+        .collect();
+    match &database {
+        tend::log::Database::Sqlite(path) => {
+            let mut conn = rusqlite::Connection::open(path).unwrap();
+            let tx = conn.transaction().unwrap();
+            for (host, hash) in &hashes {
+                tx.execute(
+                    "INSERT OR REPLACE INTO tokens (host, hash, created_unix) VALUES (?1, ?2, 0)",
+                    [host, hash],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        tend::log::Database::Postgres(url) => {
+            let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+            let mut tx = client.transaction().unwrap();
+            for (host, hash) in &hashes {
+                tx.execute(
+                    "INSERT INTO tokens (host, hash, created_unix) VALUES ($1, $2, 0) ON CONFLICT (host) DO UPDATE SET hash = excluded.hash",
+                    &[host, hash],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+    }
+    for chunk in (0..n).collect::<Vec<_>>().chunks(2000) {
+        let batch: Vec<tend::log::store::Incoming> = chunk
+            .iter()
+            .map(|&i| {
+                let body = fleet_report(&fleet_host(i), "c0", &format!("seed-{i}"));
+                tend::log::store::Incoming {
+                    report: serde_json::from_str(&body).unwrap(),
+                    body,
+                    received_unix: tend::log::now_unix(),
+                }
+            })
+            .collect();
+        store.insert(&batch).unwrap();
+    }
+    let lines: Vec<String> = tokens.iter().map(|(h, t)| format!("{h} {t}")).collect();
+    fs_err::write(tokens_file, lines.join("\n") + "\n").unwrap();
+    println!("{n} hosts seeded");
+}
+
+/// A small unchanged run of `commit`.
+fn fleet_report(host: &str, commit: &str, id: &str) -> String {
+    serde_json::json!({
+        "id": id, "host": host, "environment": "production", "roles": ["web"], "mode": "apply",
+        "revision": {"commit": commit, "author": "Ana Diaz <ana@example.com>", "committed_at": "2026-11-24T10:00:00Z", "subject": "web: nginx"},
+        "source_stale": false, "started_at": "2026-11-24T10:00:00Z", "duration_ms": 9, "status": "unchanged",
+        "summary": {"total": 40, "changed": 0, "drift": 0, "failed": 0, "unchanged": 40},
+        "resources": [], "interval_s": 1800
+    })
+    .to_string()
+}
+
+/// The fleet rolls commit c1 out: every host not yet admitted asks (from
+/// `senders` threads); an admitted host reports on c1. Rounds until every
+/// host has it. Prints admissions asked per second and their latency.
+fn rollout_fleet(url: &str, tokens_file: &Path, senders: usize) {
+    let tokens: Vec<(String, String)> = fs_err::read_to_string(tokens_file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (h, t) = l.split_once(' ').unwrap();
+            (h.to_owned(), t.to_owned())
+        })
+        .collect();
+    let policy = serde_json::json!({
+        "canary": [fleet_host(0)], "waves": ["1%", "10%", "50%", "100%"], "soak_s": 0,
+        "halt_on": {"failed": 1, "drift_after_apply": 0}
+    });
+    let mut waiting: Vec<usize> = (0..tokens.len()).collect();
+    let mut latencies = Vec::new();
+    let mut asked = 0usize;
+    let mut rounds = 0;
+    let started = std::time::Instant::now();
+    let mut asking = std::time::Duration::ZERO;
+    while !waiting.is_empty() {
+        rounds += 1;
+        let round_started = std::time::Instant::now();
+        let queue = std::sync::Mutex::new(waiting.clone());
+        let results: Vec<(usize, bool, f64)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..senders)
+                .map(|_| {
+                    let (queue, tokens, policy) = (&queue, &tokens, &policy);
+                    s.spawn(move || {
+                        let agent: ureq::Agent = ureq::Agent::config_builder()
+                            .http_status_as_error(false)
+                            .build()
+                            .into();
+                        let mut out = Vec::new();
+                        loop {
+                            let Some(i) = queue.lock().unwrap().pop() else {
+                                break;
+                            };
+                            let (host, token) = &tokens[i];
+                            let body = serde_json::json!({
+                                "environment": "production", "commit": "c1", "host": host, "policy": policy,
+                                "author": "Ana Diaz <ana@example.com>", "subject": "web: nginx",
+                                "committed_at": "2026-11-24T11:00:00Z", "interval_s": 1800
+                            })
+                            .to_string();
+                            let t = std::time::Instant::now();
+                            let mut response = agent
+                                .post(format!("{url}/v1/rollouts/admit"))
+                                .header("Authorization", format!("Bearer {token}"))
+                                .send(body.as_bytes())
+                                .unwrap();
+                            let ms = t.elapsed().as_secs_f64() * 1000.0;
+                            assert_eq!(response.status().as_u16(), 200);
+                            let answer: serde_json::Value =
+                                serde_json::from_str(&response.body_mut().read_to_string().unwrap())
+                                    .unwrap();
+                            let admitted = answer["admitted"] == true;
+                            if admitted {
+                                let report = fleet_report(host, "c1", &format!("c1-{i}-{}", std::process::id()));
+                                let response = agent
+                                    .post(format!("{url}/v1/reports"))
+                                    .header("Authorization", format!("Bearer {token}"))
+                                    .send(report.as_bytes())
+                                    .unwrap();
+                                assert_eq!(response.status().as_u16(), 201);
+                            }
+                            out.push((i, admitted, ms));
+                        }
+                        out
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        asking += round_started.elapsed();
+        asked += results.len();
+        let admitted = results.iter().filter(|r| r.1).count();
+        latencies.extend(results.iter().map(|r| r.2));
+        waiting = results.iter().filter(|r| !r.1).map(|r| r.0).collect();
+        println!(
+            "round {rounds}: {} asked, {admitted} admitted",
+            results.len()
+        );
+    }
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "{} hosts rolled out in {rounds} rounds, {:.1} s: {asked} admissions asked from {senders} senders, {:.0} admissions/s (with the admitted hosts' reports); p50 {:.2} ms, p99 {:.2} ms",
+        tokens.len(),
+        started.elapsed().as_secs_f64(),
+        asked as f64 / asking.as_secs_f64(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -359,6 +533,12 @@ fn main() {
         ),
         Some("log-seed") => log_seed(&args[2], args[3].parse().unwrap()),
         Some("log-query") => log_query(&args[2], &args[3], args[4].parse().unwrap()),
+        Some("rollout-seed") => {
+            rollout_seed(&args[2], args[3].parse().unwrap(), Path::new(&args[4]))
+        }
+        Some("rollout-fleet") => {
+            rollout_fleet(&args[2], Path::new(&args[3]), args[4].parse().unwrap())
+        }
         _ => {
             eprintln!("usage: bench_helper gen|floor|write|scribble|sink ...");
             std::process::exit(2);

@@ -523,7 +523,7 @@ fn every_acknowledged_report_survives_a_killed_server_and_none_is_stored_twice(s
 
 /// Runs headless Chromium on `url`: the rendered DOM, and a screenshot kept
 /// in target/dashboard-shots/ for people to look at.
-fn chromium(url: &str, shot: &str) -> String {
+pub fn chromium(url: &str, shot: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
     let common = [
         "--headless",

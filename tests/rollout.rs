@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::agent::git;
-use crate::log_server::{Db, LogServer};
+use crate::log_server::{Db, LogServer, chromium};
 use crate::support::receiver::{Receiver, nobody_listening};
 use crate::support::{Run, tend};
 
@@ -384,8 +384,9 @@ fn a_commit_that_fails_on_the_canary_halts_until_resumed_and_a_fix_or_an_abort_e
     ] {
         assert!(message.contains(text), "`{text}` missing from: {message}");
     }
-    let (_, home) = fleet.log.get("/");
-    let home = home.as_str().unwrap().to_owned();
+    // The dashboard, as a browser shows it: the home page and the
+    // commit's deploy-log page.
+    let home = chromium(&format!("{}/", fleet.log.url), "rollout-halted");
     for text in [
         "id=\"rollouts\"",
         "halted",
@@ -395,6 +396,14 @@ fn a_commit_that_fails_on_the_canary_halts_until_resumed_and_a_fix_or_an_abort_e
     ] {
         assert!(home.contains(text), "the dashboard lacks `{text}`");
     }
+    let page = chromium(
+        &format!("{}/commits/{bad}", fleet.log.url),
+        "rollout-commit",
+    );
+    assert!(
+        page.contains("web-1.prod") && page.contains("halted"),
+        "{page}"
+    );
     // The canary keeps its commit, and its drift is still corrected.
     fs_err::remove_file(fleet.root.join("web-1.prod/motd")).unwrap();
     fleet.cycle("web-1.prod").expect_code(6);
@@ -667,4 +676,63 @@ fn two_log_servers_on_one_postgresql_never_admit_past_a_wave_and_both_see_a_halt
     let (first, _cluster) = LogServer::start_on(Db::Postgres, &[]);
     let second = LogServer::alongside(&first);
     simulated_fleet_never_admits_past_a_wave(&[&first, &second]);
+}
+
+#[test]
+fn a_running_agent_asks_again_when_the_soak_ends_not_an_interval_later() {
+    let fleet = Fleet::new(&["web-1.prod", "web-2.prod"], &[]);
+    fleet.commit("Ana Diaz", "v0", None, "");
+    for h in ["web-1.prod", "web-2.prod"] {
+        fleet.cycle(h).expect_code(2);
+    }
+    let policy = "  canary: [\"web-1.prod\"]\n  waves: [\"100%\"]\n  soak: 4s\n";
+    fleet.commit("Ana Diaz", "v1", Some(policy), "");
+    fleet.cycle("web-1.prod").expect_code(2);
+    // The agent for good, once an hour: its first cycle hears "soaking".
+    let state = fleet.dir.path().join("state").join("web-2.prod");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_tend"))
+        .args([
+            "agent",
+            "--interval",
+            "1h",
+            "--splay",
+            "0s",
+            "--host",
+            "web-2.prod",
+        ])
+        .arg("--config")
+        .arg(fleet.dir.path().join("no-settings.yaml"))
+        .arg("--source")
+        .arg(&fleet.remote)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--log", &fleet.log.url, "--token-file"])
+        .arg(&fleet.tokens["web-2.prod"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while fleet.motd("web-2.prod") != "v1" && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = started.elapsed();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(agent.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(agent.wait().unwrap().success());
+    assert_eq!(
+        fleet.motd("web-2.prod"),
+        "v1",
+        "not admitted after the soak"
+    );
+    assert!(
+        took >= Duration::from_secs(3),
+        "applied before the soak ended: {took:?}"
+    );
+    let (_, page) = fleet.log.get("/v1/reports?host=web-2.prod&limit=3");
+    let reports = page["reports"].as_array().unwrap();
+    assert!(
+        reports.len() >= 3,
+        "one waiting run, then the admitted one: {page}"
+    );
 }

@@ -309,12 +309,21 @@ pub fn serve(settings: &Settings) -> anyhow::Result<()> {
             });
             continue;
         }
-        let _ = run_cycle(settings);
+        let outcome = run_cycle(settings);
         if signals.terminating() {
             tracing::info!("agent stopping");
             return Ok(());
         }
         next_at = schedule::next_run(since_epoch(), settings.interval, offset);
+        // A commit waiting for its wave: ask again when the log said (a
+        // soak's end), if that comes before the next slot.
+        if let Ok(Cycle::Ran(report)) = &outcome
+            && let Some(note) = &report.rollout
+            && note.decision == crate::report::Decision::Waiting
+            && let Some(after) = note.retry_after_s
+        {
+            next_at = next_at.min(since_epoch() + Duration::from_secs(after.max(5)));
+        }
         retry =
             waiting(settings).then(|| (since_epoch() + backoff(0, settings.interval, &host), 0));
     }

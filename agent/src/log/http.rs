@@ -23,17 +23,20 @@ use super::rollouts::Action;
 use super::store::{Incoming, ReportQuery, Store, StoreError, Stored, word};
 use super::{OPERATOR_PREFIX, ServeOptions, now_unix, token_hash};
 use crate::report::Report;
-use crate::rollout::AdmitRequest;
+use crate::rollout::{Admission, AdmitRequest};
 
 /// At most this many reports in one commit.
 const MAX_BATCH: usize = 512;
 
 type Reply = oneshot::Sender<Result<Stored, String>>;
+type AdmitReply = oneshot::Sender<Result<Admission, String>>;
 
 #[derive(Clone)]
 struct App {
     store: Arc<dyn Store>,
     writes: mpsc::Sender<(Incoming, Reply)>,
+    /// Admissions that write, decided in batches by their own thread.
+    admissions: mpsc::Sender<(AdmitRequest, AdmitReply)>,
     metrics: Arc<Metrics>,
     notifier: Option<super::notify::Notifier>,
 }
@@ -49,12 +52,18 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
     let writer = std::thread::Builder::new()
         .name("log-writer".into())
         .spawn(move || write_batches(&*writer_store, queue, writer_notifier.as_ref()))?;
+    let (admissions, admit_queue) = mpsc::channel(4096);
+    let admit_store = Arc::clone(&store);
+    let admitter = std::thread::Builder::new()
+        .name("log-admitter".into())
+        .spawn(move || admit_batches(&*admit_store, admit_queue))?;
     if let Some(retain) = options.retain {
         tokio::spawn(prune_forever(Arc::clone(&store), retain));
     }
     let app = App {
         store,
         writes,
+        admissions,
         metrics: Arc::new(Metrics::default()),
         notifier,
     };
@@ -80,6 +89,7 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
         .await?;
     // The router (and its senders) are gone: the writer drains and ends.
     let _ = writer.join();
+    let _ = admitter.join();
     tracing::info!("log server stopped");
     Ok(())
 }
@@ -125,6 +135,34 @@ fn write_batches(
             }
             Err(e) => {
                 tracing::error!(error = %e, reports = items.len(), "could not store reports");
+                for reply in replies {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// The admitting thread: the questions that came together, decided in
+/// one transaction, in the order they came.
+fn admit_batches(store: &dyn Store, mut queue: mpsc::Receiver<(AdmitRequest, AdmitReply)>) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let (requests, replies): (Vec<AdmitRequest>, Vec<AdmitReply>) = batch.into_iter().unzip();
+        match store.admit(&requests, now_unix()) {
+            Ok(answers) => {
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, questions = requests.len(), "could not decide admissions");
                 for reply in replies {
                     let _ = reply.send(Err(e.to_string()));
                 }
@@ -531,10 +569,23 @@ async fn admit(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
     if request.policy.waves.is_empty() {
         return error(StatusCode::BAD_REQUEST, "the policy has no waves");
     }
-    let now = now_unix();
-    match blocking(&app, move |s| s.admit(&request, now)).await {
-        Ok(answer) => axum::Json(answer).into_response(),
-        Err(r) => r,
+    let asked = request.clone();
+    match blocking(&app, move |s| s.admit_read(&asked, now_unix())).await {
+        Ok(Some(answer)) => return axum::Json(answer).into_response(),
+        Ok(None) => {}
+        Err(r) => return r,
+    }
+    let (reply, answer) = oneshot::channel();
+    if app.admissions.send((request, reply)).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the log is shutting down");
+    }
+    match answer.await {
+        Ok(Ok(answer)) => axum::Json(answer).into_response(),
+        Ok(Err(e)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no decision, ask again: {e}"),
+        ),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "no decision, ask again"),
     }
 }
 

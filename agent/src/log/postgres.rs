@@ -158,6 +158,7 @@ const MIGRATIONS: &[&str] = &[
         halted_by TEXT,
         superseded_by TEXT,
         note TEXT,
+        last_report_unix BIGINT,
         UNIQUE (environment, commit_id)
     );
     CREATE INDEX rollouts_by_environment ON rollouts (environment, committed_unix);
@@ -175,7 +176,8 @@ const MIGRATIONS: &[&str] = &[
         drifted BIGINT NOT NULL DEFAULT 0,
         PRIMARY KEY (rollout_id, host)
     );
-    CREATE INDEX rollout_hosts_by_wave ON rollout_hosts (rollout_id, wave);",
+    CREATE INDEX rollout_hosts_by_wave ON rollout_hosts (rollout_id, wave);
+    CREATE INDEX rollout_hosts_unreported ON rollout_hosts (rollout_id, reported_unix, wave);",
 ];
 
 /// An arbitrary constant: the advisory lock migrations run under.
@@ -183,8 +185,13 @@ const MIGRATION_LOCK: i64 = 0x7465_6e64_6c6f_6701;
 
 pub struct PostgresStore {
     writer: Mutex<Client>,
-    reader: Mutex<Client>,
+    /// Queries and the gate's read-only answers, several at a time.
+    readers: Vec<Mutex<Client>>,
+    next_reader: std::sync::atomic::AtomicUsize,
 }
+
+/// Reading connections per server.
+const READERS: usize = 4;
 
 fn db(e: postgres::Error) -> StoreError {
     StoreError::Database(e.to_string())
@@ -194,10 +201,14 @@ impl PostgresStore {
     pub fn open(url: &str) -> Result<PostgresStore, StoreError> {
         let mut writer = Client::connect(url, NoTls).map_err(db)?;
         migrate(&mut writer)?;
-        let reader = Client::connect(url, NoTls).map_err(db)?;
+        let readers = (0..READERS)
+            .map(|_| Client::connect(url, NoTls).map(Mutex::new))
+            .collect::<Result<_, _>>()
+            .map_err(db)?;
         Ok(PostgresStore {
             writer: Mutex::new(writer),
-            reader: Mutex::new(reader),
+            readers,
+            next_reader: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -205,8 +216,19 @@ impl PostgresStore {
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A free reading connection, or the next one in turn.
     fn reader(&self) -> std::sync::MutexGuard<'_, Client> {
-        self.reader.lock().unwrap_or_else(|e| e.into_inner())
+        for reader in &self.readers {
+            if let Ok(guard) = reader.try_lock() {
+                return guard;
+            }
+        }
+        let turn = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.readers[turn % self.readers.len()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -387,12 +409,30 @@ fn summarise(
 }
 
 impl Store for PostgresStore {
-    fn admit(&self, request: &AdmitRequest, now: i64) -> Result<Admission, StoreError> {
+    fn admit_read(
+        &self,
+        request: &AdmitRequest,
+        now: i64,
+    ) -> Result<Option<Admission>, StoreError> {
+        // A refusal is safe to give without the lock.
+        rollouts::admit(&mut Pg(&mut *self.reader()), request, now, false)
+    }
+
+    fn admit(&self, requests: &[AdmitRequest], now: i64) -> Result<Vec<Admission>, StoreError> {
         let mut client = self.writer();
         let mut tx = client.transaction().map_err(db)?;
-        let answer = rollouts::admit(&mut Pg(&mut tx), request, now)?;
+        // Environments' locks in one order across batches.
+        let mut order: Vec<usize> = (0..requests.len()).collect();
+        order.sort_by(|a, b| requests[*a].environment.cmp(&requests[*b].environment));
+        let mut answers: Vec<Option<Admission>> = vec![None; requests.len()];
+        for i in order {
+            answers[i] = Some(
+                rollouts::admit(&mut Pg(&mut tx), &requests[i], now, true)?
+                    .ok_or_else(|| StoreError::Database("the gate gave no answer".into()))?,
+            );
+        }
         tx.commit().map_err(db)?;
-        Ok(answer)
+        Ok(answers.into_iter().flatten().collect())
     }
 
     fn rollouts(

@@ -106,6 +106,8 @@ pub struct RolloutRow {
     pub superseded_by: Option<String>,
     /// Who resumed or aborted it, and when.
     pub note: Option<String>,
+    /// The last time a host reported on the commit: soaks count from it.
+    pub last_report_unix: Option<i64>,
     /// Hosts in the rollout, admitted, that reported on it, that failed it.
     pub hosts: i64,
     pub admitted: i64,
@@ -113,8 +115,10 @@ pub struct RolloutRow {
     pub failed: i64,
 }
 
-const COLUMNS: &str = "r.id, r.environment, r.commit_id, r.author, r.subject, r.committed_at, r.committed_unix, r.policy, r.state, r.wave, r.wave_opened_unix, r.created_unix, r.updated_unix, r.halted_by, r.superseded_by, r.note,
-    (SELECT COUNT(*) FROM rollout_hosts h WHERE h.rollout_id = r.id),
+const COLUMNS: &str = "r.id, r.environment, r.commit_id, r.author, r.subject, r.committed_at, r.committed_unix, r.policy, r.state, r.wave, r.wave_opened_unix, r.created_unix, r.updated_unix, r.halted_by, r.superseded_by, r.note, r.last_report_unix";
+
+/// The host counts a listing shows (decisions never need them).
+const COUNTS: &str = "(SELECT COUNT(*) FROM rollout_hosts h WHERE h.rollout_id = r.id),
     (SELECT COUNT(*) FROM rollout_hosts h WHERE h.rollout_id = r.id AND h.admitted_unix IS NOT NULL),
     (SELECT COUNT(*) FROM rollout_hosts h WHERE h.rollout_id = r.id AND h.reported_unix IS NOT NULL),
     (SELECT COUNT(*) FROM rollout_hosts h WHERE h.rollout_id = r.id AND h.failed = 1)";
@@ -140,10 +144,11 @@ fn rollout_row(c: &[Cell]) -> Result<RolloutRow, StoreError> {
         halted_by: c[13].opt_text().and_then(|t| serde_json::from_str(&t).ok()),
         superseded_by: c[14].opt_text(),
         note: c[15].opt_text(),
-        hosts: c[16].int(),
-        admitted: c[17].int(),
-        reported: c[18].int(),
-        failed: c[19].int(),
+        last_report_unix: c[16].opt_int(),
+        hosts: c.get(17).map_or(0, Cell::int),
+        admitted: c.get(18).map_or(0, Cell::int),
+        reported: c.get(19).map_or(0, Cell::int),
+        failed: c.get(20).map_or(0, Cell::int),
     })
 }
 
@@ -157,7 +162,7 @@ pub fn list(
 ) -> Result<Vec<RolloutRow>, StoreError> {
     let rows = db.rows(
         &format!(
-            "SELECT {COLUMNS} FROM rollouts r
+            "SELECT {COLUMNS}, {COUNTS} FROM rollouts r
              WHERE ($1 = '' OR r.environment = $1) AND ($2 = '' OR r.commit_id LIKE ($2 || '%'))
              ORDER BY r.id DESC LIMIT $3"
         ),
@@ -349,8 +354,8 @@ fn join(
 
 /// Why the next wave is not open yet.
 enum Holding {
-    /// Hosts of the open waves still to report.
-    Reports(i64),
+    /// A host of the open waves still to report (one of them).
+    Reports(String),
     /// Soaking until this time.
     Soak(i64),
     /// The last wave is open.
@@ -359,20 +364,29 @@ enum Holding {
 
 /// Opens every wave that may open now; marks the rollout done when its
 /// last wave is complete. Returns what holds the next wave.
-fn advance(db: &mut dyn Sql, r: &mut RolloutRow, now: i64) -> Result<Holding, StoreError> {
+fn advance(
+    db: &mut dyn Sql,
+    r: &mut RolloutRow,
+    now: i64,
+    write: bool,
+) -> Result<Holding, StoreError> {
     let before = (r.wave, r.state.clone());
     let holding = loop {
-        let c = db.rows(
-            "SELECT COUNT(*), MAX(reported_unix),
-                COUNT(CASE WHEN reported_unix IS NULL AND (admitted_unix IS NOT NULL OR seen_unix >= $3 - 2 * interval_s) THEN 1 END)
-             FROM rollout_hosts WHERE rollout_id = $1 AND wave <= $2",
-            &[Param::Int(r.id), Param::Int(i64::from(r.wave)), Param::Int(now)],
+        // One host of the open waves that is alive (or admitted) and has
+        // not reported holds the next wave: finding one is enough.
+        let blocking = db.rows(
+            "SELECT host FROM rollout_hosts
+             WHERE rollout_id = $1 AND reported_unix IS NULL AND wave <= $2
+               AND (admitted_unix IS NOT NULL OR seen_unix >= $3 - 2 * interval_s)
+             LIMIT 1",
+            &[
+                Param::Int(r.id),
+                Param::Int(i64::from(r.wave)),
+                Param::Int(now),
+            ],
         )?;
-        let (hosts, last_report, waiting) = c
-            .first()
-            .map_or((0, None, 0), |c| (c[0].int(), c[1].opt_int(), c[2].int()));
-        if waiting > 0 {
-            break Holding::Reports(waiting);
+        if let Some(host) = blocking.first() {
+            break Holding::Reports(host[0].text());
         }
         if r.wave >= r.waves {
             if r.state == "rolling" {
@@ -380,16 +394,22 @@ fn advance(db: &mut dyn Sql, r: &mut RolloutRow, now: i64) -> Result<Holding, St
             }
             break Holding::Last;
         }
-        // Waves with no hosts yet open at once; otherwise after the last
-        // report of the open waves has soaked.
-        let until = last_report.map_or(0, |t| t + i64::try_from(r.policy.soak_s).unwrap_or(0));
-        if hosts > 0 && now < until {
+        // Waves with no host yet open at once; the others once the last
+        // report on the commit has soaked.
+        let any = db.rows(
+            "SELECT 1 FROM rollout_hosts WHERE rollout_id = $1 AND wave <= $2 LIMIT 1",
+            &[Param::Int(r.id), Param::Int(i64::from(r.wave))],
+        )?;
+        let until = r
+            .last_report_unix
+            .map_or(0, |t| t + i64::try_from(r.policy.soak_s).unwrap_or(0));
+        if !any.is_empty() && now < until {
             break Holding::Soak(until);
         }
         r.wave += 1;
         r.wave_opened_unix = now;
     };
-    if (r.wave, r.state.clone()) != before {
+    if write && (r.wave, r.state.clone()) != before {
         tracing::info!(environment = %r.environment, commit = %r.commit, wave = r.wave, state = %r.state, "rollout moved on");
         save(db, r, now)?;
     }
@@ -414,14 +434,27 @@ fn answer(
 }
 
 /// `POST /v1/rollouts/admit`: may this host apply this commit now?
-pub fn admit(db: &mut dyn Sql, req: &AdmitRequest, now: i64) -> Result<Admission, StoreError> {
-    db.lock_environment(&req.environment)?;
+///
+/// With `write` false it only reads, without the lock, and answers only a
+/// refusal that changes nothing (most questions, while a wave runs or
+/// soaks); `None` means the question needs the locked, writing path:
+/// admitting, starting a rollout, a host joining, a wave opening.
+pub fn admit(
+    db: &mut dyn Sql,
+    req: &AdmitRequest,
+    now: i64,
+    write: bool,
+) -> Result<Option<Admission>, StoreError> {
+    if write {
+        db.lock_environment(&req.environment)?;
+    }
     let every = req
         .interval_s
         .and_then(|s| i64::try_from(s).ok())
         .unwrap_or(DEFAULT_INTERVAL_S);
     let mut r = match find(db, &req.environment, &req.commit)? {
         Some(r) => r,
+        None if !write => return Ok(None),
         None => {
             // An older commit asked after a newer one started (a host that
             // fetched before the push): it will fetch the newer one.
@@ -432,7 +465,7 @@ pub fn admit(db: &mut dyn Sql, req: &AdmitRequest, now: i64) -> Result<Admission
             if let Some(c) = newest.first()
                 && c[1].int() > unix(&req.committed_at)
             {
-                return Ok(Admission {
+                return Ok(Some(Admission {
                     admitted: false,
                     state: "superseded".into(),
                     wave: 0,
@@ -443,7 +476,7 @@ pub fn admit(db: &mut dyn Sql, req: &AdmitRequest, now: i64) -> Result<Admission
                         req.environment
                     ),
                     retry_after_s: Some(60),
-                });
+                }));
             }
             db.exec(
                 "UPDATE rollouts SET state = 'superseded', superseded_by = $2, updated_unix = $3
@@ -459,6 +492,9 @@ pub fn admit(db: &mut dyn Sql, req: &AdmitRequest, now: i64) -> Result<Admission
             // Seen: a host that asks is alive. Written at most once a
             // minute, so asking is mostly a read.
             if now - m.seen_unix >= 60 {
+                if !write {
+                    return Ok(None);
+                }
                 db.exec(
                     "UPDATE rollout_hosts SET seen_unix = $3, interval_s = $4 WHERE rollout_id = $1 AND host = $2",
                     &[Param::Int(r.id), text(&req.host), Param::Int(now), Param::Int(every)],
@@ -466,19 +502,20 @@ pub fn admit(db: &mut dyn Sql, req: &AdmitRequest, now: i64) -> Result<Admission
             }
             (m.wave, m.admitted || m.reported)
         }
+        None if !write => return Ok(None),
         None => (join(db, &r, &req.host, every, now)?, false),
     };
     if admitted {
-        return Ok(answer(
+        return Ok(Some(answer(
             &r,
             true,
             host_wave,
             format!("admitted in wave {host_wave}"),
             None,
-        ));
+        )));
     }
     let refuse = |r: &RolloutRow, reason: String, retry: i64| {
-        Ok(answer(r, false, host_wave, reason, Some(retry)))
+        Ok(Some(answer(r, false, host_wave, reason, Some(retry))))
     };
     match r.state.as_str() {
         "superseded" => {
@@ -512,28 +549,37 @@ pub fn admit(db: &mut dyn Sql, req: &AdmitRequest, now: i64) -> Result<Admission
         }
         _ => {}
     }
-    let holding = advance(db, &mut r, now)?;
+    // The host's wave is open: no need to look further.
+    let before = (r.wave, r.state.clone());
+    let holding = if host_wave <= r.wave || r.state == "done" {
+        Holding::Last
+    } else {
+        advance(db, &mut r, now, write)?
+    };
+    if !write && (host_wave <= r.wave || r.state == "done" || (r.wave, r.state.clone()) != before) {
+        return Ok(None);
+    }
     if host_wave <= r.wave || r.state == "done" {
         db.exec(
             "UPDATE rollout_hosts SET admitted_unix = $3, seen_unix = $3 WHERE rollout_id = $1 AND host = $2",
             &[Param::Int(r.id), text(&req.host), Param::Int(now)],
         )?;
-        return Ok(answer(
+        return Ok(Some(answer(
             &r,
             true,
             host_wave,
             format!("admitted in wave {host_wave}"),
             None,
-        ));
+        )));
     }
     let (reason, retry) = match holding {
-        Holding::Reports(n) => (
+        Holding::Reports(host) => (
             format!(
-                "wave {host_wave} opens after wave {}: {n} host{} still to report on this commit",
-                r.wave,
-                if n == 1 { "" } else { "s" }
+                "wave {host_wave} opens after every host of wave {} has reported on this commit ({host} has not yet)",
+                r.wave
             ),
-            every.min(60),
+            // Hosts report once an interval: no use asking much sooner.
+            (every / 4).clamp(60, 600),
         ),
         Holding::Soak(until) => (
             format!(
@@ -543,7 +589,10 @@ pub fn admit(db: &mut dyn Sql, req: &AdmitRequest, now: i64) -> Result<Admission
             ),
             until - now,
         ),
-        Holding::Last => (format!("wave {host_wave} is not open"), every.min(60)),
+        Holding::Last => (
+            format!("wave {host_wave} is not open"),
+            (every / 4).clamp(60, 600),
+        ),
     };
     refuse(&r, reason, retry)
 }
@@ -615,7 +664,17 @@ pub fn observe(db: &mut dyn Sql, report: &Report, now: i64) -> Result<Option<Hal
                 Param::Int(i64::from(drifted)),
             ],
         )?;
+        db.exec(
+            "UPDATE rollouts SET last_report_unix = $2 WHERE id = $1",
+            &[Param::Int(r.id), Param::Int(now)],
+        )?;
+        r.last_report_unix = Some(now);
         if r.state != "rolling" {
+            continue;
+        }
+        if failure.is_none() && !drifted {
+            // A clean run: it may complete the last wave.
+            advance(db, &mut r, now, true)?;
             continue;
         }
         let c = db.rows(
@@ -659,7 +718,7 @@ pub fn observe(db: &mut dyn Sql, report: &Report, now: i64) -> Result<Option<Hal
                 halt = listed.pop();
             }
             None => {
-                advance(db, &mut r, now)?;
+                advance(db, &mut r, now, true)?;
             }
         }
     }

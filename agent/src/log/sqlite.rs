@@ -91,6 +91,7 @@ const MIGRATIONS: &[&str] = &[
         halted_by TEXT,
         superseded_by TEXT,
         note TEXT,
+        last_report_unix INTEGER,
         UNIQUE (environment, commit_id)
     );
     CREATE INDEX rollouts_by_environment ON rollouts (environment, committed_unix);
@@ -108,7 +109,8 @@ const MIGRATIONS: &[&str] = &[
         drifted INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (rollout_id, host)
     );
-    CREATE INDEX rollout_hosts_by_wave ON rollout_hosts (rollout_id, wave);",
+    CREATE INDEX rollout_hosts_by_wave ON rollout_hosts (rollout_id, wave);
+    CREATE INDEX rollout_hosts_unreported ON rollout_hosts (rollout_id, reported_unix, wave);",
 ];
 
 pub struct SqliteStore {
@@ -286,14 +288,31 @@ impl Sql for Lite<'_> {
 }
 
 impl Store for SqliteStore {
-    fn admit(&self, request: &AdmitRequest, now: i64) -> Result<Admission, StoreError> {
+    fn admit_read(
+        &self,
+        request: &AdmitRequest,
+        now: i64,
+    ) -> Result<Option<Admission>, StoreError> {
+        // Beside the writer, as WAL allows.
+        let mut conn = self.reader();
+        let tx = conn.transaction().map_err(db)?;
+        rollouts::admit(&mut Lite(&tx), request, now, false)
+    }
+
+    fn admit(&self, requests: &[AdmitRequest], now: i64) -> Result<Vec<Admission>, StoreError> {
         let mut conn = self.writer();
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(db)?;
-        let answer = rollouts::admit(&mut Lite(&tx), request, now)?;
+        let mut answers = Vec::with_capacity(requests.len());
+        for request in requests {
+            answers.push(
+                rollouts::admit(&mut Lite(&tx), request, now, true)?
+                    .ok_or_else(|| StoreError::Database("the gate gave no answer".into()))?,
+            );
+        }
         tx.commit().map_err(db)?;
-        Ok(answer)
+        Ok(answers)
     }
 
     fn rollouts(

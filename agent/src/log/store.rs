@@ -196,8 +196,17 @@ pub trait Store: Send + Sync + 'static {
     /// Stores reports, and takes them into account in the rollouts their
     /// hosts are in, in one transaction.
     fn insert(&self, batch: &[Incoming]) -> Result<Inserted, StoreError>;
-    /// The rollout gate: may this host apply this commit now?
-    fn admit(&self, request: &AdmitRequest, now_unix: i64) -> Result<Admission, StoreError>;
+    /// The rollout gate's quick answer, read only: a refusal that changes
+    /// nothing, or `None` when the question needs [`Store::admit`].
+    fn admit_read(
+        &self,
+        request: &AdmitRequest,
+        now_unix: i64,
+    ) -> Result<Option<Admission>, StoreError>;
+    /// The rollout gate, deciding and writing: may each host apply its
+    /// commit now? The questions of a batch share one transaction.
+    fn admit(&self, requests: &[AdmitRequest], now_unix: i64)
+    -> Result<Vec<Admission>, StoreError>;
     /// Rollouts, newest first; `commit` may be a prefix.
     fn rollouts(
         &self,
