@@ -33,6 +33,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("log", &["report", "resource", "rollout"]),
     (
+        "review",
+        &[
+            "manifest", "catalog", "resource", "facts", "source", "engine", "rollout",
+        ],
+    ),
+    (
         "converge",
         &[
             "manifest", "catalog", "engine", "report", "state", "source", "facts", "fsutil",

@@ -15,4 +15,5 @@ mod idempotence;
 mod layers;
 mod listing;
 pub mod log_server;
-mod rollout;
+mod review;
+pub mod rollout;

@@ -552,8 +552,13 @@ fn with_the_log_down_a_host_holds_its_commit_unless_told_to_proceed_and_says_so(
     assert_eq!(fleet.motd("web-2.prod"), "v1");
 }
 
-/// A run report of `commit` from a simulated host.
+/// A run report of `commit` from a simulated host of `prod`.
 fn report(host: &str, commit: &str, failed: bool) -> Vec<u8> {
+    report_in("prod", host, commit, failed)
+}
+
+/// A run report of `commit` from a simulated host of `environment`.
+pub fn report_in(environment: &str, host: &str, commit: &str, failed: bool) -> Vec<u8> {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let resources = if failed {
         json!([{ "id": "package:nginx", "status": "failed", "error": "E: Unable to locate package", "duration_ms": 3 }])
@@ -561,7 +566,7 @@ fn report(host: &str, commit: &str, failed: bool) -> Vec<u8> {
         json!([])
     };
     json!({
-        "id": uuid::Uuid::new_v4().to_string(), "host": host, "environment": "prod",
+        "id": uuid::Uuid::new_v4().to_string(), "host": host, "environment": environment,
         "roles": ["web"], "mode": "apply",
         "revision": { "commit": commit, "author": "Ana Diaz <ana@example.com>",
                       "committed_at": "2026-11-24T10:00:00Z", "subject": "web: nginx" },

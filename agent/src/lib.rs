@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod provider;
 pub mod report;
 pub mod resource;
+pub mod review;
 pub mod rollout;
 pub mod source;
 pub mod state;

@@ -81,6 +81,28 @@ enum Command {
     /// The central log: serve it, manage hosts' tokens, read it.
     #[command(subcommand)]
     Log(LogCommand),
+    /// What a change would do, host by host: every host entry's catalog at
+    /// two git revisions, compared (nothing is touched).
+    Diff {
+        /// The revision before the change (a commit, branch or tag).
+        rev_a: String,
+        /// The revision after it.
+        rev_b: String,
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Only this environment.
+        #[arg(long)]
+        env: Option<String>,
+        /// Only this host, by name.
+        #[arg(long)]
+        host: Option<String>,
+        /// Every host the central log has heard from, by name (instead of
+        /// the host entries).
+        #[arg(long, value_name = "URL", conflicts_with = "host")]
+        log: Option<String>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
     /// Staged rollouts as the manifests declare them.
     #[command(subcommand)]
     Rollout(PreviewCommand),
@@ -495,6 +517,22 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 json: matches!(format, ReportFormat::Json),
             },
         }),
+        Command::Diff {
+            rev_a,
+            rev_b,
+            repo,
+            env,
+            host,
+            log,
+            format,
+        } => commands::diff::run(
+            &repo,
+            (&rev_a, &rev_b),
+            env.as_deref(),
+            host.as_deref(),
+            log.as_deref(),
+            matches!(format, ReportFormat::Json),
+        ),
         Command::Rollout(PreviewCommand::Preview {
             env,
             repo,

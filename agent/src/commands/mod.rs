@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod catalog;
 pub mod check;
+pub mod diff;
 pub mod log;
 pub mod rollout;
 

@@ -67,3 +67,35 @@ pub fn revision_of(repo: &Path, rev: &str) -> Option<Revision> {
         subject,
     })
 }
+
+/// Writes the tree of `rev` (only `paths` of it, when given) into `into`
+/// with `git archive | tar -x`: a plain tree straight from git's objects,
+/// no .git, no work tree touched, nothing of the repository's own config
+/// followed (no hooks, no filters run from the commit).
+pub fn extract(repo: &Path, rev: &str, paths: &[&str], into: &Path) -> Result<(), String> {
+    let mut archive = command(repo)
+        .args(["archive", "--format=tar", rev, "--"])
+        .args(paths)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    let stdout = archive.stdout.take().expect("piped");
+    let untar = std::process::Command::new("tar")
+        .args(["-x", "--no-same-owner", "-C"])
+        .arg(into)
+        .stdin(stdout)
+        .output()
+        .map_err(|e| format!("cannot run tar: {e}"))?;
+    let archived = archive
+        .wait_with_output()
+        .map_err(|e| format!("git archive: {e}"))?;
+    if !archived.status.success() || !untar.status.success() {
+        return Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&archived.stderr).trim(),
+            String::from_utf8_lossy(&untar.stderr).trim()
+        ));
+    }
+    Ok(())
+}

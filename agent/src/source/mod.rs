@@ -106,31 +106,9 @@ impl Source {
             .join(format!(".partial-{commit}"));
         let _ = fs_err::remove_dir_all(&partial);
         fs_err::create_dir_all(&partial).map_err(|e| e.to_string())?;
-        // `git archive | tar -x`: a plain tree, no .git, nothing of git's
-        // own config followed (no hooks, no filters run from the commit).
-        let mut archive = git::command(&self.repo())
-            .args(["archive", "--format=tar", commit])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot run git: {e}"))?;
-        let stdout = archive.stdout.take().expect("piped");
-        let untar = std::process::Command::new("tar")
-            .args(["-x", "--no-same-owner", "-C"])
-            .arg(&partial)
-            .stdin(stdout)
-            .output()
-            .map_err(|e| format!("cannot run tar: {e}"))?;
-        let archived = archive
-            .wait_with_output()
-            .map_err(|e| format!("git archive: {e}"))?;
-        if !archived.status.success() || !untar.status.success() {
+        if let Err(e) = git::extract(&self.repo(), commit, &[], &partial) {
             let _ = fs_err::remove_dir_all(&partial);
-            return Err(format!(
-                "cannot check out {commit}: {}{}",
-                String::from_utf8_lossy(&archived.stderr).trim(),
-                String::from_utf8_lossy(&untar.stderr).trim()
-            ));
+            return Err(format!("cannot check out {commit}: {e}"));
         }
         fs_err::rename(&partial, &target).map_err(|e| e.to_string())?;
         Ok(target)
