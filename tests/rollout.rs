@@ -174,6 +174,13 @@ impl Fleet {
         file
     }
 
+    /// `tend log rollout ACTION prod [COMMIT]` with the token in `token_file`.
+    fn act(&self, action: &str, commit: &[&str], token_file: &str) -> Run {
+        let args = ["log", "rollout", action, "prod"];
+        let server = ["--server", &self.log.url, "--token-file", token_file];
+        tend(&[&args[..], commit, &server[..]].concat())
+    }
+
     /// The newest report the log has of `host`, whole.
     fn last_report(&self, host: &str) -> Value {
         let (_, page) = self.log.get(&format!("/v1/reports?host={host}&limit=1"));
@@ -412,33 +419,16 @@ fn a_commit_that_fails_on_the_canary_halts_until_resumed_and_a_fix_or_an_abort_e
     // Only an operator resumes; the next host of wave 1 then gets it,
     // fails too, and halts it again.
     let host_token = fleet.tokens["web-2.prod"].to_str().unwrap().to_owned();
-    let refused = tend(&[
-        "log",
-        "rollout",
-        "resume",
-        "prod",
-        "--server",
-        &fleet.log.url,
-        "--token-file",
-        &host_token,
-    ]);
+    let refused = fleet.act("resume", &[], &host_token);
     refused.expect_code(1);
     assert!(refused.stderr.contains("only an operator"), "{refused:?}");
     let ops = fleet.operator("ops");
     let ops = ops.to_str().unwrap();
-    tend(&[
-        "log",
-        "rollout",
-        "resume",
-        "prod",
-        "--server",
-        &fleet.log.url,
-        "--token-file",
-        ops,
-    ])
-    .expect_code(0)
-    .shows("ROLLING")
-    .shows("resumed by ops");
+    fleet
+        .act("resume", &[], ops)
+        .expect_code(0)
+        .shows("ROLLING")
+        .shows("resumed by ops");
     fleet.cycle(&first[0]).expect_code(6);
     assert_eq!(fleet.motd(&first[0]), "v1");
     let rollout = fleet.rollout(&bad);
@@ -467,34 +457,15 @@ fn a_commit_that_fails_on_the_canary_halts_until_resumed_and_a_fix_or_an_abort_e
     let next = fleet.commit("Carl Quick", "v3", Some(policy), "");
     fleet.cycle("web-1.prod").expect_code(2);
     assert_eq!(fleet.motd("web-1.prod"), "v3");
-    tend(&[
-        "log",
-        "rollout",
-        "abort",
-        "prod",
-        &next[..8],
-        "--server",
-        &fleet.log.url,
-        "--token-file",
-        ops,
-    ])
-    .expect_code(0)
-    .shows("ABORTED");
+    fleet
+        .act("abort", &[&next[..8]], ops)
+        .expect_code(0)
+        .shows("ABORTED");
     for h in first.iter().chain(&second) {
         fleet.cycle(h).expect_code(0).shows("aborted by ops");
         assert_eq!(fleet.motd(h), "v2");
     }
-    let again = tend(&[
-        "log",
-        "rollout",
-        "resume",
-        "prod",
-        &next[..8],
-        "--server",
-        &fleet.log.url,
-        "--token-file",
-        ops,
-    ]);
+    let again = fleet.act("resume", &[&next[..8]], ops);
     again.expect_code(1);
     assert!(again.stderr.contains("aborted, not halted"), "{again:?}");
 }

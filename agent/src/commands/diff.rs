@@ -18,7 +18,7 @@ pub fn run(
 ) -> anyhow::Result<u8> {
     let hosts = match (host, log) {
         (Some(h), _) => Hosts::Named(vec![(None, h.to_owned())]),
-        (None, Some(url)) => Hosts::Named(hosts_from_log(url)?),
+        (None, Some(url)) => Hosts::Named(super::hosts_from_log(url)?),
         (None, None) => Hosts::Entries,
     };
     let mut from = diff::tree(repo, revs.0).map_err(anyhow::Error::msg)?;
@@ -157,29 +157,4 @@ pub fn text(review: &Review) -> String {
         }
     );
     out
-}
-
-/// Every host the central log has heard from, with its environment.
-fn hosts_from_log(url: &str) -> anyhow::Result<Vec<(Option<String>, String)>> {
-    let url = format!("{}/v1/hosts", url.trim_end_matches('/'));
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(std::time::Duration::from_secs(20)))
-        .build()
-        .into();
-    let mut response = agent
-        .get(&url)
-        .call()
-        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-    let list: serde_json::Value = serde_json::from_str(&response.body_mut().read_to_string()?)?;
-    Ok(list["hosts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|h| {
-            Some((
-                h["environment"].as_str().map(str::to_owned),
-                h["host"].as_str()?.to_owned(),
-            ))
-        })
-        .collect())
 }

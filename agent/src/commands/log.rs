@@ -116,6 +116,23 @@ pub fn run(command: Log) -> anyhow::Result<u8> {
     }
 }
 
+/// `GET server+path?query`: the body of a 200, or an error saying what
+/// the server answered.
+fn get(server: &str, path: &str, query: &[(&str, String)]) -> anyhow::Result<String> {
+    let url = format!("{}{path}", server.trim_end_matches('/'));
+    let mut request = client().get(&url);
+    for (k, v) in query {
+        request = request.query(*k, v);
+    }
+    let mut response = request.call().map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string()?;
+    if status != 200 {
+        anyhow::bail!("{url} answered {status}: {body}");
+    }
+    Ok(body)
+}
+
 fn client() -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(std::time::Duration::from_secs(20)))
@@ -125,17 +142,9 @@ fn client() -> ureq::Agent {
 }
 
 fn rollout_status(server: &str, env: &str, commit: Option<&str>, json: bool) -> anyhow::Result<u8> {
-    let url = format!("{}/v1/rollouts", server.trim_end_matches('/'));
-    let mut request = client().get(&url).query("env", env);
-    if let Some(c) = commit {
-        request = request.query("commit", c);
-    }
-    let mut response = request.call().map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-    let status = response.status().as_u16();
-    let body = response.body_mut().read_to_string()?;
-    if status != 200 {
-        anyhow::bail!("{url} answered {status}: {body}");
-    }
+    let mut query = vec![("env", env.to_owned())];
+    query.extend(commit.map(|c| ("commit", c.to_owned())));
+    let body = get(server, "/v1/rollouts", &query)?;
     if json {
         println!("{body}");
         return Ok(0);
@@ -220,22 +229,7 @@ fn rollout_act(
 }
 
 fn show(server: &str, filters: &[(&str, String)], json: bool) -> anyhow::Result<u8> {
-    let url = format!("{}/v1/reports", server.trim_end_matches('/'));
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(std::time::Duration::from_secs(20)))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut request = agent.get(&url);
-    for (k, v) in filters {
-        request = request.query(*k, v);
-    }
-    let mut response = request.call().map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-    let status = response.status().as_u16();
-    let body = response.body_mut().read_to_string()?;
-    if status != 200 {
-        anyhow::bail!("{url} answered {status}: {body}");
-    }
+    let body = get(server, "/v1/reports", filters)?;
     if json {
         println!("{body}");
         return Ok(0);

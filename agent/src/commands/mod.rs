@@ -35,3 +35,29 @@ pub fn print_diagnostics(repo: &Repo, diagnostics: &[Diagnostic]) {
 pub fn open_repo(root: &Path) -> anyhow::Result<Repo> {
     Ok(Repo::open(root)?)
 }
+
+/// Every host the central log at `url` has heard from, with its
+/// environment (`GET /v1/hosts`).
+pub fn hosts_from_log(url: &str) -> anyhow::Result<Vec<(Option<String>, String)>> {
+    let url = format!("{}/v1/hosts", url.trim_end_matches('/'));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(20)))
+        .build()
+        .into();
+    let mut response = agent
+        .get(&url)
+        .call()
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let list: serde_json::Value = serde_json::from_str(&response.body_mut().read_to_string()?)?;
+    Ok(list["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| {
+            Some((
+                h["environment"].as_str().map(str::to_owned),
+                h["host"].as_str()?.to_owned(),
+            ))
+        })
+        .collect())
+}

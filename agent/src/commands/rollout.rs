@@ -30,7 +30,14 @@ pub fn preview(repo: &Path, env: &str, log: Option<&str>, json: bool) -> anyhow:
     };
     // The hosts: from the log, or the manifest's entries that name one host.
     let (hosts, globs): (Vec<String>, Vec<String>) = match log {
-        Some(url) => (hosts_from_log(url, env)?, Vec::new()),
+        Some(url) => (
+            super::hosts_from_log(url)?
+                .into_iter()
+                .filter(|(e, _)| e.as_deref() == Some(env))
+                .map(|(_, h)| h)
+                .collect(),
+            Vec::new(),
+        ),
         None => environment
             .hosts
             .iter()
@@ -116,24 +123,4 @@ pub fn describe(policy: &Policy) -> String {
         let _ = write!(text, ", halt on {}", on.join(" or "));
     }
     text
-}
-
-fn hosts_from_log(url: &str, env: &str) -> anyhow::Result<Vec<String>> {
-    let url = format!("{}/v1/hosts", url.trim_end_matches('/'));
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(std::time::Duration::from_secs(20)))
-        .build()
-        .into();
-    let mut response = agent
-        .get(&url)
-        .call()
-        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-    let list: serde_json::Value = serde_json::from_str(&response.body_mut().read_to_string()?)?;
-    Ok(list["hosts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|h| h["environment"] == env)
-        .filter_map(|h| h["host"].as_str().map(str::to_owned))
-        .collect())
 }

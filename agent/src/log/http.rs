@@ -104,6 +104,19 @@ async fn shutdown() {
     }
 }
 
+/// What is queued, at least one and at most `MAX_BATCH` (none: the
+/// server is stopping).
+fn next_batch<T>(queue: &mut mpsc::Receiver<T>) -> Option<Vec<T>> {
+    let mut batch = vec![queue.blocking_recv()?];
+    while batch.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
 /// The writer thread: takes what is queued, stores it in one transaction,
 /// answers each sender.
 fn write_batches(
@@ -111,14 +124,7 @@ fn write_batches(
     mut queue: mpsc::Receiver<(Incoming, Reply)>,
     notifier: Option<&super::notify::Notifier>,
 ) {
-    while let Some(first) = queue.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = next_batch(&mut queue) {
         let (items, replies): (Vec<Incoming>, Vec<Reply>) = batch.into_iter().unzip();
         match store.insert(&items) {
             Ok(inserted) => {
@@ -146,14 +152,7 @@ fn write_batches(
 /// The admitting thread: the questions that came together, decided in
 /// one transaction, in the order they came.
 fn admit_batches(store: &dyn Store, mut queue: mpsc::Receiver<(AdmitRequest, AdmitReply)>) {
-    while let Some(first) = queue.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = next_batch(&mut queue) {
         let (requests, replies): (Vec<AdmitRequest>, Vec<AdmitReply>) = batch.into_iter().unzip();
         match store.admit(&requests, now_unix()) {
             Ok(answers) => {

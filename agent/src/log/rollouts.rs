@@ -505,14 +505,17 @@ pub fn admit(
         None if !write => return Ok(None),
         None => (join(db, &r, &req.host, every, now)?, false),
     };
-    if admitted {
-        return Ok(Some(answer(
-            &r,
+    let yes = |r: &RolloutRow| {
+        Ok(Some(answer(
+            r,
             true,
             host_wave,
             format!("admitted in wave {host_wave}"),
             None,
-        )));
+        )))
+    };
+    if admitted {
+        return yes(&r);
     }
     let refuse = |r: &RolloutRow, reason: String, retry: i64| {
         Ok(Some(answer(r, false, host_wave, reason, Some(retry))))
@@ -564,13 +567,7 @@ pub fn admit(
             "UPDATE rollout_hosts SET admitted_unix = $3, seen_unix = $3 WHERE rollout_id = $1 AND host = $2",
             &[Param::Int(r.id), text(&req.host), Param::Int(now)],
         )?;
-        return Ok(Some(answer(
-            &r,
-            true,
-            host_wave,
-            format!("admitted in wave {host_wave}"),
-            None,
-        )));
+        return yes(&r);
     }
     let (reason, retry) = match holding {
         Holding::Reports(host) => (
