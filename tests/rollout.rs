@@ -83,23 +83,29 @@ impl Fleet {
         git(&self.remote, &["rev-parse", "HEAD"])
     }
 
-    /// One agent cycle of `host`, asking the fleet's log (or `log`).
-    fn cycle_with(&self, host: &str, log: &str, extra: &[&str]) -> Run {
-        let state = self.dir.path().join("state").join(host);
-        let out = Command::new(env!("CARGO_BIN_EXE_tend"))
-            .arg("agent")
-            .arg("--once")
+    /// `tend agent` for `host` (its own state directory), asking `log`.
+    fn agent(&self, host: &str, log: &str) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tend"));
+        cmd.arg("agent")
             .arg("--config")
             .arg(self.dir.path().join("no-settings.yaml"))
             .arg("--source")
             .arg(&self.remote)
             .arg("--state-dir")
-            .arg(&state)
+            .arg(self.dir.path().join("state").join(host))
             .args(["--host", host, "--log", log, "--token-file"])
             .arg(&self.tokens[host])
-            .args(extra)
             .env("NO_COLOR", "1")
-            .env_remove("TEND_STATE_DIR")
+            .env_remove("TEND_STATE_DIR");
+        cmd
+    }
+
+    /// One agent cycle of `host`, asking the fleet's log (or `log`).
+    fn cycle_with(&self, host: &str, log: &str, extra: &[&str]) -> Run {
+        let out = self
+            .agent(host, log)
+            .arg("--once")
+            .args(extra)
             .output()
             .unwrap();
         Run {
@@ -665,25 +671,9 @@ fn a_running_agent_asks_again_when_the_soak_ends_not_an_interval_later() {
     fleet.commit("Ana Diaz", "v1", Some(policy), "");
     fleet.cycle("web-1.prod").expect_code(2);
     // The agent for good, once an hour: its first cycle hears "soaking".
-    let state = fleet.dir.path().join("state").join("web-2.prod");
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_tend"))
-        .args([
-            "agent",
-            "--interval",
-            "1h",
-            "--splay",
-            "0s",
-            "--host",
-            "web-2.prod",
-        ])
-        .arg("--config")
-        .arg(fleet.dir.path().join("no-settings.yaml"))
-        .arg("--source")
-        .arg(&fleet.remote)
-        .arg("--state-dir")
-        .arg(&state)
-        .args(["--log", &fleet.log.url, "--token-file"])
-        .arg(&fleet.tokens["web-2.prod"])
+    let mut agent = fleet
+        .agent("web-2.prod", &fleet.log.url)
+        .args(["--interval", "1h", "--splay", "0s"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
