@@ -242,3 +242,137 @@ fn a_revision_that_does_not_validate_is_an_error_with_file_line_and_column() {
     );
     h.remove("roles/web/role.yaml");
 }
+
+/// A repository of manifests (no git needed) from (path, text) pairs.
+fn manifests(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (rel, text) in files {
+        let path = dir.path().join(rel);
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, text).unwrap();
+    }
+    dir
+}
+
+fn parity(dir: &Path, args: &[&str]) -> Run {
+    tend(&[&["parity", "--repo", dir.to_str().unwrap()], args].concat())
+}
+
+#[test]
+fn the_example_environments_differ_only_in_their_knobs_and_parity_names_them() {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let run = tend(&["parity", "staging", "production", "--repo", repo]);
+    run.expect_code(0);
+    for text in [
+        "[web] web-*.staging.example.com ↔ web-*.prod.example.com:",
+        "~ file:/etc/nginx/nginx.conf content line",
+        "var workers: 2 (roles/web/role.yaml:4:12) ↔ 8 (manifests/production.yaml:4:12)",
+        "var shared_buffers: \"128MB\" (roles/db/role.yaml:7:19) ↔ \"2GB\" (manifests/production.yaml:10:29)",
+        "var env: \"staging\" (manifests/staging.yaml:1:14) ↔ \"production\" (manifests/production.yaml:1:14)",
+        "~ rollout: none (every host at once) in staging ↔ canary web-1.prod.example.com",
+        "0 role combinations and 0 resources on one side only",
+    ] {
+        run.shows(text);
+    }
+    assert!(!run.stdout.contains("not explained"), "{}", run.stdout);
+    let json: Value = serde_json::from_str(
+        &tend(&[
+            "parity",
+            "staging",
+            "production",
+            "--repo",
+            repo,
+            "--format",
+            "json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(json["roles_only"], serde_json::json!([]));
+    assert!(
+        json["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["causes"][0]["var"] == "workers" || d["causes"][1]["var"] == "workers")
+    );
+}
+
+const ROLE: &str = "vars:\n  port: 80\nresources:\n  - file: \"/etc/app/{{name}}.conf\"\n    content: \"port {{port}}\\n\"\n";
+
+#[test]
+fn parity_breaks_when_a_role_a_combination_or_a_resource_is_missing_on_one_side() {
+    let env = |name: &str, entries: &str, vars: &str| {
+        format!("environment: {name}\nvars:\n  name: app\n{vars}hosts:\n{entries}")
+    };
+    let web_db = "  - match: \"web-*\"\n    roles: [web]\n  - match: \"db-*\"\n    roles: [db]\n";
+    // Values from vars only: parity holds, the var is named on both sides.
+    let dir = manifests(&[
+        ("roles/web/role.yaml", ROLE),
+        (
+            "roles/db/role.yaml",
+            "resources:\n  - package: postgresql\n",
+        ),
+        ("manifests/staging.yaml", &env("staging", web_db, "")),
+        (
+            "manifests/production.yaml",
+            &env("production", web_db, "  port: 8080\n"),
+        ),
+    ]);
+    parity(dir.path(), &["staging", "production"])
+        .expect_code(0)
+        .shows("~ file:/etc/app/app.conf content line 1: \"port 80\" in staging ↔ \"port 8080\" in production")
+        .shows("var port: 80 (roles/web/role.yaml:2:9) ↔ 8080 (manifests/production.yaml:4:9)");
+
+    // A role one side lacks, and a combination of roles on one host entry.
+    let together = "  - match: \"web-*\"\n    roles: [web, db]\n";
+    let dir = manifests(&[
+        ("roles/web/role.yaml", ROLE),
+        (
+            "roles/db/role.yaml",
+            "resources:\n  - package: postgresql\n",
+        ),
+        ("manifests/staging.yaml", &env("staging", together, "")),
+        ("manifests/production.yaml", &env("production", web_db, "")),
+    ]);
+    let run = parity(dir.path(), &["staging", "production"]);
+    run.expect_code(1)
+        .shows("- roles [db, web] only in staging (web-*, manifests/staging.yaml:5:12); production has no host entry with them")
+        .shows("- roles [db] only in production (db-*, manifests/production.yaml:7:12)")
+        .shows("- roles [web] only in production");
+
+    // A resource only one side gets: its name comes from a var.
+    let dir = manifests(&[
+        ("roles/web/role.yaml", ROLE),
+        (
+            "manifests/staging.yaml",
+            &env("staging", "  - match: \"web-*\"\n    roles: [web]\n", ""),
+        ),
+        (
+            "manifests/production.yaml",
+            &env(
+                "production",
+                "  - match: \"web-*\"\n    roles: [web]\n    vars: { name: photos }\n",
+                "",
+            ),
+        ),
+    ]);
+    let run = parity(dir.path(), &["staging", "production"]);
+    run.expect_code(1)
+        .shows("- file:/etc/app/app.conf only in staging (roles [web], roles/web/role.yaml:4:5); missing in production")
+        .shows("- file:/etc/app/photos.conf only in production");
+    let json: Value = serde_json::from_str(
+        &parity(dir.path(), &["staging", "production", "--format", "json"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(json["resources_only"].as_array().unwrap().len(), 2);
+
+    // An environment that does not exist is an error that lists them.
+    let run = parity(dir.path(), &["staging", "prod"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("no environment named `prod`"),
+        "{}",
+        run.stderr
+    );
+}

@@ -81,6 +81,16 @@ enum Command {
     /// The central log: serve it, manage hosts' tokens, read it.
     #[command(subcommand)]
     Log(LogCommand),
+    /// What differs between two environments, per role combination, and
+    /// the vars that cause it.
+    Parity {
+        env_a: String,
+        env_b: String,
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
     /// What a change would do, host by host: every host entry's catalog at
     /// two git revisions, compared (nothing is touched).
     Diff {
@@ -517,6 +527,12 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 json: matches!(format, ReportFormat::Json),
             },
         }),
+        Command::Parity {
+            env_a,
+            env_b,
+            repo,
+            format,
+        } => commands::parity::run(&repo, &env_a, &env_b, matches!(format, ReportFormat::Json)),
         Command::Diff {
             rev_a,
             rev_b,

@@ -65,6 +65,16 @@ pub struct Target<'a> {
 
 /// Compiles the catalog of one host. All problems found are returned together.
 pub fn compile(repo: &mut Repo, target: &Target) -> Result<Catalog, Vec<Diagnostic>> {
+    compile_with(repo, target, &Map::new())
+}
+
+/// Compiles as [`compile`] does, with `overrides` above every var (how
+/// `tend parity` asks which var makes two environments differ).
+pub fn compile_with(
+    repo: &mut Repo,
+    target: &Target,
+    overrides: &Map<String, Json>,
+) -> Result<Catalog, Vec<Diagnostic>> {
     // A broken environment file could hide the entry this host belongs to.
     if !repo.diagnostics.is_empty() {
         return Err(std::mem::take(&mut repo.diagnostics));
@@ -81,6 +91,12 @@ pub fn compile(repo: &mut Repo, target: &Target) -> Result<Catalog, Vec<Diagnost
         for (k, v) in &entry.vars {
             host_vars.insert(k.name.clone(), v.to_json());
         }
+        host_vars.extend(
+            overrides
+                .iter()
+                .filter(|(k, _)| k.as_str() != "env")
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         (
             env.name.clone(),
             entry.location.clone(),
@@ -114,6 +130,11 @@ pub fn compile(repo: &mut Repo, target: &Target) -> Result<Catalog, Vec<Diagnost
     // Problems in the roles' files; compiling goes on to find the rest.
     let load_errors = std::mem::take(&mut repo.diagnostics);
     let (env_vars, host_vars) = vars;
+    // `env` is a var too, for the question which knob makes a difference.
+    let env_name = match overrides.get("env") {
+        Some(Json::String(name)) => name.clone(),
+        _ => env_name,
+    };
     compile_roles(
         repo,
         &roles,

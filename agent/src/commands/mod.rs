@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod check;
 pub mod diff;
 pub mod log;
+pub mod parity;
 pub mod rollout;
 
 use std::path::Path;

@@ -14,6 +14,8 @@ pub struct Environment {
     pub file: Arc<Path>,
     pub vars: Vec<(Key, Node)>,
     pub hosts: Vec<HostEntry>,
+    /// Where `environment:` names it.
+    pub declared_at: Location,
     /// How a new commit reaches the hosts (`rollout:`), and where it is
     /// declared; none: every host applies it at once.
     pub rollout: Option<(Policy, Location)>,
@@ -51,6 +53,7 @@ pub fn read(name: &str, root: &Node, checker: &mut Checker) -> Environment {
         file: Arc::clone(checker.file),
         vars: Vec::new(),
         hosts: Vec::new(),
+        declared_at: checker.at(root.pos),
         rollout: None,
     };
     let Some(entries) = checker.map(root, "an environment file", None) else {
@@ -60,6 +63,7 @@ pub fn read(name: &str, root: &Node, checker: &mut Checker) -> Environment {
     for (key, value) in entries {
         match key.name.as_str() {
             "environment" => {
+                env.declared_at = checker.at(value.pos);
                 if let Some(declared) = checker.string(key, value)
                     && declared != name
                 {

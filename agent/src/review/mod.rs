@@ -3,3 +3,4 @@
 //! revisions and compared, with no host touched.
 
 pub mod diff;
+pub mod parity;
