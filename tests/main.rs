@@ -17,3 +17,4 @@ mod listing;
 pub mod log_server;
 mod review;
 pub mod rollout;
+mod secrets;

@@ -129,6 +129,7 @@ pub fn converge(options: &Options) -> anyhow::Result<Outcome> {
                 environment: options.environment,
                 host: &host,
                 facts: &facts,
+                secrets: crate::catalog::Secrets::Read,
             };
             match catalog::compile(&mut repo, &target) {
                 Ok(c) => c,

@@ -593,6 +593,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 environment: env.as_deref(),
                 host: &host,
                 facts: &facts,
+                secrets: tend::catalog::Secrets::Placeholder,
             };
             match tend::catalog::compile(&mut manifests, &target) {
                 Ok(catalog) => {

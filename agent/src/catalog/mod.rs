@@ -61,6 +61,17 @@ pub struct Target<'a> {
     pub environment: Option<&'a str>,
     pub host: &'a str,
     pub facts: &'a Facts,
+    pub secrets: Secrets,
+}
+
+/// What `{ secret_file: PATH }` vars become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// The file's content, read now: converging on the host.
+    Read,
+    /// A placeholder naming the var: checking and reviewing, where the
+    /// secrets are not (and must not be).
+    Placeholder,
 }
 
 /// Compiles the catalog of one host. All problems found are returned together.
@@ -79,6 +90,8 @@ pub fn compile_with(
     if !repo.diagnostics.is_empty() {
         return Err(std::mem::take(&mut repo.diagnostics));
     }
+    // Where each var's winning value is set (for secrets' errors).
+    let mut origins: HashMap<String, Location> = HashMap::new();
     let (env_name, entry_location, entry_roles, vars) = {
         let (env, entry) = repo
             .find_host(target.environment, target.host)
@@ -90,6 +103,9 @@ pub fn compile_with(
         let mut host_vars = Map::new();
         for (k, v) in &entry.vars {
             host_vars.insert(k.name.clone(), v.to_json());
+        }
+        for (k, v) in env.vars.iter().chain(&entry.vars) {
+            origins.insert(k.name.clone(), Location::new(&env.file, v.pos));
         }
         host_vars.extend(
             overrides
@@ -129,6 +145,13 @@ pub fn compile_with(
     );
     // Problems in the roles' files; compiling goes on to find the rest.
     let load_errors = std::mem::take(&mut repo.diagnostics);
+    for role in &roles {
+        for (k, v) in &role.vars {
+            origins
+                .entry(k.name.clone())
+                .or_insert_with(|| Location::new(&role.file, v.pos));
+        }
+    }
     let (env_vars, host_vars) = vars;
     // `env` is a var too, for the question which knob makes a difference.
     let env_name = match overrides.get("env") {
@@ -140,10 +163,103 @@ pub fn compile_with(
         &roles,
         &env_name,
         target,
-        env_vars,
-        host_vars,
+        (env_vars, host_vars),
+        &origins,
         load_errors,
     )
+}
+
+/// Replaces each `{ secret_file: PATH }` var by the file's content (less
+/// a final newline) or a placeholder; returns the vars and values to look
+/// for in resources, and the files read.
+fn reveal(
+    data: &mut Map<String, Json>,
+    mode: Secrets,
+    origins: &HashMap<String, Location>,
+    errors: &mut Vec<Diagnostic>,
+) -> (Vec<(String, String)>, Vec<PathBuf>) {
+    let mut values = Vec::new();
+    let mut files = Vec::new();
+    for (name, value) in data.iter_mut() {
+        let Some(path) = value
+            .as_object()
+            .filter(|m| m.len() == 1)
+            .and_then(|m| m.get("secret_file"))
+            .and_then(Json::as_str)
+            .map(PathBuf::from)
+        else {
+            continue;
+        };
+        let at = || {
+            origins.get(name).cloned().unwrap_or_else(|| {
+                Location::new(
+                    &Arc::from(Path::new("manifests")),
+                    crate::manifest::node::Pos::default(),
+                )
+            })
+        };
+        if !path.is_absolute() {
+            errors.push(
+                Diagnostic::new(
+                    at(),
+                    format!(
+                        "the secret file of var `{name}` must be an absolute path, not `{}`",
+                        path.display()
+                    ),
+                )
+                .key("secret_file")
+                .hint(
+                    "secrets live on the host, e.g. { secret_file: /etc/tend/secrets/db_password }",
+                ),
+            );
+            continue;
+        }
+        let secret = match mode {
+            Secrets::Placeholder => format!("(secret {name} from {})", path.display()),
+            // std's error, not fs_err's: the message names the path already.
+            Secrets::Read => match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    files.push(path);
+                    text.strip_suffix('\n').unwrap_or(&text).to_owned()
+                }
+                Err(e) => {
+                    errors.push(
+                        Diagnostic::new(
+                            at(),
+                            format!(
+                                "var `{name}` reads its secret from `{}`, which cannot be read: {}",
+                                path.display(),
+                                e
+                            ),
+                        )
+                        .key("secret_file")
+                        .hint("put the secret in that file on this host (root only, mode 0600); it never goes into git"),
+                    );
+                    continue;
+                }
+            },
+        };
+        if !secret.is_empty() {
+            values.push((name.clone(), secret.clone()));
+        }
+        *value = Json::String(secret);
+    }
+    (values, files)
+}
+
+/// Whether a resource carries a secret (in a name, an attribute or a
+/// file's content): it is then sensitive, whatever it says.
+fn carries(resource: &Resource, secrets: &[(String, String)]) -> bool {
+    let text = serde_json::to_string(resource).unwrap_or_default();
+    let content = match &resource.desired {
+        crate::resource::Desired::File(f) => f.content.as_deref().unwrap_or_default(),
+        _ => &[],
+    };
+    secrets.iter().any(|(_, s)| {
+        text.contains(s.as_str())
+            || serde_json::to_string(s).is_ok_and(|quoted| text.contains(quoted.trim_matches('"')))
+            || content.windows(s.len()).any(|w| w == s.as_bytes())
+    })
 }
 
 /// Variable precedence: role defaults (in role order) < environment < host entry.
@@ -179,16 +295,21 @@ fn compile_roles(
     roles: &[Arc<Role>],
     env: &str,
     target: &Target,
-    env_vars: Map<String, Json>,
-    host_vars: Map<String, Json>,
+    (env_vars, host_vars): (Map<String, Json>, Map<String, Json>),
+    origins: &HashMap<String, Location>,
     mut errors: Vec<Diagnostic>,
 ) -> Result<Catalog, Vec<Diagnostic>> {
-    let mut renderer = Renderer::new(template_data(roles, env, target.facts, env_vars, host_vars));
+    let mut data = template_data(roles, env, target.facts, env_vars, host_vars);
+    let (secrets, secret_files) = reveal(&mut data, target.secrets, origins, &mut errors);
+    let mut renderer = Renderer::new(data);
     let root = fs_err::canonicalize(&repo.root).unwrap_or_else(|_| repo.root.clone());
     let mut resources: Vec<Resource> = Vec::new();
     let mut by_id: HashMap<ResourceId, usize> = HashMap::new();
     let mut unbuilt = Unbuilt::default();
     let mut inputs = repo.inputs.clone();
+    // A changed secret invalidates the cached catalog, as a changed
+    // manifest does (absolute paths: the cache reads them as they are).
+    inputs.extend(secret_files);
     for role in roles {
         for (kind, name) in &role.unbuilt {
             let name = name.as_str().and_then(|text| {
@@ -199,7 +320,27 @@ fn compile_roles(
         }
         for decl in &role.resources {
             let resource = match build(decl, role, &root, &mut renderer, &mut errors, &mut inputs) {
-                Ok(resource) => resource,
+                Ok(mut resource) => {
+                    // A name is shown everywhere: it may not carry a secret.
+                    let name = resource.id.to_string();
+                    if let Some((var, _)) = secrets.iter().find(|(_, s)| name.contains(s.as_str()))
+                    {
+                        errors.push(
+                            Diagnostic::new(
+                                resource.origin.clone(),
+                                format!(
+                                    "the name of this {} comes from secret var `{var}`; names are shown in every listing and report",
+                                    resource.id.kind.name()
+                                ),
+                            )
+                            .key(resource.id.kind.name())
+                            .hint("give it a plain name and put the secret in an attribute (an exec's `command:`, a file's content)"),
+                        );
+                        continue;
+                    }
+                    resource.sensitive |= !secrets.is_empty() && carries(&resource, &secrets);
+                    resource
+                }
                 Err(name) => {
                     unbuilt.add(decl.kind, name);
                     continue;

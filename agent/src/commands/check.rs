@@ -58,6 +58,7 @@ pub fn check(
             environment: Some(env),
             host: pattern,
             facts: &facts,
+            secrets: crate::catalog::Secrets::Placeholder,
         };
         if let Err(mut found) = catalog::compile(&mut repo, &target) {
             problems.append(&mut found);

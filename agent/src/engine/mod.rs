@@ -305,11 +305,22 @@ impl<'a> Run<'a> {
         // From here on the host differs from what was planned ahead.
         self.applied_any = true;
         self.ahead.clear();
+        // What a sensitive resource's commands print or say may carry its
+        // secrets: reports get neither.
+        let sensitive = self.catalog.resources[index].sensitive;
         match self.apply(index, &plan.ops) {
+            Ok(output) if sensitive => {
+                report.output = output.map(|_| "(sensitive: output hidden)".to_owned());
+            }
             Ok(output) => report.output = output,
             Err(e) => {
                 report.status = Status::Failed;
-                report.error = Some(e);
+                report.error = Some(if sensitive {
+                    tracing::warn!(resource = %self.catalog.resources[index].id, "a sensitive resource failed; details are not reported");
+                    "failed (sensitive: details hidden)".to_owned()
+                } else {
+                    e
+                });
             }
         }
         if matches!(

@@ -248,6 +248,7 @@ pub fn review(
                 environment: Some(&env),
                 host: &host,
                 facts: &facts,
+                secrets: crate::catalog::Secrets::Placeholder,
             };
             match catalog::compile(&mut tree.repo, &target) {
                 Ok(c) => Ok(Some(c)),

@@ -188,6 +188,7 @@ fn compile(
         environment: Some(env),
         host: pattern,
         facts,
+        secrets: crate::catalog::Secrets::Placeholder,
     };
     catalog::compile_with(repo, &target, overrides)
 }
