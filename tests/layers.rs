@@ -12,16 +12,19 @@ use std::path::Path;
 /// are leaves the engine uses.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("rollout", &[]),
-    ("manifest", &["rollout"]),
+    ("flags", &[]),
+    ("manifest", &["rollout", "flags"]),
     ("facts", &[]),
     ("fsutil", &[]),
     ("provider", &[]),
     ("source", &[]),
     ("template", &["manifest"]),
-    ("resource", &["manifest", "template"]),
+    ("resource", &["manifest", "template", "flags"]),
     (
         "catalog",
-        &["manifest", "template", "resource", "facts", "fsutil"],
+        &[
+            "manifest", "template", "resource", "facts", "fsutil", "flags",
+        ],
     ),
     ("report", &["source", "fsutil"]),
     ("state", &["fsutil", "resource"]),

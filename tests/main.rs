@@ -11,6 +11,7 @@ mod diagnostics;
 mod e2e;
 mod example_repo;
 mod exec_and_accounts;
+mod flags;
 mod idempotence;
 mod layers;
 mod listing;

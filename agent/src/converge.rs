@@ -130,6 +130,7 @@ pub fn converge(options: &Options) -> anyhow::Result<Outcome> {
                 host: &host,
                 facts: &facts,
                 secrets: crate::catalog::Secrets::Read,
+                all_flags_on: false,
             };
             match catalog::compile(&mut repo, &target) {
                 Ok(c) => c,

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod converge;
 pub mod engine;
 pub mod facts;
+pub mod flags;
 pub mod fsutil;
 pub mod log;
 pub mod manifest;

@@ -116,6 +116,9 @@ enum Command {
     /// Staged rollouts as the manifests declare them.
     #[command(subcommand)]
     Rollout(PreviewCommand),
+    /// Feature flags: which hosts a knob would move.
+    #[command(subcommand)]
+    Flags(FlagsCommand),
     /// How the agent is doing: last run, last good commit, source, spool.
     Status {
         #[arg(long, default_value = DEFAULT_STATE_DIR, env = "TEND_STATE_DIR")]
@@ -170,6 +173,25 @@ enum LogCommand {
         commit: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+}
+
+#[derive(Subcommand)]
+enum FlagsCommand {
+    /// The hosts whose value of FLAG would change if it were set to N (a
+    /// percentage, true or false): FLAG=N.
+    Preview {
+        setting: String,
+        #[arg(long)]
+        env: String,
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Every host the central log has heard from (else the host
+        /// entries that name one host).
+        #[arg(long, value_name = "URL")]
+        log: Option<String>,
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
@@ -549,6 +571,19 @@ fn run(command: Command) -> anyhow::Result<u8> {
             log.as_deref(),
             matches!(format, ReportFormat::Json),
         ),
+        Command::Flags(FlagsCommand::Preview {
+            setting,
+            env,
+            repo,
+            log,
+            format,
+        }) => commands::flags::preview(
+            &repo,
+            &env,
+            &setting,
+            log.as_deref(),
+            matches!(format, ReportFormat::Json),
+        ),
         Command::Rollout(PreviewCommand::Preview {
             env,
             repo,
@@ -594,6 +629,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 host: &host,
                 facts: &facts,
                 secrets: tend::catalog::Secrets::Placeholder,
+                all_flags_on: false,
             };
             match tend::catalog::compile(&mut manifests, &target) {
                 Ok(catalog) => {

@@ -519,12 +519,17 @@ pub fn http_get(port: u16) -> Option<String> {
 }
 
 pub fn http_get_within(port: u16, wait: Duration) -> Option<String> {
+    http_get_path(port, "/", wait)
+}
+
+/// `GET path` on the port: the whole response, status line first.
+pub fn http_get_path(port: u16, path: &str, wait: Duration) -> Option<String> {
     let deadline = Instant::now() + wait;
     loop {
         if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
             stream
-                .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
                 .ok()?;
             let mut response = String::new();
             stream.read_to_string(&mut response).ok()?;

@@ -7,7 +7,7 @@ use host::{Host, Init, free_port, http_get, one_at_a_time, repo_with};
 
 fn env_file(host: &str, role: &str, vars: &str) -> String {
     format!(
-        "environment: e2e\nvars:\n  server_name: photos.e2e.local\nhosts:\n  - match: \"{host}\"\n    roles: [{role}]\n    vars: {{ {vars} }}\n"
+        "environment: e2e\nvars:\n  server_name: photos.e2e.local\nflags:\n  new_banner: {{ hosts: [\"app-sd.*\"] }}\nhosts:\n  - match: \"{host}\"\n    roles: [{role}]\n    vars: {{ {vars} }}\n"
     )
 }
 
@@ -210,6 +210,19 @@ fn app_host(init: Init, name: &str) {
         Init::SysV => host.run(&["sh", "-c", "ls /etc/rc2.d/S*photoapp"]).code == 0,
     };
     assert!(enabled, "photoapp is not enabled at boot");
+    // The app's flags, resolved for this host, and a dark-launched page
+    // that only the hosts of `new_banner` (app-sd.*) get.
+    let wait = std::time::Duration::from_secs(5);
+    let flags = host::http_get_path(port, "/flags.json", wait).unwrap();
+    assert!(flags.contains("\"new_uploader\": true"), "{flags}");
+    assert!(flags.contains("\"comments_dark_launch\": false"), "{flags}");
+    let banner = host::http_get_path(port, "/banner.html", wait).unwrap();
+    let dark_launched = name.starts_with("app-sd.");
+    assert_eq!(
+        banner.contains("try the new uploader"),
+        dark_launched,
+        "{name}: {banner}"
+    );
     host.converge(&[]).expect_code(0);
     // Stopped by hand: the next run starts it again, as drift.
     match init {

@@ -294,7 +294,7 @@ fn decode(r: &mut Reader, inputs: BTreeSet<PathBuf>) -> Option<Catalog> {
 
 fn decode_desired(r: &mut Reader, kind: Kind) -> Option<Desired> {
     Some(match kind {
-        Kind::File => Desired::File(FileSpec {
+        Kind::File | Kind::Flags => Desired::File(FileSpec {
             path: r.path()?,
             content: r.opt_bytes()?,
             from: r.opt_str()?,

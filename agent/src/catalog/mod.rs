@@ -62,6 +62,9 @@ pub struct Target<'a> {
     pub host: &'a str,
     pub facts: &'a Facts,
     pub secrets: Secrets,
+    /// Every `when: { flag }` counts as on (`tend parity` asks which
+    /// resources only flags keep apart).
+    pub all_flags_on: bool,
 }
 
 /// What `{ secret_file: PATH }` vars become.
@@ -92,6 +95,7 @@ pub fn compile_with(
     }
     // Where each var's winning value is set (for secrets' errors).
     let mut origins: HashMap<String, Location> = HashMap::new();
+    let flags: Vec<(String, crate::flags::FlagValue)>;
     let (env_name, entry_location, entry_roles, vars) = {
         let (env, entry) = repo
             .find_host(target.environment, target.host)
@@ -107,6 +111,11 @@ pub fn compile_with(
         for (k, v) in env.vars.iter().chain(&entry.vars) {
             origins.insert(k.name.clone(), Location::new(&env.file, v.pos));
         }
+        flags = env
+            .flags
+            .iter()
+            .map(|(name, value, _)| (name.clone(), value.clone()))
+            .collect();
         host_vars.extend(
             overrides
                 .iter()
@@ -158,15 +167,22 @@ pub fn compile_with(
         Some(Json::String(name)) => name.clone(),
         _ => env_name,
     };
-    compile_roles(
-        repo,
-        &roles,
-        &env_name,
-        target,
-        (env_vars, host_vars),
-        &origins,
-        load_errors,
-    )
+    let knobs = Knobs {
+        env_vars,
+        host_vars,
+        origins,
+        flags,
+    };
+    compile_roles(repo, &roles, &env_name, target, knobs, load_errors)
+}
+
+/// What an environment and a host entry set for the roles.
+struct Knobs {
+    env_vars: Map<String, Json>,
+    host_vars: Map<String, Json>,
+    /// Where each var's winning value is set.
+    origins: HashMap<String, Location>,
+    flags: Vec<(String, crate::flags::FlagValue)>,
 }
 
 /// Replaces each `{ secret_file: PATH }` var by the file's content (less
@@ -295,12 +311,17 @@ fn compile_roles(
     roles: &[Arc<Role>],
     env: &str,
     target: &Target,
-    (env_vars, host_vars): (Map<String, Json>, Map<String, Json>),
-    origins: &HashMap<String, Location>,
+    knobs: Knobs,
     mut errors: Vec<Diagnostic>,
 ) -> Result<Catalog, Vec<Diagnostic>> {
+    let Knobs {
+        env_vars,
+        host_vars,
+        origins,
+        flags,
+    } = knobs;
     let mut data = template_data(roles, env, target.facts, env_vars, host_vars);
-    let (secrets, secret_files) = reveal(&mut data, target.secrets, origins, &mut errors);
+    let (secrets, secret_files) = reveal(&mut data, target.secrets, &origins, &mut errors);
     let mut renderer = Renderer::new(data);
     let root = fs_err::canonicalize(&repo.root).unwrap_or_else(|_| repo.root.clone());
     let mut resources: Vec<Resource> = Vec::new();
@@ -319,7 +340,20 @@ fn compile_roles(
             unbuilt.add(*kind, name);
         }
         for decl in &role.resources {
-            let resource = match build(decl, role, &root, &mut renderer, &mut errors, &mut inputs) {
+            let gate = Gate {
+                flags: &flags,
+                host: &target.facts.name,
+                all_on: target.all_flags_on,
+            };
+            let resource = match build(
+                decl,
+                role,
+                &root,
+                &mut renderer,
+                &mut errors,
+                &mut inputs,
+                &gate,
+            ) {
                 Ok(mut resource) => {
                     // A name is shown everywhere: it may not carry a secret.
                     let name = resource.id.to_string();
@@ -419,6 +453,13 @@ impl Unbuilt {
 
 /// Builds one resource of a role for this host; on errors (recorded in
 /// `errors`), its rendered name if it has one.
+/// The environment's flags, for `when: { flag: NAME }`, and the host.
+struct Gate<'a> {
+    flags: &'a [(String, crate::flags::FlagValue)],
+    host: &'a str,
+    all_on: bool,
+}
+
 fn build(
     decl: &ResourceDecl,
     role: &Role,
@@ -426,10 +467,39 @@ fn build(
     renderer: &mut Renderer,
     errors: &mut Vec<Diagnostic>,
     inputs: &mut BTreeSet<PathBuf>,
+    gate: &Gate,
 ) -> Result<Resource, Option<String>> {
     let mut a = Attrs::new(decl, role, root, renderer);
     let origin = Location::new(&role.file, decl.pos);
     let name = a.name();
+    // Gated by a flag that is off here: the resource is not this host's
+    // (nor are references to it errors).
+    if let Some((_, when)) = decl.attr("when") {
+        let flag = when
+            .get("flag")
+            .and_then(|n| n.as_str())
+            .unwrap_or_default();
+        match gate.flags.iter().find(|(n, _)| n == flag) {
+            Some((_, value)) if gate.all_on || value.on(flag, gate.host) => {}
+            Some(_) => return Err(name),
+            None => {
+                let hint = crate::manifest::diagnostic::did_you_mean(
+                    flag,
+                    gate.flags.iter().map(|(n, _)| n.as_str()),
+                )
+                .unwrap_or_else(|| "declare it under `flags:` in the environment file".to_owned());
+                errors.push(
+                    Diagnostic::new(
+                        Location::new(&role.file, when.pos),
+                        format!("unknown flag `{flag}`"),
+                    )
+                    .key("when")
+                    .hint(hint),
+                );
+                return Err(name);
+            }
+        }
+    }
     let desired = name.as_ref().and_then(|name| {
         if decl.kind.is_path() {
             match resource::check_absolute_path(name) {
@@ -481,5 +551,6 @@ fn typed(kind: Kind, name: PathBuf, a: &mut Attrs) -> Option<Desired> {
         Kind::User => resource::user::build(text(), a),
         Kind::Group => resource::group::build(text(), a),
         Kind::Exec => resource::exec::build(text(), a),
+        Kind::Flags => resource::flags::build(name, a),
     }
 }

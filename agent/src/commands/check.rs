@@ -59,6 +59,7 @@ pub fn check(
             host: pattern,
             facts: &facts,
             secrets: crate::catalog::Secrets::Placeholder,
+            all_flags_on: false,
         };
         if let Err(mut found) = catalog::compile(&mut repo, &target) {
             problems.append(&mut found);

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod catalog;
 pub mod check;
 pub mod diff;
+pub mod flags;
 pub mod log;
 pub mod parity;
 pub mod rollout;

@@ -101,6 +101,26 @@ pub fn text(p: &Parity) -> String {
             p.b
         );
     }
+    for (name, x, y) in &p.flags {
+        let side = |v: &Option<String>| v.clone().unwrap_or_else(|| "(undeclared)".to_owned());
+        let _ = writeln!(
+            out,
+            "~ flag {name}: {} in {} ↔ {} in {}",
+            side(x),
+            p.a,
+            side(y),
+            p.b
+        );
+    }
+    for f in &p.flagged {
+        let _ = writeln!(
+            out,
+            "~ {} only in {} (roles [{}]): gated by a flag",
+            f.id,
+            f.environment,
+            f.roles.join(", ")
+        );
+    }
     let mut group = None;
     for d in &p.attributes {
         if group != Some((&d.roles, &d.entries)) {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::diagnostic::{Diagnostic, Location};
 use super::node::{Key, Node, Value};
 use super::schema::Checker;
+use crate::flags::FlagValue;
 use crate::rollout::{HaltOn, Policy, Wave};
 
 #[derive(Debug)]
@@ -14,6 +15,8 @@ pub struct Environment {
     pub file: Arc<Path>,
     pub vars: Vec<(Key, Node)>,
     pub hosts: Vec<HostEntry>,
+    /// `flags:` the resources' `when: { flag: NAME }` refer to.
+    pub flags: Vec<(String, FlagValue, Location)>,
     /// Where `environment:` names it.
     pub declared_at: Location,
     /// How a new commit reaches the hosts (`rollout:`), and where it is
@@ -42,7 +45,7 @@ impl HostEntry {
     }
 }
 
-const ENV_KEYS: &[&str] = &["environment", "vars", "hosts", "rollout"];
+const ENV_KEYS: &[&str] = &["environment", "vars", "hosts", "rollout", "flags"];
 const ROLLOUT_KEYS: &[&str] = &["canary", "waves", "soak", "halt_on"];
 const HALT_KEYS: &[&str] = &["failed", "drift_after_apply"];
 const HOST_KEYS: &[&str] = &["match", "roles", "vars"];
@@ -53,6 +56,7 @@ pub fn read(name: &str, root: &Node, checker: &mut Checker) -> Environment {
         file: Arc::clone(checker.file),
         vars: Vec::new(),
         hosts: Vec::new(),
+        flags: Vec::new(),
         declared_at: checker.at(root.pos),
         rollout: None,
     };
@@ -97,6 +101,20 @@ pub fn read(name: &str, root: &Node, checker: &mut Checker) -> Environment {
                 for item in items {
                     if let Some(entry) = read_host(item, checker) {
                         env.hosts.push(entry);
+                    }
+                }
+            }
+            "flags" => {
+                if let Some(entries) = checker.map(value, "`flags`", Some("flags")) {
+                    for (k, v) in entries {
+                        match FlagValue::parse(&v.to_json()) {
+                            Ok(flag) => env.flags.push((k.name.clone(), flag, checker.at(v.pos))),
+                            Err(e) => checker.push(
+                                Diagnostic::new(checker.at(v.pos), format!("flag `{}`: {e}", k.name))
+                                    .key(k.name.clone())
+                                    .hint("a flag is true, false, { percent: 10 } or { hosts: [\"web-3.*\"] }"),
+                            ),
+                        }
                     }
                 }
             }

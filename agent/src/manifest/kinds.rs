@@ -18,10 +18,12 @@ pub enum Kind {
     User,
     Group,
     Exec,
+    /// A JSON file of feature flags resolved for the host.
+    Flags,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::File,
         Kind::Directory,
         Kind::Symlink,
@@ -30,6 +32,7 @@ impl Kind {
         Kind::User,
         Kind::Group,
         Kind::Exec,
+        Kind::Flags,
     ];
 
     pub fn name(self) -> &'static str {
@@ -42,6 +45,7 @@ impl Kind {
             Kind::User => "user",
             Kind::Group => "group",
             Kind::Exec => "exec",
+            Kind::Flags => "flags",
         }
     }
 
@@ -60,12 +64,16 @@ impl Kind {
             Kind::User => USER,
             Kind::Group => GROUP,
             Kind::Exec => EXEC,
+            Kind::Flags => FLAGS,
         }
     }
 
     /// Whether the name of a resource of this type is an absolute path.
     pub fn is_path(self) -> bool {
-        matches!(self, Kind::File | Kind::Directory | Kind::Symlink)
+        matches!(
+            self,
+            Kind::File | Kind::Directory | Kind::Symlink | Kind::Flags
+        )
     }
 }
 
@@ -94,6 +102,8 @@ pub enum AttrType {
     Vars,
     /// One of a fixed set of words.
     OneOf(&'static [&'static str]),
+    /// `{ flag: NAME }`: a condition on a flag of the environment.
+    When,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -111,6 +121,7 @@ pub const COMMON_ATTRIBUTES: &[AttrSpec] = &[
     attr("require", AttrType::Refs),
     attr("before", AttrType::Refs),
     attr("notify", AttrType::Refs),
+    attr("when", AttrType::When),
 ];
 
 pub const PRESENT_ABSENT: &[&str] = &["present", "absent"];
@@ -172,6 +183,14 @@ const GROUP: &[AttrSpec] = &[
     attr("gid", AttrType::Int),
     attr("system", AttrType::Bool),
     attr("state", AttrType::OneOf(PRESENT_ABSENT)),
+];
+
+/// `flags` attributes (`values` is checked when it is resolved).
+const FLAGS: &[AttrSpec] = &[
+    attr("values", AttrType::Vars),
+    attr("mode", AttrType::Mode),
+    attr("owner", AttrType::Str),
+    attr("group", AttrType::Str),
 ];
 
 /// `exec` attributes.

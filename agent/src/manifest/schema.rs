@@ -210,6 +210,18 @@ impl<'a> Checker<'a> {
                 "a mapping of variables",
                 "write e.g. vars: { port: 8080 }",
             ),
+            (AttrType::When, Value::Map(entries))
+                if entries.len() == 1
+                    && entries[0].0.name == "flag"
+                    && matches!(entries[0].1.value, Value::Str(_)) =>
+            {
+                return;
+            }
+            (AttrType::When, other) => bad(
+                other.kind(),
+                "`{ flag: NAME }`",
+                "write e.g. when: { flag: search_v2 } (a flag of the environment's `flags:`)",
+            ),
         };
         self.push(d);
     }

@@ -11,6 +11,7 @@ pub mod attrs;
 pub mod directory;
 pub mod exec;
 pub mod file;
+pub mod flags;
 pub mod group;
 pub mod package;
 pub mod service;

@@ -249,6 +249,7 @@ pub fn review(
                 host: &host,
                 facts: &facts,
                 secrets: crate::catalog::Secrets::Placeholder,
+                all_flags_on: false,
             };
             match catalog::compile(&mut tree.repo, &target) {
                 Ok(c) => Ok(Some(c)),

@@ -37,6 +37,14 @@ pub struct ResourceOnly {
     pub declared_at: String,
 }
 
+/// A resource only one side has, because a flag gates it.
+#[derive(Debug, Serialize)]
+pub struct Flagged {
+    pub environment: String,
+    pub roles: Vec<String>,
+    pub id: String,
+}
+
 /// A var's value on one side, and where it is set.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Setting {
@@ -71,6 +79,10 @@ pub struct Parity {
     pub roles_only: Vec<RolesOnly>,
     pub resources_only: Vec<ResourceOnly>,
     pub attributes: Vec<AttributeDiff>,
+    /// Resources one side has because of its flags (`when: { flag }`).
+    pub flagged: Vec<Flagged>,
+    /// Flags whose values differ: name, value on each side.
+    pub flags: Vec<(String, Option<String>, Option<String>)>,
     /// The environments' rollout policies, when they differ (a declared
     /// knob, not a break of parity).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -183,12 +195,14 @@ fn compile(
     pattern: &str,
     facts: &Facts,
     overrides: &Map<String, Json>,
+    all_flags_on: bool,
 ) -> Result<Catalog, Vec<Diagnostic>> {
     let target = Target {
         environment: Some(env),
         host: pattern,
         facts,
         secrets: crate::catalog::Secrets::Placeholder,
+        all_flags_on,
     };
     catalog::compile_with(repo, &target, overrides)
 }
@@ -249,8 +263,27 @@ pub fn parity(repo: &mut Repo, a: &str, b: &str) -> Result<Parity, Vec<Diagnosti
         roles_only: Vec::new(),
         resources_only: Vec::new(),
         attributes: Vec::new(),
+        flagged: Vec::new(),
+        flags: Vec::new(),
         rollout: None,
     };
+    let flags_of = |name: &str| -> BTreeMap<String, String> {
+        repo.environments
+            .iter()
+            .filter(|e| e.name == name)
+            .flat_map(|e| &e.flags)
+            .map(|(n, v, at)| (n.clone(), format!("{v} ({at})")))
+            .collect()
+    };
+    let (fa, fb) = (flags_of(a), flags_of(b));
+    for name in fa.keys().chain(fb.keys()).collect::<BTreeSet<_>>() {
+        let (x, y) = (fa.get(name), fb.get(name));
+        let value =
+            |s: Option<&String>| s.map(|s| s.split(" (").next().unwrap_or_default().to_owned());
+        if value(x) != value(y) {
+            out.flags.push((name.clone(), x.cloned(), y.cloned()));
+        }
+    }
     let policy = |name: &str| {
         repo.environments
             .iter()
@@ -291,11 +324,23 @@ pub fn parity(repo: &mut Repo, a: &str, b: &str) -> Result<Parity, Vec<Diagnosti
             .expect("paired")
             .pattern
             .clone();
-        let cat_a = compile(repo, a, &pa, &facts, &none)?;
-        let cat_b = compile(repo, b, &pb, &facts, &none)?;
+        let cat_a = compile(repo, a, &pa, &facts, &none, false)?;
+        let cat_b = compile(repo, b, &pb, &facts, &none, false)?;
         let (ra, rb) = (by_id(&cat_a), by_id(&cat_b));
+        // With every flag on: a resource both sides then have is kept
+        // apart by flags only, a knob like a var.
+        let all_a = by_id(&compile(repo, a, &pa, &facts, &none, true)?);
+        let all_b = by_id(&compile(repo, b, &pb, &facts, &none, true)?);
         for (env, mine, theirs, cat) in [(a, &ra, &rb, &cat_a), (b, &rb, &ra, &cat_b)] {
             for id in mine.keys().filter(|id| !theirs.contains_key(*id)) {
+                if all_a.contains_key(id) && all_b.contains_key(id) {
+                    out.flagged.push(Flagged {
+                        environment: env.to_owned(),
+                        roles: roles.clone(),
+                        id: id.clone(),
+                    });
+                    continue;
+                }
                 let declared_at = cat
                     .resources
                     .iter()
@@ -325,7 +370,7 @@ pub fn parity(repo: &mut Repo, a: &str, b: &str) -> Result<Parity, Vec<Diagnosti
             let Some(theirs) = sb.get(var) else { continue };
             let mut one = Map::new();
             one.insert(var.clone(), theirs.value.clone());
-            if let Ok(c) = compile(repo, a, &pa, &facts, &one) {
+            if let Ok(c) = compile(repo, a, &pa, &facts, &one, false) {
                 moved.insert(var, by_id(&c));
             }
         }
