@@ -759,3 +759,27 @@ fn the_agent_from_its_debian_package_pulls_converges_reports_and_stops_cleanly()
     );
     assert_eq!(host.run(&["test", "-e", "/usr/bin/tend"]).code, 1);
 }
+
+/// The dev boxes' provisioning script (vagrant/provision.sh), run in a
+/// fresh Debian host as Vagrant would run it in a box: the dev web host is
+/// built by the code that builds production.
+#[test]
+fn the_dev_box_provisioner_converges_the_dev_web_host() {
+    let _one = one_at_a_time();
+    let name = "web-1.dev";
+    let repo = repo_with(&env_file("unused.e2e", "base", ""));
+    let host = Host::start(Init::Systemd, name, repo.path());
+    host.copy_in(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("vagrant/provision.sh"),
+        "/root/provision.sh",
+    );
+    let first = host.run(&["sh", "/root/provision.sh", name, "/srv/repo"]);
+    first.expect_code(0);
+    first.shows("+ package:nginx");
+    let page = http_get(80).unwrap_or_else(|| panic!("nothing serves the dev web host on port 80"));
+    assert!(page.contains("photos on web-1.dev (dev)"), "{page}");
+    // Provisioning again changes nothing.
+    let again = host.run(&["sh", "/root/provision.sh", name, "/srv/repo"]);
+    again.expect_code(0);
+    assert!(again.summary().starts_with("0 changed"), "{}", again.stdout);
+}
