@@ -23,7 +23,10 @@ fn the_vagrantfile_is_valid_and_has_a_box_per_dev_host_entry() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("Vagrantfile validated successfully"), "{stdout}");
+    assert!(
+        stdout.contains("Vagrantfile validated successfully"),
+        "{stdout}"
+    );
     // Each entry's box, named by the first host its glob matches.
     let dev = fs_err::read_to_string(project.join("manifests/dev.yaml")).unwrap();
     let entries: Vec<String> = dev

@@ -376,3 +376,64 @@ fn parity_breaks_when_a_role_a_combination_or_a_resource_is_missing_on_one_side(
         run.stderr
     );
 }
+
+/// A real-size review (scripts/gen-review-repo): 50 roles of 10 files and
+/// 20 host entries of 5 roles; the change reaches exactly the hosts whose
+/// roles or vars it touches. Its speed is measured by scripts/bench-review.
+#[test]
+fn a_real_size_change_reaches_exactly_the_hosts_it_touches() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("fleet");
+    let out = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/gen-review-repo"
+    ))
+    .arg(&repo)
+    .env("GIT_CONFIG_NOSYSTEM", "1")
+    .env("HOME", dir.path())
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let commits: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let run = tend(&[
+        "diff",
+        &commits[0],
+        &commits[1],
+        "--repo",
+        repo.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    run.expect_code(2);
+    let review: Value = serde_json::from_str(&run.stdout).unwrap();
+    let changed: Vec<(String, usize)> = review["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["host"].as_str().unwrap().to_owned(),
+                h["changes"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    // role-07 is on entries 00 and 10, role-31 on 02 and 12; entry 12's
+    // own workers var changes all of its 50 files.
+    assert_eq!(
+        changed,
+        [
+            ("host-00-*.prod".to_owned(), 10),
+            ("host-02-*.prod".to_owned(), 10),
+            ("host-10-*.prod".to_owned(), 10),
+            ("host-12-*.prod".to_owned(), 50),
+        ]
+    );
+    assert_eq!(review["unchanged"], 16);
+}
