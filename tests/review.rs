@@ -324,6 +324,21 @@ fn parity_breaks_when_a_role_a_combination_or_a_resource_is_missing_on_one_side(
         .shows("~ file:/etc/app/app.conf content line 1: \"port 80\" in staging ↔ \"port 8080\" in production")
         .shows("var port: 80 (roles/web/role.yaml:2:9) ↔ 8080 (manifests/production.yaml:4:9)");
 
+    // Two entries with the same roles on one side: each is compared.
+    let two = "  - match: \"web-*\"\n    roles: [web]\n  - match: \"edge-1\"\n    roles: [web]\n    vars: { port: 9090 }\n";
+    let dir2 = manifests(&[
+        ("roles/web/role.yaml", ROLE),
+        (
+            "manifests/staging.yaml",
+            &env("staging", "  - match: \"web-*\"\n    roles: [web]\n", ""),
+        ),
+        ("manifests/production.yaml", &env("production", two, "")),
+    ]);
+    parity(dir2.path(), &["staging", "production"])
+        .expect_code(0)
+        .shows("[web] web-* ↔ edge-1:")
+        .shows("var port: 80 (roles/web/role.yaml:2:9) ↔ 9090 (manifests/production.yaml:9:19)");
+
     // A role one side lacks, and a combination of roles on one host entry.
     let together = "  - match: \"web-*\"\n    roles: [web, db]\n";
     let dir = manifests(&[

@@ -311,28 +311,38 @@ pub fn parity(repo: &mut Repo, a: &str, b: &str) -> Result<Parity, Vec<Diagnosti
     // One neutral name on both sides: host names are meant to differ.
     let facts = Facts::gather("parity-host");
     let none = Map::new();
+    // Entries of one role combination are paired in order (the first of
+    // each side, the second, …); a side with fewer pairs its last again.
+    let mut pairs: Vec<(Vec<String>, String, String)> = Vec::new();
     for roles in ca.intersection(&cb) {
-        let pa = ea
-            .iter()
-            .find(|e| &e.roles == roles)
-            .expect("paired")
-            .pattern
-            .clone();
-        let pb = eb
-            .iter()
-            .find(|e| &e.roles == roles)
-            .expect("paired")
-            .pattern
-            .clone();
-        let cat_a = compile(repo, a, &pa, &facts, &none, false)?;
-        let cat_b = compile(repo, b, &pb, &facts, &none, false)?;
+        let side = |es: &[Entry]| -> Vec<String> {
+            es.iter()
+                .filter(|e| &e.roles == roles)
+                .map(|e| e.pattern.clone())
+                .collect()
+        };
+        let (la, lb) = (side(&ea), side(&eb));
+        for i in 0..la.len().max(lb.len()) {
+            let pick = |l: &[String]| l[i.min(l.len() - 1)].clone();
+            pairs.push((roles.clone(), pick(&la), pick(&lb)));
+        }
+    }
+    let mut told: BTreeSet<(String, String)> = BTreeSet::new();
+    for (roles, pa, pb) in &pairs {
+        let (roles, pa, pb) = (roles, pa.as_str(), pb.as_str());
+        let cat_a = compile(repo, a, pa, &facts, &none, false)?;
+        let cat_b = compile(repo, b, pb, &facts, &none, false)?;
         let (ra, rb) = (by_id(&cat_a), by_id(&cat_b));
         // With every flag on: a resource both sides then have is kept
         // apart by flags only, a knob like a var.
-        let all_a = by_id(&compile(repo, a, &pa, &facts, &none, true)?);
-        let all_b = by_id(&compile(repo, b, &pb, &facts, &none, true)?);
+        let all_a = by_id(&compile(repo, a, pa, &facts, &none, true)?);
+        let all_b = by_id(&compile(repo, b, pb, &facts, &none, true)?);
         for (env, mine, theirs, cat) in [(a, &ra, &rb, &cat_a), (b, &rb, &ra, &cat_b)] {
             for id in mine.keys().filter(|id| !theirs.contains_key(*id)) {
+                // Told once, whichever pair found it.
+                if !told.insert((env.to_owned(), id.clone())) {
+                    continue;
+                }
                 if all_a.contains_key(id) && all_b.contains_key(id) {
                     out.flagged.push(Flagged {
                         environment: env.to_owned(),
@@ -355,7 +365,7 @@ pub fn parity(repo: &mut Repo, a: &str, b: &str) -> Result<Parity, Vec<Diagnosti
                 });
             }
         }
-        let (sa, sb) = (settings(repo, a, &pa), settings(repo, b, &pb));
+        let (sa, sb) = (settings(repo, a, pa), settings(repo, b, pb));
         let differing: Vec<String> = sa
             .keys()
             .chain(sb.keys())
@@ -370,7 +380,7 @@ pub fn parity(repo: &mut Repo, a: &str, b: &str) -> Result<Parity, Vec<Diagnosti
             let Some(theirs) = sb.get(var) else { continue };
             let mut one = Map::new();
             one.insert(var.clone(), theirs.value.clone());
-            if let Ok(c) = compile(repo, a, &pa, &facts, &one, false) {
+            if let Ok(c) = compile(repo, a, pa, &facts, &one, false) {
                 moved.insert(var, by_id(&c));
             }
         }
@@ -402,7 +412,7 @@ pub fn parity(repo: &mut Repo, a: &str, b: &str) -> Result<Parity, Vec<Diagnosti
                     .collect();
                 out.attributes.push(AttributeDiff {
                     roles: roles.clone(),
-                    entries: (pa.clone(), pb.clone()),
+                    entries: (pa.to_owned(), pb.to_owned()),
                     id: id.clone(),
                     attribute: key.clone(),
                     a: va,
