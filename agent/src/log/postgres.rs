@@ -184,6 +184,8 @@ const MIGRATIONS: &[&str] = &[
 const MIGRATION_LOCK: i64 = 0x7465_6e64_6c6f_6701;
 
 pub struct PostgresStore {
+    /// For connecting again after PostgreSQL restarted.
+    url: String,
     writer: Mutex<Client>,
     /// Queries and the gate's read-only answers, several at a time.
     readers: Vec<Mutex<Client>>,
@@ -206,6 +208,7 @@ impl PostgresStore {
             .collect::<Result<_, _>>()
             .map_err(db)?;
         Ok(PostgresStore {
+            url: url.to_owned(),
             writer: Mutex::new(writer),
             readers,
             next_reader: std::sync::atomic::AtomicUsize::new(0),
@@ -213,22 +216,43 @@ impl PostgresStore {
     }
 
     fn writer(&self) -> std::sync::MutexGuard<'_, Client> {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+        self.alive(self.writer.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The connection, connected again when the last call found it closed
+    /// (PostgreSQL restarted, a network cut): the call that found it failed
+    /// (a 503, which agents retry); the next one works.
+    fn alive<'a>(
+        &self,
+        mut client: std::sync::MutexGuard<'a, Client>,
+    ) -> std::sync::MutexGuard<'a, Client> {
+        if client.is_closed() {
+            match Client::connect(&self.url, NoTls) {
+                Ok(fresh) => {
+                    tracing::info!("connected to PostgreSQL again");
+                    *client = fresh;
+                }
+                Err(e) => tracing::warn!(error = %e, "PostgreSQL is still out of reach"),
+            }
+        }
+        client
     }
 
     /// A free reading connection, or the next one in turn.
     fn reader(&self) -> std::sync::MutexGuard<'_, Client> {
         for reader in &self.readers {
             if let Ok(guard) = reader.try_lock() {
-                return guard;
+                return self.alive(guard);
             }
         }
         let turn = self
             .next_reader
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.readers[turn % self.readers.len()]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.alive(
+            self.readers[turn % self.readers.len()]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
     }
 }
 
