@@ -507,3 +507,28 @@ resources:
     ));
     assert!(!t.at("ready").exists() && !t.at("ran").exists());
 }
+
+/// Escape sequences in what a manifest or a commit carries are shown, not
+/// obeyed: a diff cannot clear or retitle the operator's terminal.
+#[test]
+fn terminal_escape_sequences_in_a_diff_are_shown_inert() {
+    let t = Test::new();
+    t.role(
+        "main",
+        "resources:\n  - file: \"{{root}}/motd\"\n    content: \"\\e[2J\\e]0;owned\\a\\u202Egnp.exe\\n\"\n",
+    );
+    let run = t.converge(&[]);
+    run.expect_code(2);
+    assert!(
+        !run.stdout.contains('\u{1b}') && !run.stdout.contains('\u{7}'),
+        "{:?}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains('\u{202e}'), "{:?}", run.stdout);
+    run.shows("+\\u{1b}[2J\\u{1b}]0;owned\\u{7}\\u{202e}gnp.exe");
+    // The file itself holds exactly what was asked.
+    assert_eq!(
+        fs_err::read(t.at("motd")).unwrap(),
+        "\u{1b}[2J\u{1b}]0;owned\u{7}\u{202e}gnp.exe\n".as_bytes()
+    );
+}

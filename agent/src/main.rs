@@ -598,7 +598,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
         Command::Status { state_dir, format } => {
             let status = commands::agent::status(&state_dir)?;
             match format {
-                ReportFormat::Text => print!("{}", status.to_text()),
+                ReportFormat::Text => print!("{}", tend::report::inert(&status.to_text())),
                 ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&status)?),
             }
             Ok(0)
@@ -674,7 +674,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 }
                 converge::Outcome::Ran(report) => {
                     match format {
-                        ReportFormat::Text => print!("{}", report.to_text()),
+                        ReportFormat::Text => print!("{}", tend::report::inert(&report.to_text())),
                         ReportFormat::Json => {
                             println!("{}", serde_json::to_string_pretty(&report)?)
                         }

@@ -14,7 +14,7 @@ use crate::report::spool::Spool;
 pub fn once(settings: &Settings) -> anyhow::Result<u8> {
     Ok(match agent::run_cycle(settings)? {
         Cycle::Ran(report) => {
-            print!("{}", report.to_text());
+            print!("{}", crate::report::inert(&report.to_text()));
             report.detailed_exit_code()
         }
         Cycle::Disabled(reason) => {

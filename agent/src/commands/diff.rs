@@ -42,7 +42,7 @@ pub fn run(
     if json {
         println!("{}", serde_json::to_string_pretty(&review)?);
     } else {
-        print!("{}", text(&review));
+        print!("{}", crate::report::inert(&text(&review)));
     }
     Ok(if review.changes_anything() { 2 } else { 0 })
 }

@@ -102,6 +102,6 @@ pub fn preview(
             globs.join(", ")
         );
     }
-    print!("{out}");
+    print!("{}", crate::report::inert(&out));
     Ok(0)
 }

@@ -154,7 +154,10 @@ fn rollout_status(server: &str, env: &str, commit: Option<&str>, json: bool) -> 
     if rollouts.is_empty() {
         println!("no rollouts in {env}");
     }
-    print!("{}", rollouts.iter().map(rollout_text).collect::<String>());
+    print!(
+        "{}",
+        crate::report::inert(&rollouts.iter().map(rollout_text).collect::<String>())
+    );
     Ok(0)
 }
 
@@ -224,7 +227,10 @@ fn rollout_act(
         );
         return Ok(super::EXIT_ERROR);
     }
-    print!("{}", rollout_text(&answer["rollout"]));
+    print!(
+        "{}",
+        crate::report::inert(&rollout_text(&answer["rollout"]))
+    );
     Ok(0)
 }
 
@@ -253,6 +259,6 @@ fn show(server: &str, filters: &[(&str, String)], json: bool) -> anyhow::Result<
             s("author"),
         );
     }
-    print!("{out}");
+    print!("{}", crate::report::inert(&out));
     Ok(0)
 }

@@ -31,7 +31,7 @@ pub fn print_diagnostics(repo: &Repo, diagnostics: &[Diagnostic]) {
         if n == 1 { "" } else { "s" },
         repo.root.display()
     ));
-    eprint!("{text}");
+    eprint!("{}", crate::report::inert(&text));
 }
 
 pub fn open_repo(root: &Path) -> anyhow::Result<Repo> {

@@ -19,7 +19,7 @@ pub fn run(repo: &Path, a: &str, b: &str, json: bool) -> anyhow::Result<u8> {
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", text(&report));
+        print!("{}", crate::report::inert(&text(&report)));
     }
     Ok(if report.broken() {
         super::EXIT_ERROR

@@ -92,7 +92,7 @@ pub fn preview(repo: &Path, env: &str, log: Option<&str>, json: bool) -> anyhow:
             globs.join(", ")
         );
     }
-    print!("{out}");
+    print!("{}", crate::report::inert(&out));
     Ok(0)
 }
 

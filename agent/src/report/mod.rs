@@ -11,6 +11,29 @@ use serde::{Deserialize, Serialize};
 
 use crate::source::git::Revision;
 
+/// Text for a terminal with its control characters shown, not obeyed: a
+/// host name, a commit subject or a file's diff may carry escape sequences
+/// (or bidirectional overrides) that would otherwise rewrite an operator's
+/// screen or hide what a line says. Newlines and tabs stay.
+pub fn inert(text: &str) -> std::borrow::Cow<'_, str> {
+    let hostile = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(hostile) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if hostile(c) {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// What happens to the resource as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
