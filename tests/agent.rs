@@ -582,6 +582,14 @@ fn damaged_state_and_a_lock_a_killed_git_left_do_not_stop_the_agent() {
     fs_err::write(f.state.join("agent.json"), "{ half").unwrap();
     fs_err::write(f.state.join("state.json"), "not json").unwrap();
     fs_err::write(f.state.join("source/repo.git/shallow.lock"), "").unwrap();
+    // A torn spool entry and a directory where an entry should be: set
+    // aside, never sent, never in the way of the reports after them.
+    fs_err::write(
+        f.state.join("spool/00000000000000000001-torn.json"),
+        "{ \"id\": ",
+    )
+    .unwrap();
+    fs_err::create_dir_all(f.state.join("spool/00000000000000000002-odd.json")).unwrap();
     f.role("two");
     f.commit("Ana Diaz", "two");
     let run = f.cycle(&log.url, &[]);
@@ -590,7 +598,26 @@ fn damaged_state_and_a_lock_a_killed_git_left_do_not_stop_the_agent() {
     assert!(run.stderr.contains("starting afresh"), "{}", run.stderr);
     assert!(f.state.join("agent.json.damaged").exists());
     assert!(f.state.join("state.json.damaged").exists());
+    assert!(run.stderr.contains("2 reports set aside"), "{}", run.stderr);
+    assert!(
+        f.state
+            .join("spool/set-aside/00000000000000000001-torn.json")
+            .exists()
+    );
+    assert!(
+        f.state
+            .join("spool/set-aside/00000000000000000002-odd.json")
+            .exists()
+    );
+    assert_eq!(
+        log.ids().len(),
+        2,
+        "the good reports were sent: {:?}",
+        log.ids()
+    );
+    assert!(log.received().iter().all(|r| r.body["id"].is_string()));
     f.cycle(&log.url, &[]).expect_code(0);
+    assert_eq!(log.ids().len(), 3);
 }
 
 #[test]

@@ -95,7 +95,8 @@ fn a_report_the_log_refuses_for_good_is_set_aside_not_retried() {
     let run = converge_to(&t, &log.url, &token, &[]);
     run.expect_code(2);
     assert!(
-        run.stderr.contains("the log refused 1 report"),
+        run.stderr
+            .contains("1 report set aside (refused by the log, or damaged)"),
         "{}",
         run.stderr
     );

@@ -85,7 +85,7 @@ pub fn deliver(options: &Options, report: &Report) {
     }
     if round.set_aside > 0 {
         eprintln!(
-            "warning: the log refused {} report{}; kept in `{}`",
+            "warning: {} report{} set aside (refused by the log, or damaged); kept in `{}`",
             round.set_aside,
             if round.set_aside == 1 { "" } else { "s" },
             options.state_dir.join("spool/set-aside").display()

@@ -125,12 +125,17 @@ impl Spool {
         let mut round = Delivery::default();
         let pending = self.pending();
         for (i, path) in pending.iter().enumerate() {
+            // A damaged entry (unreadable, not a report) is set aside here:
+            // it must not hold every later report back, nor be sent.
             let body = match fs_err::read(path) {
-                Ok(body) => body,
+                Ok(body) if serde_json::from_slice::<Report>(&body).is_ok() => body,
+                Ok(_) => {
+                    self.put_aside(path, "it is not a run report (damaged)", &mut round);
+                    continue;
+                }
                 Err(e) => {
-                    round.error = Some(e.to_string());
-                    round.waiting = pending.len() - i;
-                    return round;
+                    self.put_aside(path, &format!("it cannot be read ({e})"), &mut round);
+                    continue;
                 }
             };
             match sender.post(&body) {
@@ -141,18 +146,7 @@ impl Spool {
                     round.sent += 1;
                 }
                 Err(Refused::ForGood(why)) => {
-                    tracing::warn!(report = %path.display(), reason = %why, "the log refused a report; set aside");
-                    let aside = self.dir.join(SET_ASIDE);
-                    let moved = fsutil::ensure_private_dir(&aside)
-                        .map_err(|e| e.to_string())
-                        .and_then(|()| {
-                            fs_err::rename(path, aside.join(path.file_name().unwrap_or_default()))
-                                .map_err(|e| e.to_string())
-                        });
-                    if let Err(e) = moved {
-                        round.error = Some(e);
-                    }
-                    round.set_aside += 1;
+                    self.put_aside(path, &format!("the log refused it: {why}"), &mut round);
                 }
                 Err(Refused::ForNow(why)) => {
                     round.error = Some(why);
@@ -162,6 +156,28 @@ impl Spool {
             }
         }
         round
+    }
+}
+
+impl Spool {
+    /// Moves a report the log will never take into `set-aside/`, for a
+    /// person to look at (a name already there is replaced: same report).
+    fn put_aside(&self, path: &Path, why: &str, round: &mut Delivery) {
+        tracing::warn!(report = %path.display(), reason = %why, "a spooled report was set aside");
+        let aside = self.dir.join(SET_ASIDE);
+        let target = aside.join(path.file_name().unwrap_or_default());
+        let moved = fsutil::ensure_private_dir(&aside)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                // A directory in the spool's place cannot be renamed over a
+                // file; anything else can.
+                let _ = fs_err::remove_dir_all(&target);
+                fs_err::rename(path, &target).map_err(|e| e.to_string())
+            });
+        if let Err(e) = moved {
+            round.error = Some(e);
+        }
+        round.set_aside += 1;
     }
 }
 
