@@ -12,6 +12,7 @@ mod diagnostics;
 mod e2e;
 mod example_repo;
 mod exec_and_accounts;
+mod faults;
 mod flags;
 mod idempotence;
 mod layers;

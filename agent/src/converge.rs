@@ -68,7 +68,21 @@ pub fn deliver(options: &Options, report: &Report) {
         }
         return;
     }
-    let round = Spool::new(options.state_dir.join("spool")).deliver(&sender);
+    let spool = Spool::new(options.state_dir.join("spool"));
+    // A report the spool had no room for (a full state directory) goes
+    // straight to the log, once: better than not at all.
+    let suffix = format!("-{}.json", report.id);
+    let spooled = spool
+        .pending()
+        .iter()
+        .any(|p| p.to_string_lossy().ends_with(&suffix));
+    if !spooled {
+        let body = serde_json::to_vec(report).expect("a report serialises");
+        if let Err(e) = sender.post(&body) {
+            eprintln!("warning: the report could be neither spooled nor sent: {e:?}");
+        }
+    }
+    let round = spool.deliver(&sender);
     tracing::debug!(
         sent = round.sent,
         waiting = round.waiting,

@@ -159,7 +159,13 @@ impl Executor {
             Err(e) => Err(e.into()),
             Ok(_) => fsutil::walk_files(path, &mut |file| {
                 let content = fsutil::read_nofollow(file, 0)?;
-                self.backups.keep(&content)?;
+                // Never replace what could not be kept: say why it stays.
+                self.backups.keep(&content).map_err(|e| {
+                    FsError::Io(std::io::Error::other(format!(
+                        "the old content of `{}` could not be backed up, so it is left as it is: {e}",
+                        file.display()
+                    )))
+                })?;
                 tracing::debug!(path = %file.display(), "backed up");
                 Ok(())
             }),
