@@ -320,3 +320,29 @@ fn a_large_honest_manifest_is_not_refused() {
     let run = t.check();
     run.expect_code(0);
 }
+
+#[test]
+fn a_hundred_megabyte_manifest_is_refused_before_it_is_read() {
+    let t = Test::new();
+    t.role(
+        "main",
+        "resources:\n  - file: \"{{root}}/motd\"\n    content: hi\n",
+    );
+    // Sparse: 100 MB that cost no disk.
+    let role = fs_err::OpenOptions::new()
+        .append(true)
+        .open(t.repo.join("roles/main/role.yaml"))
+        .unwrap();
+    role.set_len(100_000_000).unwrap();
+    let run = t.check();
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("roles/main/role.yaml:1:1")
+            && run.stderr.contains(
+                "this file is 100000000 bytes, more than a manifest may be (67108864 bytes)"
+            )
+            && run.stderr.contains("TEND_YAML_LIMITS=2"),
+        "{}",
+        run.stderr
+    );
+}

@@ -91,9 +91,27 @@ impl Repo {
     /// Reads and parses one YAML file (path relative to the repository).
     /// A syntax error becomes a diagnostic and `None`.
     fn parse(&mut self, rel: &Path) -> Result<Option<Node>, std::io::Error> {
+        let file: Arc<Path> = Arc::from(rel);
+        // Refused before it is read: memory stays bounded whatever the
+        // repository holds.
+        let size = fs_err::metadata(self.root.join(rel))?.len();
+        let limit = node::max_file_bytes();
+        if size > limit {
+            self.inputs.insert(rel.to_path_buf());
+            self.diagnostics.push(
+                Diagnostic::new(
+                    Location::new(&file, Pos { line: 1, col: 1 }),
+                    format!("this file is {size} bytes, more than a manifest may be ({limit} bytes)"),
+                )
+                .hint(format!(
+                    "split it (roles can include roles; big contents belong in `files/`), or raise the limit with `TEND_YAML_LIMITS={}`",
+                    node::limit_factor() * 2
+                )),
+            );
+            return Ok(None);
+        }
         let text = fs_err::read_to_string(self.root.join(rel))?;
         self.inputs.insert(rel.to_path_buf());
-        let file: Arc<Path> = Arc::from(rel);
         if text.trim().is_empty() {
             return Ok(Some(Node {
                 pos: Pos { line: 1, col: 1 },
@@ -206,6 +224,14 @@ impl Repo {
     /// A diagnostic for a role name that names no role.
     pub fn unknown_role(&self, name: &str, at: &Location) -> Diagnostic {
         let names = self.role_names();
+        if name.contains(['/', '\\']) || name.starts_with('.') {
+            return Diagnostic::new(at.clone(), format!("`{name}` is not a role name")).hint(
+                format!(
+                    "a role is a folder of `roles/`, named plainly; existing roles: {}",
+                    names.join(", ")
+                ),
+            );
+        }
         let hint = did_you_mean(name, names.iter().map(String::as_str)).unwrap_or_else(|| {
             format!(
                 "create `roles/{name}/role.yaml`; existing roles: {}",

@@ -274,6 +274,12 @@ pub fn parse_options(input_len: usize) -> serde_saphyr::Options {
     options
 }
 
+/// The largest manifest file read: 64 MiB (times `TEND_YAML_LIMITS`).
+/// A role of 100,000 inline files is 56 MB.
+pub fn max_file_bytes() -> u64 {
+    (64u64 << 20).saturating_mul(limit_factor() as u64)
+}
+
 /// `TEND_YAML_LIMITS`, or 1.
 pub fn limit_factor() -> usize {
     std::env::var("TEND_YAML_LIMITS")
