@@ -5,6 +5,7 @@
 //! refuse to pass through a parent directory that is a symlink someone other
 //! than root could have planted.
 
+pub mod dirfd;
 pub mod temps;
 
 use std::collections::HashSet;
@@ -91,7 +92,9 @@ fn temp_in(dir: &Path, path: &Path, temps: &TempLog) -> Result<tempfile::NamedTe
 
 /// Replaces (or creates) `path` with `content`, `mode` and ownership, so that
 /// a reader sees the old file or the new one, never a half-written one. A
-/// symlink at `path` is replaced, not written through.
+/// symlink at `path` is replaced, not written through; the directory is
+/// reached by an openat chain (see [`dirfd`]) and every step after is
+/// relative to it, so no link swapped in meanwhile can redirect the write.
 pub fn atomic_write(
     path: &Path,
     content: &[u8],
@@ -100,30 +103,68 @@ pub fn atomic_write(
     gid: Option<u32>,
     temps: &TempLog,
 ) -> Result<(), FsError> {
+    use nix::fcntl::{openat, renameat};
+    use nix::sys::stat::Mode;
     let dir = path
         .parent()
         .ok_or_else(|| FsError::NoParent(path.to_path_buf()))?;
-    let mut tmp = temp_in(dir, path, temps)?;
-    tmp.write_all(content).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("writing `{}`: {e}", tmp.path().display()))
-    })?;
-    let file = tmp.as_file();
-    if uid.is_some() || gid.is_some() {
-        nix::unistd::fchown(file.as_fd(), uid.map(Uid::from_raw), gid.map(Gid::from_raw))
-            .map_err(sys("cannot change the owner of", path))?;
-    }
-    // After chown, which clears setuid bits.
-    chmod(file, path, mode)?;
-    file.sync_all().map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot sync `{}`: {e}", path.display()))
-    })?;
-    tmp.persist(path).map_err(|e| {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| FsError::NoParent(path.to_path_buf()))?;
+    let dir_fd = dirfd::open_dir(dir)?;
+    temps.record(dir)?;
+    let tmp_name = format!(
+        "{}{}",
+        temps.prefix(path),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
+    let tmp_path = dir.join(&tmp_name);
+    let fd = openat(
+        &dir_fd,
+        tmp_name.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(|e| {
         std::io::Error::new(
-            e.error.kind(),
-            format!("cannot replace `{}`: {}", path.display(), e.error),
+            std::io::Error::from(e).kind(),
+            format!("cannot create a temporary file in `{}`: {e}", dir.display()),
         )
     })?;
-    sync_dir(dir)
+    let mut file = std::fs::File::from(fd);
+    let written = (|| -> Result<(), FsError> {
+        file.write_all(content).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("writing `{}`: {e}", tmp_path.display()))
+        })?;
+        if uid.is_some() || gid.is_some() {
+            nix::unistd::fchown(file.as_fd(), uid.map(Uid::from_raw), gid.map(Gid::from_raw))
+                .map_err(sys("cannot change the owner of", path))?;
+        }
+        // After chown, which clears setuid bits.
+        chmod(&file, path, mode)?;
+        file.sync_all().map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot sync `{}`: {e}", path.display()))
+        })?;
+        renameat(&dir_fd, tmp_name.as_str(), &dir_fd, name).map_err(sys("cannot replace", path))?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        let _ = nix::unistd::unlinkat(
+            &dir_fd,
+            tmp_name.as_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
+        return Err(e);
+    }
+    std::fs::File::from(dir_fd).sync_all().map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot sync `{}`: {e}", dir.display()))
+    })?;
+    Ok(())
 }
 
 /// Makes a directory entry change durable.
@@ -298,5 +339,68 @@ mod tests {
         assert_eq!(meta.mode() & 0o7777, 0o640);
         let leftovers: Vec<_> = fs_err::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 2, "no temporary file is left behind");
+    }
+
+    /// Another user swaps the parent directory for a link to elsewhere, as
+    /// fast as they can, while files are written into it: no write ever
+    /// lands elsewhere (each is made in the real directory or refused).
+    #[test]
+    fn a_parent_swapped_for_a_users_link_never_redirects_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let parent = dir.path().join("conf");
+        let elsewhere = dir.path().join("elsewhere");
+        let held = dir.path().join("conf.real");
+        fs_err::create_dir_all(&parent).unwrap();
+        fs_err::create_dir_all(&elsewhere).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // The user's link, made once (a user's links are theirs from the
+        // start: it is owned before it is ever in place).
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            &link,
+            Some(Uid::from_raw(65534)),
+            None,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+        let flipper = {
+            let (parent, held, link, stop) =
+                (parent.clone(), held.clone(), link.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // The real directory out, the user's link in, and back.
+                    if std::fs::rename(&parent, &held).is_ok() {
+                        let _ = std::fs::rename(&link, &parent);
+                        let _ = std::fs::rename(&parent, &link);
+                        let _ = std::fs::rename(&held, &parent);
+                    }
+                }
+            })
+        };
+        let mut written = 0;
+        for i in 0..2000 {
+            if atomic_write(
+                &parent.join(format!("f{i}")),
+                b"x",
+                0o644,
+                None,
+                None,
+                &TempLog::unrecorded(),
+            )
+            .is_ok()
+            {
+                written += 1;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        flipper.join().unwrap();
+        assert_eq!(
+            fs_err::read_dir(&elsewhere).unwrap().count(),
+            0,
+            "a write went through the user's link"
+        );
+        assert!(written > 0, "no write got through at all");
     }
 }
