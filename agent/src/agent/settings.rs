@@ -55,25 +55,29 @@ pub fn read(path: &Path) -> Result<Option<FileSettings>, Vec<Diagnostic>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(vec![Diagnostic::new(whole, format!("cannot read: {e}"))]),
     };
+    parse(path, &text).map(Some)
+}
+
+/// The settings in `text` (the content of the file at `path`).
+pub fn parse(path: &Path, text: &str) -> Result<FileSettings, Vec<Diagnostic>> {
+    let file: Arc<Path> = Arc::from(path);
     if text.trim().is_empty() {
-        return Ok(Some(FileSettings::default()));
+        return Ok(FileSettings::default());
     }
-    let root: Node = serde_saphyr::from_str_with_options(
-        &text,
-        crate::manifest::node::parse_options(text.len()),
-    )
-    .map_err(|e| {
-        let pos = e
-            .location()
-            .map_or(Default::default(), |l| crate::manifest::node::Pos {
-                line: u32::try_from(l.line()).unwrap_or(1),
-                col: u32::try_from(l.column()).unwrap_or(1),
-            });
-        vec![
-            Diagnostic::new(Location::new(&file, pos), format!("invalid YAML: {e}"))
-                .hint("check the indentation and quoting around this place"),
-        ]
-    })?;
+    let root: Node =
+        serde_saphyr::from_str_with_options(text, crate::manifest::node::parse_options(text.len()))
+            .map_err(|e| {
+                let pos = e
+                    .location()
+                    .map_or(Default::default(), |l| crate::manifest::node::Pos {
+                        line: u32::try_from(l.line()).unwrap_or(1),
+                        col: u32::try_from(l.column()).unwrap_or(1),
+                    });
+                vec![
+                    Diagnostic::new(Location::new(&file, pos), format!("invalid YAML: {e}"))
+                        .hint("check the indentation and quoting around this place"),
+                ]
+            })?;
     let mut checker = Checker::new(&file);
     let mut out = FileSettings::default();
     if let Some(entries) = checker.map(&root, "the agent's settings", None) {
@@ -87,7 +91,7 @@ pub fn read(path: &Path) -> Result<Option<FileSettings>, Vec<Diagnostic>> {
         }
     }
     if checker.errors.is_empty() {
-        Ok(Some(out))
+        Ok(out)
     } else {
         Err(checker.errors)
     }

@@ -227,7 +227,7 @@ async fn authenticate_host(app: &App, headers: &HeaderMap) -> Result<String, Res
 }
 
 /// What SPEC §5 asks of a report beyond its shape.
-fn check(report: &Report) -> Result<(), String> {
+pub(super) fn check(report: &Report) -> Result<(), String> {
     if report.id.trim().is_empty() || report.id.len() > 128 {
         return Err("`id` must be 1 to 128 characters".into());
     }

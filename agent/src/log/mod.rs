@@ -89,6 +89,15 @@ pub fn serve(options: &ServeOptions) -> anyhow::Result<()> {
     runtime.block_on(http::serve(store, options))
 }
 
+/// A report body as the log takes it: parsed and checked against SPEC §5
+/// (the checks `POST /v1/reports` makes before storing anything).
+pub fn parse_report(body: &[u8]) -> Result<crate::report::Report, String> {
+    let report: crate::report::Report =
+        serde_json::from_slice(body).map_err(|e| format!("not a run report: {e}"))?;
+    http::check(&report).map_err(|e| format!("not a valid run report: {e}"))?;
+    Ok(report)
+}
+
 /// A new token: 32 random bytes, hexadecimal.
 pub fn new_token() -> String {
     let a = uuid::Uuid::new_v4();

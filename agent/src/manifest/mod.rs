@@ -112,55 +112,10 @@ impl Repo {
         }
         let text = fs_err::read_to_string(self.root.join(rel))?;
         self.inputs.insert(rel.to_path_buf());
-        if text.trim().is_empty() {
-            return Ok(Some(Node {
-                pos: Pos { line: 1, col: 1 },
-                value: node::Value::Null,
-            }));
-        }
-        match serde_saphyr::from_str_with_options::<Node>(&text, node::parse_options(text.len())) {
+        match parse_text(&file, &text) {
             Ok(node) => Ok(Some(node)),
-            Err(e) if node::limit_reached(&e, text.len()).is_some() => {
-                let (what, limit) = node::limit_reached(&e, text.len()).expect("checked");
-                let pos = e.location().map_or(Pos { line: 1, col: 1 }, |l| Pos {
-                    line: u32::try_from(l.line()).unwrap_or(1).max(1),
-                    col: u32::try_from(l.column()).unwrap_or(1).max(1),
-                });
-                let factor = node::limit_factor();
-                self.diagnostics.push(
-                    Diagnostic::new(
-                        Location::new(&file, pos),
-                        format!(
-                            "this file goes past a YAML limit: more than {limit} {what} (the limit for a file of {} bytes{})",
-                            text.len(),
-                            if factor > 1 { format!(", times TEND_YAML_LIMITS={factor}") } else { String::new() }
-                        ),
-                    )
-                    .hint(format!(
-                        "the limits guard against alias bombs and runaway nesting and grow with the file's size; if this file is meant to be so, raise them all with `TEND_YAML_LIMITS={}`",
-                        factor * 4
-                    )),
-                );
-                Ok(None)
-            }
-            Err(e) => {
-                let pos = e.location().map_or(Pos { line: 1, col: 1 }, |l| Pos {
-                    line: u32::try_from(l.line()).unwrap_or(1).max(1),
-                    col: u32::try_from(l.column()).unwrap_or(1).max(1),
-                });
-                let line = text.lines().nth(pos.line as usize - 1).unwrap_or("");
-                let hint = if line.contains(": {{") || line.contains("- {{") {
-                    "a value that starts with `{{` must be quoted: write \"{{root}}/motd\""
-                } else {
-                    "check the indentation and quoting around this place"
-                };
-                self.diagnostics.push(
-                    Diagnostic::new(
-                        Location::new(&file, pos),
-                        format!("invalid YAML: {}", yaml_message(&e)),
-                    )
-                    .hint(hint),
-                );
+            Err(d) => {
+                self.diagnostics.push(*d);
                 Ok(None)
             }
         }
@@ -375,6 +330,84 @@ impl Repo {
             }
         }
     }
+}
+
+/// Parses one manifest file's text, with the loader's limits; a YAML
+/// error (or a limit reached) is a diagnostic at its place.
+fn parse_text(file: &Arc<Path>, text: &str) -> Result<Node, Box<Diagnostic>> {
+    if text.trim().is_empty() {
+        return Ok(Node {
+            pos: Pos { line: 1, col: 1 },
+            value: node::Value::Null,
+        });
+    }
+    match serde_saphyr::from_str_with_options::<Node>(text, node::parse_options(text.len())) {
+        Ok(node) => Ok(node),
+        Err(e) if node::limit_reached(&e, text.len()).is_some() => {
+            let (what, limit) = node::limit_reached(&e, text.len()).expect("checked");
+            let pos = e.location().map_or(Pos { line: 1, col: 1 }, |l| Pos {
+                line: u32::try_from(l.line()).unwrap_or(1).max(1),
+                col: u32::try_from(l.column()).unwrap_or(1).max(1),
+            });
+            let factor = node::limit_factor();
+            Err(Box::new(
+                Diagnostic::new(
+                    Location::new(file, pos),
+                    format!(
+                        "this file goes past a YAML limit: more than {limit} {what} (the limit for a file of {} bytes{})",
+                        text.len(),
+                        if factor > 1 { format!(", times TEND_YAML_LIMITS={factor}") } else { String::new() }
+                    ),
+                )
+                .hint(format!(
+                    "the limits guard against alias bombs and runaway nesting and grow with the file's size; if this file is meant to be so, raise them all with `TEND_YAML_LIMITS={}`",
+                    factor * 4
+                )),
+            ))
+        }
+        Err(e) => {
+            let pos = e.location().map_or(Pos { line: 1, col: 1 }, |l| Pos {
+                line: u32::try_from(l.line()).unwrap_or(1).max(1),
+                col: u32::try_from(l.column()).unwrap_or(1).max(1),
+            });
+            let line = text.lines().nth(pos.line as usize - 1).unwrap_or("");
+            let hint = if line.contains(": {{") || line.contains("- {{") {
+                "a value that starts with `{{` must be quoted: write \"{{root}}/motd\""
+            } else {
+                "check the indentation and quoting around this place"
+            };
+            Err(Box::new(
+                Diagnostic::new(
+                    Location::new(file, pos),
+                    format!("invalid YAML: {}", yaml_message(&e)),
+                )
+                .hint(hint),
+            ))
+        }
+    }
+}
+
+/// A manifest file checked on its own, from its text: what the loader does
+/// to each role or environment file (for fuzzing, and tools that have the
+/// text but no repository).
+pub fn check_text(environment: bool, name: &str, text: &str) -> Vec<Diagnostic> {
+    let path = if environment {
+        "manifests/file.yaml"
+    } else {
+        "roles/role/role.yaml"
+    };
+    let file: Arc<Path> = Arc::from(Path::new(path));
+    let root = match parse_text(&file, text) {
+        Ok(root) => root,
+        Err(d) => return vec![*d],
+    };
+    let mut checker = Checker::new(&file);
+    if environment {
+        environment::read(name, &root, &mut checker);
+    } else {
+        role::read(name, PathBuf::from("roles").join(name), root, &mut checker);
+    }
+    checker.errors
 }
 
 pub fn io_diagnostic(at: &Location, e: &std::io::Error) -> Diagnostic {
