@@ -115,6 +115,121 @@ fn generate(workload: &str, dir: &Path) {
     fs_err::write(dir.join("list"), list).unwrap();
 }
 
+/// The same workload for the tools people would pick instead, each into
+/// a root of its own: `site.pp` (puppet apply), `promises.cf` (cf-agent)
+/// and `site.yml` (ansible-playbook, the first `limit` files only: it
+/// takes about a second for ten files).
+fn generate_others(workload: &str, dir: &Path, ansible_limit: usize) {
+    let n = count(workload);
+    let w2 = workload == "W2";
+    let mode = format!("{:04o}", mode(workload));
+    let roots: Vec<PathBuf> = ["puppet", "cfengine", "ansible"]
+        .iter()
+        .map(|t| dir.join(format!("root-{t}")))
+        .collect();
+    for r in &roots {
+        fs_err::create_dir_all(r).unwrap();
+    }
+    let (pr, cr, ar) = (&roots[0], &roots[1], &roots[2]);
+    // Puppet: EPP for the template workload, strings otherwise.
+    let mut pp = String::new();
+    for d in 0..n.div_ceil(100) {
+        let _ = writeln!(
+            pp,
+            "file {{ '{}/d{d:03}': ensure => directory }}",
+            pr.display()
+        );
+    }
+    let epp = TEMPLATE
+        .replace("{{name}}", "<%= $name %>")
+        .replace("{{port}}", "<%= $port %>");
+    for i in 0..n {
+        let p = path(pr, i);
+        let content = if w2 {
+            format!(
+                "inline_epp('{epp}', {{ 'name' => 'site-{i}', 'port' => {} }})",
+                8000 + i
+            )
+        } else {
+            format!("'{}'", static_content(i))
+        };
+        let _ = writeln!(
+            pp,
+            "file {{ '{}': ensure => file, mode => '{mode}', content => {content} }}",
+            p.display()
+        );
+    }
+    fs_err::write(dir.join("site.pp"), pp).unwrap();
+    // CFEngine: files promises with inline content, or inline mustache.
+    let mut cf = String::from(
+        "body common control { bundlesequence => { \"main\" }; }\nbody perms m(p) { mode => \"$(p)\"; rxdirs => \"false\"; }\nbundle agent main {\n  files:\n",
+    );
+    for d in 0..n.div_ceil(100) {
+        let _ = writeln!(cf, "    \"{}/d{d:03}/.\" create => \"true\";", cr.display());
+    }
+    let mustache = TEMPLATE.replace('"', "\\\"");
+    for i in 0..n {
+        let p = path(cr, i);
+        if w2 {
+            let _ = writeln!(
+                cf,
+                "    \"{}\" create => \"true\", perms => m(\"{mode}\"), template_method => \"inline_mustache\", edit_template_string => \"{mustache}\", template_data => parsejson('{{\"name\": \"site-{i}\", \"port\": {}}}');",
+                p.display(),
+                8000 + i
+            );
+        } else {
+            let _ = writeln!(
+                cf,
+                "    \"{}\" create => \"true\", perms => m(\"{mode}\"), content => \"{}\";",
+                p.display(),
+                static_content(i)
+            );
+        }
+    }
+    cf.push_str("}\n");
+    fs_err::write(dir.join("promises.cf"), cf).unwrap();
+    // Ansible: copy with content, or template with per-file vars.
+    let m = n.min(ansible_limit);
+    fs_err::write(
+        dir.join("site.conf.j2"),
+        TEMPLATE
+            .replace("{{name}}", "{{ name }}")
+            .replace("{{port}}", "{{ port }}"),
+    )
+    .unwrap();
+    let mut yml =
+        String::from("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n");
+    for d in 0..m.div_ceil(100) {
+        let _ = writeln!(
+            yml,
+            "    - file: {{ path: \"{}/d{d:03}\", state: directory }}",
+            ar.display()
+        );
+    }
+    for i in 0..m {
+        let p = path(ar, i);
+        if w2 {
+            let _ = writeln!(
+                yml,
+                "    - template: {{ src: \"{}\", dest: \"{}\", mode: \"{mode}\" }}\n      vars: {{ name: site-{i}, port: {} }}",
+                dir.join("site.conf.j2").display(),
+                p.display(),
+                8000 + i
+            );
+        } else {
+            let _ = writeln!(
+                yml,
+                "    - copy:\n        dest: \"{}\"\n        mode: \"{mode}\"\n        content: |",
+                p.display()
+            );
+            for line in static_content(i).lines() {
+                let _ = writeln!(yml, "          {line}");
+            }
+        }
+    }
+    fs_err::write(dir.join("site.yml"), yml).unwrap();
+}
+
 fn floor(dir: &Path) {
     let list = fs_err::read_to_string(dir.join("list")).unwrap();
     let mut differ = 0;
@@ -520,6 +635,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("gen") => generate(&args[2], Path::new(&args[3])),
+        Some("gen-others") => generate_others(
+            &args[2],
+            Path::new(&args[3]),
+            args.get(4).map_or(100, |n| n.parse().unwrap()),
+        ),
         Some("floor") => floor(Path::new(&args[2])),
         Some("write") => write(&args[2], Path::new(&args[3])),
         Some("scribble") => scribble(Path::new(&args[2])),
