@@ -661,3 +661,52 @@ fn the_real_log_server_shows_the_agents_commits_in_its_deploy_log() {
     assert_eq!(hosts["hosts"][0]["commit"], two.as_str());
     assert_eq!(hosts["hosts"][0]["interval_s"], 1800);
 }
+
+/// The real log server SIGKILLed while agents deliver, again and again:
+/// each report reaches it exactly once in the end, none acknowledged is
+/// lost, and the agent never stops converging.
+#[test]
+fn a_log_server_killed_during_delivery_loses_nothing_and_stores_each_report_once() {
+    let mut log = crate::log_server::LogServer::start(&[]);
+    let mut f = Fleet::new();
+    f.token = log.token(HOST);
+    f.role("one");
+    f.commit("Ana Diaz", "one");
+    let cycles = 8;
+    for i in 0..cycles {
+        let url = log.url.clone();
+        let cycle = std::thread::scope(|s| {
+            let run = s.spawn(|| f.cycle(&url, &[]));
+            // Somewhere in the cycle: before, during or after its delivery.
+            std::thread::sleep(std::time::Duration::from_millis(15 * i));
+            log.kill_and_restart();
+            run.join().unwrap()
+        });
+        assert!(cycle.code == 0 || cycle.code == 2, "{cycle:?}");
+    }
+    // The log is up: the next cycle delivers whatever waited.
+    f.cycle(&log.url, &[]).expect_code(0);
+    assert_eq!(
+        fs_err::read_dir(f.state.join("spool"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .count(),
+        0,
+        "reports still wait"
+    );
+    let (_, page) = log.get("/v1/reports?limit=100");
+    let ids: Vec<&str> = page["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let unique: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "a report stored twice: {ids:?}");
+    assert_eq!(
+        ids.len(),
+        cycles as usize + 1,
+        "one report a cycle: {ids:?}"
+    );
+}
