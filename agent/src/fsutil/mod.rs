@@ -75,19 +75,14 @@ pub fn check_parents(path: &Path, checked: &mut HashSet<PathBuf>) -> Result<(), 
     Ok(())
 }
 
-/// A new temporary file in `dir` for replacing `path`, recorded in `temps`
-/// before it exists.
-fn temp_in(dir: &Path, path: &Path, temps: &TempLog) -> Result<tempfile::NamedTempFile, FsError> {
-    temps.record(dir)?;
-    Ok(tempfile::Builder::new()
-        .prefix(&temps.prefix(path))
-        .tempfile_in(dir)
-        .map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot create a temporary file in `{}`: {e}", dir.display()),
-            )
-        })?)
+/// A fresh name for a temporary file replacing `path`: the run's marker
+/// (what the journal of temporary files looks for) and a random tail.
+fn temp_name(temps: &TempLog, path: &Path) -> String {
+    format!(
+        "{}{}",
+        temps.prefix(path),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    )
 }
 
 /// Replaces (or creates) `path` with `content`, `mode` and ownership, so that
@@ -118,11 +113,7 @@ pub fn atomic_write(
         .ok_or_else(|| FsError::NoParent(path.to_path_buf()))?;
     let dir_fd = dirfd::open_dir(dir)?;
     temps.record(dir)?;
-    let tmp_name = format!(
-        "{}{}",
-        temps.prefix(path),
-        &uuid::Uuid::new_v4().simple().to_string()[..6]
-    );
+    let tmp_name = temp_name(temps, path);
     let tmp_path = dir.join(&tmp_name);
     let fd = openat(
         &dir_fd,
@@ -185,8 +176,41 @@ fn open_nofollow(path: &Path) -> Result<std::fs::File, FsError> {
         })
 }
 
+/// Opens an existing entry to change it: its directory by the openat chain,
+/// the entry itself without following a symlink.
+fn open_to_change(path: &Path) -> Result<std::fs::File, FsError> {
+    let (dir, name) = dir_and_name(path)?;
+    let dir_fd = dirfd::open_dir(dir)?;
+    let fd = nix::fcntl::openat(
+        &dir_fd,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(sys("cannot open", path))?;
+    Ok(std::fs::File::from(fd))
+}
+
+/// A path's directory (`.` for a bare name) and last component.
+fn dir_and_name(path: &Path) -> Result<(&Path, &std::ffi::OsStr), FsError> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| FsError::NoParent(path.to_path_buf()))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| FsError::NoParent(path.to_path_buf()))?;
+    Ok((
+        if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        },
+        name,
+    ))
+}
+
 pub fn set_mode(path: &Path, mode: u32) -> Result<(), FsError> {
-    chmod(&open_nofollow(path)?, path, mode)
+    chmod(&open_to_change(path)?, path, mode)
 }
 
 /// Sets the mode of an open file; `path` is for the error message.
@@ -202,7 +226,7 @@ fn chmod(file: &std::fs::File, path: &Path, mode: u32) -> Result<(), FsError> {
 }
 
 pub fn set_owner(path: &Path, uid: Option<u32>, gid: Option<u32>) -> Result<(), FsError> {
-    let file = open_nofollow(path)?;
+    let file = open_to_change(path)?;
     // fchown clears setuid/setgid bits: put the mode back as it was.
     let mode = file.metadata()?.mode() & 0o7777;
     nix::unistd::fchown(file.as_fd(), uid.map(Uid::from_raw), gid.map(Gid::from_raw))
@@ -219,33 +243,56 @@ pub fn create_dir(
     uid: Option<u32>,
     gid: Option<u32>,
 ) -> Result<(), FsError> {
-    fs_err::create_dir(path)?;
+    let (dir, name) = dir_and_name(path)?;
+    let dir_fd = dirfd::open_dir(dir)?;
+    // Private until its owner and mode are set.
+    nix::sys::stat::mkdirat(
+        &dir_fd,
+        name,
+        nix::sys::stat::Mode::from_bits_truncate(0o700),
+    )
+    .map_err(sys("cannot create the directory", path))?;
+    let fd = nix::fcntl::openat(
+        &dir_fd,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(sys("cannot open", path))?;
+    let new_dir = std::fs::File::from(fd);
     if uid.is_some() || gid.is_some() {
-        set_owner(path, uid, gid)?;
+        nix::unistd::fchown(
+            new_dir.as_fd(),
+            uid.map(Uid::from_raw),
+            gid.map(Gid::from_raw),
+        )
+        .map_err(sys("cannot change the owner of", path))?;
     }
     // Set explicitly: mkdir's mode is filtered through the umask.
-    set_mode(path, mode)?;
-    sync_dir(
-        path.parent()
-            .ok_or_else(|| FsError::NoParent(path.to_path_buf()))?,
-    )
+    chmod(&new_dir, path, mode)?;
+    std::fs::File::from(dir_fd).sync_all()?;
+    Ok(())
 }
 
-/// Creates or replaces the symlink at `path` atomically.
+/// Creates or replaces the symlink at `path` atomically, in a directory
+/// reached by the openat chain.
 pub fn replace_symlink(path: &Path, target: &Path, temps: &TempLog) -> Result<(), FsError> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| FsError::NoParent(path.to_path_buf()))?;
-    // A free temporary name: create a temp file, then put the link in its place.
-    let tmp = temp_in(dir, path, temps)?;
-    let tmp_path = tmp.path().to_path_buf();
-    drop(tmp);
-    fs_err::os::unix::fs::symlink(target, &tmp_path)?;
-    if let Err(e) = fs_err::rename(&tmp_path, path) {
-        let _ = fs_err::remove_file(&tmp_path);
-        return Err(e.into());
+    let (dir, name) = dir_and_name(path)?;
+    let dir_fd = dirfd::open_dir(dir)?;
+    temps.record(dir)?;
+    let tmp_name = temp_name(temps, path);
+    nix::unistd::symlinkat(target, &dir_fd, tmp_name.as_str())
+        .map_err(sys("cannot create a link in", dir))?;
+    if let Err(e) = nix::fcntl::renameat(&dir_fd, tmp_name.as_str(), &dir_fd, name) {
+        let _ = nix::unistd::unlinkat(
+            &dir_fd,
+            tmp_name.as_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
+        return Err(sys("cannot replace", path)(e));
     }
-    sync_dir(dir)
+    std::fs::File::from(dir_fd).sync_all()?;
+    Ok(())
 }
 
 /// Removes a file, symlink or whole directory tree; never follows symlinks.
