@@ -710,3 +710,38 @@ fn a_log_server_killed_during_delivery_loses_nothing_and_stores_each_report_once
         "one report a cycle: {ids:?}"
     );
 }
+
+/// The agent and its git killed (SIGKILL, the whole process group) at
+/// several moments of a fetch of a large commit: the next cycle fetches,
+/// applies and reports as if nothing happened, and the one after is quiet.
+#[test]
+fn an_agent_killed_mid_fetch_recovers_at_the_next_cycle() {
+    use std::os::unix::process::CommandExt as _;
+    let f = Fleet::new();
+    let log = Receiver::start();
+    f.role("one");
+    // A commit big enough that fetching it takes a while.
+    let big: Vec<u8> = (0..24_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    fs_err::write(f.remote.join("big.bin"), big).unwrap();
+    f.commit("Ana Diaz", "one, and a big file");
+    for delay_ms in [30, 120, 400] {
+        let mut child = f
+            .agent(&log.url, &["--once"])
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let group = nix::unistd::Pid::from_raw(-i32::try_from(child.id()).unwrap());
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = child.wait();
+    }
+    let run = f.cycle(&log.url, &[]);
+    assert!(run.code == 2 || run.code == 0, "{run:?}");
+    assert_eq!(f.motd(), "one\n");
+    f.cycle(&log.url, &[]).expect_code(0);
+    assert!(!log.ids().is_empty(), "no report arrived");
+}
