@@ -11,6 +11,7 @@ pub mod temps;
 use std::collections::HashSet;
 use std::io::Write as _;
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStringExt as _;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -296,17 +297,48 @@ pub fn replace_symlink(path: &Path, target: &Path, temps: &TempLog) -> Result<()
 }
 
 /// Removes a file, symlink or whole directory tree; never follows symlinks.
+/// The directory is reached by the openat chain and a tree is walked by
+/// descriptors, so a link swapped in anywhere meanwhile cannot point the
+/// removal elsewhere.
 pub fn remove(path: &Path) -> Result<(), FsError> {
-    let meta = fs_err::symlink_metadata(path)?;
-    if meta.is_dir() {
-        fs_err::remove_dir_all(path)?;
-    } else {
-        fs_err::remove_file(path)?;
-    }
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
+    let (dir, name) = dir_and_name(path)?;
+    let dir_fd = dirfd::open_dir(dir)?;
+    remove_at(&dir_fd, name, path)?;
+    std::fs::File::from(dir_fd).sync_all()?;
     Ok(())
+}
+
+/// Removes `name` in the open directory `dir`; `path` is for messages.
+fn remove_at(dir: &impl AsFd, name: &std::ffi::OsStr, path: &Path) -> Result<(), FsError> {
+    use nix::fcntl::AtFlags;
+    use nix::sys::stat::{SFlag, fstatat};
+    use nix::unistd::{UnlinkatFlags, unlinkat};
+    let st =
+        fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(sys("cannot inspect", path))?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR {
+        return unlinkat(dir, name, UnlinkatFlags::NoRemoveDir).map_err(sys("cannot remove", path));
+    }
+    let fd = nix::fcntl::openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(sys("cannot open", path))?;
+    let mut inner = nix::dir::Dir::from_fd(fd).map_err(sys("cannot read", path))?;
+    // Names first, removals after: a directory is not changed while read.
+    let mut names = Vec::new();
+    for entry in inner.iter() {
+        let entry = entry.map_err(sys("cannot read", path))?;
+        let entry_name = entry.file_name().to_bytes();
+        if entry_name != b"." && entry_name != b".." {
+            names.push(std::ffi::OsString::from_vec(entry_name.to_vec()));
+        }
+    }
+    for entry_name in names {
+        remove_at(&inner, &entry_name, &path.join(&entry_name))?;
+    }
+    unlinkat(dir, name, UnlinkatFlags::RemoveDir).map_err(sys("cannot remove", path))
 }
 
 /// Calls `f` with every regular file at or below `path` (not following
@@ -388,44 +420,70 @@ mod tests {
         assert_eq!(leftovers.len(), 2, "no temporary file is left behind");
     }
 
-    /// Another user swaps the parent directory for a link to elsewhere, as
-    /// fast as they can, while files are written into it: no write ever
-    /// lands elsewhere (each is made in the real directory or refused).
+    /// Another user swaps `parent` for their link to `elsewhere` and back,
+    /// as fast as they can, until the returned guard is dropped.
+    struct Flipper {
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Flipper {
+        fn start(parent: &Path, elsewhere: &Path) -> Self {
+            let dir = parent.parent().unwrap();
+            let held = dir.join("held.real");
+            // The user's link, made once (a user's links are theirs from
+            // the start: it is owned before it is ever in place).
+            let link = dir.join("users-link");
+            std::os::unix::fs::symlink(elsewhere, &link).unwrap();
+            nix::unistd::fchownat(
+                nix::fcntl::AT_FDCWD,
+                &link,
+                Some(Uid::from_raw(65534)),
+                None,
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .unwrap();
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let thread = {
+                let (parent, stop) = (parent.to_path_buf(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        // The real directory out, the user's link in, and back.
+                        if std::fs::rename(&parent, &held).is_ok() {
+                            let _ = std::fs::rename(&link, &parent);
+                            let _ = std::fs::rename(&parent, &link);
+                            let _ = std::fs::rename(&held, &parent);
+                        }
+                    }
+                })
+            };
+            Flipper {
+                stop,
+                thread: Some(thread),
+            }
+        }
+    }
+
+    impl Drop for Flipper {
+        fn drop(&mut self) {
+            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Some(thread) = self.thread.take() {
+                thread.join().unwrap();
+            }
+        }
+    }
+
+    /// Files are written into a directory another user keeps swapping for
+    /// a link: no write ever lands elsewhere (each is made in the real
+    /// directory or refused).
     #[test]
     fn a_parent_swapped_for_a_users_link_never_redirects_a_write() {
         let dir = tempfile::tempdir().unwrap();
         let parent = dir.path().join("conf");
         let elsewhere = dir.path().join("elsewhere");
-        let held = dir.path().join("conf.real");
         fs_err::create_dir_all(&parent).unwrap();
         fs_err::create_dir_all(&elsewhere).unwrap();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        // The user's link, made once (a user's links are theirs from the
-        // start: it is owned before it is ever in place).
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
-        nix::unistd::fchownat(
-            nix::fcntl::AT_FDCWD,
-            &link,
-            Some(Uid::from_raw(65534)),
-            None,
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .unwrap();
-        let flipper = {
-            let (parent, held, link, stop) =
-                (parent.clone(), held.clone(), link.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    // The real directory out, the user's link in, and back.
-                    if std::fs::rename(&parent, &held).is_ok() {
-                        let _ = std::fs::rename(&link, &parent);
-                        let _ = std::fs::rename(&parent, &link);
-                        let _ = std::fs::rename(&held, &parent);
-                    }
-                }
-            })
-        };
+        let flipper = Flipper::start(&parent, &elsewhere);
         let mut written = 0;
         for i in 0..2000 {
             if atomic_write(
@@ -441,13 +499,73 @@ mod tests {
                 written += 1;
             }
         }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        flipper.join().unwrap();
+        drop(flipper);
         assert_eq!(
             fs_err::read_dir(&elsewhere).unwrap().count(),
             0,
             "a write went through the user's link"
         );
         assert!(written > 0, "no write got through at all");
+    }
+
+    /// The same race for removals: the files of the same names elsewhere
+    /// all survive.
+    #[test]
+    fn a_parent_swapped_for_a_users_link_never_redirects_a_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let parent = dir.path().join("conf");
+        let elsewhere = dir.path().join("elsewhere");
+        fs_err::create_dir_all(&parent).unwrap();
+        fs_err::create_dir_all(&elsewhere).unwrap();
+        for i in 0..2000 {
+            fs_err::write(parent.join(format!("f{i}")), b"managed").unwrap();
+            fs_err::write(elsewhere.join(format!("f{i}")), b"theirs").unwrap();
+            fs_err::create_dir_all(parent.join(format!("d{i}/sub"))).unwrap();
+            fs_err::create_dir_all(elsewhere.join(format!("d{i}/sub"))).unwrap();
+        }
+        let flipper = Flipper::start(&parent, &elsewhere);
+        let mut removed = 0;
+        for i in 0..2000 {
+            let name = if i % 2 == 0 {
+                format!("f{i}")
+            } else {
+                format!("d{i}")
+            };
+            if remove(&parent.join(name)).is_ok() {
+                removed += 1;
+            }
+        }
+        drop(flipper);
+        for i in 0..2000 {
+            assert!(
+                elsewhere.join(format!("f{i}")).is_file()
+                    && elsewhere.join(format!("d{i}/sub")).is_dir(),
+                "a removal went through the user's link (entry {i})"
+            );
+        }
+        assert!(removed > 0, "no removal got through at all");
+    }
+
+    /// A tree with links in it: the links go, never what they point at.
+    #[test]
+    fn removing_a_tree_removes_its_links_not_their_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs_err::create_dir_all(outside.join("deep")).unwrap();
+        fs_err::write(outside.join("deep/keep"), b"keep").unwrap();
+        let tree = dir.path().join("tree");
+        fs_err::create_dir_all(tree.join("a/b")).unwrap();
+        fs_err::write(tree.join("a/b/file"), b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("a/to-dir")).unwrap();
+        std::os::unix::fs::symlink(outside.join("deep/keep"), tree.join("a/b/to-file")).unwrap();
+        remove(&tree).unwrap();
+        assert!(!tree.exists());
+        assert_eq!(fs_err::read(outside.join("deep/keep")).unwrap(), b"keep");
+        // A link itself is removed as a link.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        remove(&link).unwrap();
+        assert!(fs_err::symlink_metadata(&link).is_err());
+        assert!(outside.join("deep/keep").is_file());
     }
 }
