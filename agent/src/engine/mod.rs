@@ -101,6 +101,7 @@ impl<'a> Run<'a> {
         executor: Option<&'a mut Executor>,
         managed: &'a BTreeSet<&'a Path>,
     ) -> Self {
+        let dry_run = executor.is_none();
         Run {
             catalog,
             previous,
@@ -113,7 +114,7 @@ impl<'a> Run<'a> {
             ahead: HashMap::new(),
             ahead_until: 0,
             applied_any: false,
-            packages: packages::Packages::default(),
+            packages: packages::Packages::new(dry_run),
             status: vec![None; catalog.resources.len()],
             units_changed: false,
             outcomes: Vec::with_capacity(catalog.resources.len()),

@@ -9,23 +9,38 @@ use super::apply::Executor;
 use super::plan::Op;
 use super::plan::package;
 use crate::catalog::Catalog;
+use crate::provider::apt;
 use crate::report::Status;
 use crate::resource::Desired;
 use crate::resource::package::PackageSpec;
 
-#[derive(Default)]
 pub struct Packages {
+    /// A dry-run keeps apt's cache in memory (it writes nothing).
+    apt_cache: apt::Cache,
     facts: Option<Result<package::Facts, String>>,
     /// Outcomes of transactions already run, by resource index.
     results: HashMap<usize, Result<(), String>>,
 }
 
 impl Packages {
+    pub fn new(dry_run: bool) -> Self {
+        Packages {
+            apt_cache: if dry_run {
+                apt::Cache::InMemory
+            } else {
+                apt::Cache::OnDisk
+            },
+            facts: None,
+            results: HashMap::new(),
+        }
+    }
+
     /// What dpkg and apt say, asked once for all packages of the catalog.
     pub fn facts(&mut self, catalog: &Catalog) -> Result<&package::Facts, String> {
+        let apt_cache = self.apt_cache;
         let facts = self.facts.get_or_insert_with(|| {
             let specs: Vec<&PackageSpec> = specs(catalog).map(|(_, s)| s).collect();
-            package::Facts::gather(&specs)
+            package::Facts::gather(&specs, apt_cache)
         });
         facts.as_ref().map_err(Clone::clone)
     }

@@ -53,25 +53,33 @@ pub struct Policy {
     pub message: Option<String>,
 }
 
+/// Where apt keeps the package cache it builds from its lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cache {
+    /// /var/cache/apt/*.bin, read when fresh and rebuilt when stale: a real
+    /// run, whose install would rebuild it anyway.
+    OnDisk,
+    /// Built in memory every time (seconds with full lists): a dry-run,
+    /// which writes nothing.
+    InMemory,
+}
+
 /// `apt-cache policy` for the names; names apt does not know are absent.
-pub fn policy(names: &[&str]) -> Result<HashMap<String, Policy>, String> {
+pub fn policy(names: &[&str], cache: Cache) -> Result<HashMap<String, Policy>, String> {
     if names.is_empty() {
         return Ok(HashMap::new());
     }
-    // An empty cache path makes apt build its cache in memory: without it,
-    // apt-cache writes /var/cache/apt/*.bin, and a dry-run writes nothing.
-    let out = run(
-        command("apt-cache")
-            .args([
-                "-o",
-                "Dir::Cache::pkgcache=",
-                "-o",
-                "Dir::Cache::srcpkgcache=",
-            ])
-            .args(["policy", "--"])
-            .args(names),
-        TOOL_TIMEOUT,
-    )?;
+    let mut cmd = command("apt-cache");
+    if cache == Cache::InMemory {
+        // An empty cache path makes apt build its cache in memory.
+        cmd.args([
+            "-o",
+            "Dir::Cache::pkgcache=",
+            "-o",
+            "Dir::Cache::srcpkgcache=",
+        ]);
+    }
+    let out = run(cmd.args(["policy", "--"]).args(names), TOOL_TIMEOUT)?;
     if !out.success() {
         return Err(out.failure("apt-cache policy"));
     }

@@ -16,7 +16,7 @@ pub struct Facts {
 impl Facts {
     /// One `dpkg-query` for all packages, and one `apt-cache policy` for
     /// those whose state depends on what apt could install.
-    pub fn gather(specs: &[&PackageSpec]) -> Result<Facts, String> {
+    pub fn gather(specs: &[&PackageSpec], cache: apt::Cache) -> Result<Facts, String> {
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         let installed = apt::installed(&names)?;
         let ask: Vec<&str> = specs
@@ -32,7 +32,7 @@ impl Facts {
             })
             .map(|s| s.name.as_str())
             .collect();
-        let mut policy = apt::policy(&ask)?;
+        let mut policy = apt::policy(&ask, cache)?;
         // For what apt cannot install, its own explanation (rare: one more call).
         let stuck: Vec<&str> = ask
             .iter()
