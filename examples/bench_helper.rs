@@ -461,10 +461,64 @@ fn fleet_host(i: usize) -> String {
     format!("host-{i:05}.prod")
 }
 
-/// A simulated fleet of `n` hosts for the rollout gate: a token each (the
-/// hashes written in one transaction, the tokens to `tokens_file`) and a
-/// report of commit c0 from each, so the log knows them.
-fn rollout_seed(db: &str, n: usize, tokens_file: &Path) {
+/// A repository at `repo` with two commits of a `production` environment:
+/// c0 without a rollout policy, c1 with one (canary, 1%, 10%, 50%, 100%,
+/// no soak). Their ids.
+fn rollout_repo(repo: &Path) -> (String, String) {
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args([
+                "-c",
+                "user.name=Ana Diaz",
+                "-c",
+                "user.email=ana@example.com",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    fs_err::create_dir_all(repo.join("manifests")).unwrap();
+    fs_err::create_dir_all(repo.join("roles/web")).unwrap();
+    git(&["init", "--quiet", "--initial-branch=main"]);
+    fs_err::write(
+        repo.join("roles/web/role.yaml"),
+        "resources: []
+",
+    )
+    .unwrap();
+    let env = "environment: production\nhosts:\n  - match: \"host-*.prod\"\n    roles: [web]\n";
+    let mut commits = Vec::new();
+    for policy in [
+        "",
+        "rollout:\n  canary: [\"host-00000.prod\"]\n  waves: [\"1%\", \"10%\", \"50%\", \"100%\"]\n  soak: 0s\n",
+    ] {
+        fs_err::write(
+            repo.join("manifests/production.yaml"),
+            format!("{env}{policy}"),
+        )
+        .unwrap();
+        git(&["add", "-A"]);
+        git(&["commit", "--quiet", "-m", "web: nginx"]);
+        commits.push(git(&["rev-parse", "HEAD"]));
+    }
+    (commits[0].clone(), commits[1].clone())
+}
+
+/// A simulated fleet of `n` hosts for the rollout gate: the repository
+/// the log mirrors, a token each (the hashes written in one transaction,
+/// the tokens to `tokens_file`, the two commits to `tokens_file.commits`)
+/// and a report of commit c0 from each, so the log knows them.
+fn rollout_seed(db: &str, n: usize, tokens_file: &Path, repo: &Path) {
+    let (c0, c1) = rollout_repo(repo);
+    fs_err::write(
+        tokens_file.with_extension("commits"),
+        format!("{c0}\n{c1}\n"),
+    )
+    .unwrap();
     let database: tend::log::Database = db.parse().unwrap();
     let store = tend::log::open(&database).unwrap();
     let tokens: Vec<(String, String)> = (0..n)
@@ -504,7 +558,7 @@ fn rollout_seed(db: &str, n: usize, tokens_file: &Path) {
         let batch: Vec<tend::log::store::Incoming> = chunk
             .iter()
             .map(|&i| {
-                let body = fleet_report(&fleet_host(i), "c0", &format!("seed-{i}"));
+                let body = fleet_report(&fleet_host(i), &c0, &format!("seed-{i}"));
                 tend::log::store::Incoming {
                     report: serde_json::from_str(&body).unwrap(),
                     body,
@@ -543,10 +597,8 @@ fn rollout_fleet(url: &str, tokens_file: &Path, senders: usize) {
             (h.to_owned(), t.to_owned())
         })
         .collect();
-    let policy = serde_json::json!({
-        "canary": [fleet_host(0)], "waves": ["1%", "10%", "50%", "100%"], "soak_s": 0,
-        "halt_on": {"failed": 1, "drift_after_apply": 0}
-    });
+    let commits = fs_err::read_to_string(tokens_file.with_extension("commits")).unwrap();
+    let c1 = commits.lines().nth(1).expect("c1").to_owned();
     let mut waiting: Vec<usize> = (0..tokens.len()).collect();
     let mut latencies = Vec::new();
     let mut asked = 0usize;
@@ -560,7 +612,7 @@ fn rollout_fleet(url: &str, tokens_file: &Path, senders: usize) {
         let results: Vec<(usize, bool, f64)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..senders)
                 .map(|_| {
-                    let (queue, tokens, policy) = (&queue, &tokens, &policy);
+                    let (queue, tokens, c1) = (&queue, &tokens, &c1);
                     s.spawn(move || {
                         let agent: ureq::Agent = ureq::Agent::config_builder()
                             .http_status_as_error(false)
@@ -573,9 +625,7 @@ fn rollout_fleet(url: &str, tokens_file: &Path, senders: usize) {
                             };
                             let (host, token) = &tokens[i];
                             let body = serde_json::json!({
-                                "environment": "production", "commit": "c1", "host": host, "policy": policy,
-                                "author": "Ana Diaz <ana@example.com>", "subject": "web: nginx",
-                                "committed_at": "2026-11-24T11:00:00Z", "interval_s": 1800
+                                "environment": "production", "commit": c1, "host": host,
                             })
                             .to_string();
                             let t = std::time::Instant::now();
@@ -586,12 +636,17 @@ fn rollout_fleet(url: &str, tokens_file: &Path, senders: usize) {
                                 .unwrap();
                             let ms = t.elapsed().as_secs_f64() * 1000.0;
                             assert_eq!(response.status().as_u16(), 200);
-                            let answer: serde_json::Value =
-                                serde_json::from_str(&response.body_mut().read_to_string().unwrap())
-                                    .unwrap();
+                            let answer: serde_json::Value = serde_json::from_str(
+                                &response.body_mut().read_to_string().unwrap(),
+                            )
+                            .unwrap();
                             let admitted = answer["admitted"] == true;
                             if admitted {
-                                let report = fleet_report(host, "c1", &format!("c1-{i}-{}", std::process::id()));
+                                let report = fleet_report(
+                                    host,
+                                    c1,
+                                    &format!("c1-{i}-{}", std::process::id()),
+                                );
                                 let response = agent
                                     .post(format!("{url}/v1/reports"))
                                     .header("Authorization", format!("Bearer {token}"))
@@ -653,9 +708,12 @@ fn main() {
         ),
         Some("log-seed") => log_seed(&args[2], args[3].parse().unwrap()),
         Some("log-query") => log_query(&args[2], &args[3], args[4].parse().unwrap()),
-        Some("rollout-seed") => {
-            rollout_seed(&args[2], args[3].parse().unwrap(), Path::new(&args[4]))
-        }
+        Some("rollout-seed") => rollout_seed(
+            &args[2],
+            args[3].parse().unwrap(),
+            Path::new(&args[4]),
+            Path::new(&args[5]),
+        ),
         Some("rollout-fleet") => {
             rollout_fleet(&args[2], Path::new(&args[3]), args[4].parse().unwrap())
         }

@@ -34,7 +34,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "catalog", "resource", "report", "provider", "fsutil", "state",
         ],
     ),
-    ("log", &["report", "resource", "rollout"]),
+    // The log reads its own copy of the repository (the git runner) and
+    // the environment files in it (a commit's rollout policy).
+    (
+        "log",
+        &["report", "resource", "rollout", "source", "manifest"],
+    ),
     (
         "review",
         &[

@@ -12,6 +12,9 @@ pub struct LogServer {
     pub url: String,
     pub db: String,
     child: Child,
+    /// The arguments it was started with beyond the database (a restart or
+    /// a server alongside takes them too).
+    extra: Vec<String>,
     _dir: tempfile::TempDir,
     dir: PathBuf,
 }
@@ -184,19 +187,37 @@ impl LogServer {
         (Self::serve(&db, extra, dir), cluster)
     }
 
-    /// Another server on the same database.
+    /// Another server on the same database (and the same source, with a
+    /// copy of its own).
     pub fn alongside(other: &LogServer) -> LogServer {
-        Self::serve(&other.db, &[], tempfile::tempdir().unwrap())
+        let mut extra: Vec<&str> = Vec::new();
+        let mut args = other.extra.iter();
+        while let Some(a) = args.next() {
+            if a == "--mirror-dir" {
+                args.next();
+            } else {
+                extra.push(a);
+            }
+        }
+        Self::serve(&other.db, &extra, tempfile::tempdir().unwrap())
     }
 
     fn serve(db: &str, extra: &[&str], dir: tempfile::TempDir) -> LogServer {
         let db = db.to_owned();
         let path = dir.path().to_path_buf();
-        let (child, url) = spawn(&db, extra);
+        let mut extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
+        // Each server keeps its own copy of the source.
+        if extra.iter().any(|a| a == "--source") && !extra.iter().any(|a| a == "--mirror-dir") {
+            extra.push("--mirror-dir".into());
+            extra.push(path.join("mirror").display().to_string());
+        }
+        let args: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let (child, url) = spawn(&db, &args);
         LogServer {
             url,
             db,
             child,
+            extra,
             _dir: dir,
             dir: path,
         }
@@ -217,7 +238,8 @@ impl LogServer {
     pub fn kill_and_restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        let (child, url) = spawn(&self.db, &[]);
+        let args: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let (child, url) = spawn(&self.db, &args);
         self.child = child;
         self.url = url;
     }

@@ -14,6 +14,7 @@ mod example_repo;
 mod exec_and_accounts;
 mod faults;
 mod flags;
+mod gate_simulation;
 mod hostile;
 mod idempotence;
 mod layers;

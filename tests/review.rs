@@ -126,7 +126,7 @@ fn a_change_is_shown_host_by_host_with_diffs_and_policies_and_nothing_is_touched
         &format!("diff {} → {}", &before[..12], &after[..12]),
         "to   Ana Diaz <ana@example.com>",
         "web: 16 workers in production",
-        "~ rollout of production: none (every host at once) → canary web-1.prod, waves 25% → 100%, soak 5m, halt on 1 failed",
+        "~ rollout of production: none (every host at once) → canary web-1.prod, waves 25% → 100%, soak 5m, deadline 30m, halt on 1 failed then hold",
         "production web-*.prod [web]:",
         "  ~ file:/etc/app/app.conf (roles/web/role.yaml:2:5): mode: \"0644\" → \"0640\"",
         "      -workers = 8",

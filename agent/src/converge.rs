@@ -289,3 +289,45 @@ fn finish(
         resources,
     }
 }
+
+/// A run that converged nothing because the host has no commit it may
+/// apply (the one it fetched does not compile, and none ever did): its
+/// report still goes to the log, so the refusal counts and the host is
+/// seen. Spooled, then sent, like every run's.
+pub fn report_unconverged(
+    options: &Options,
+    host: &str,
+    environment: &str,
+) -> anyhow::Result<Report> {
+    let started_at = SystemTime::now();
+    let state = StateDir::open_locked(&options.state_dir, |_| {})?;
+    let source = options.source.clone().unwrap_or_default();
+    let mut report = Report {
+        id: uuid::Uuid::new_v4().to_string(),
+        host: host.to_owned(),
+        environment: environment.to_owned(),
+        roles: Vec::new(),
+        mode: RunMode::Apply,
+        revision: None,
+        source_stale: source.stale,
+        source_age_s: source.age_s,
+        rejected: source.rejected,
+        rollout: source.rollout,
+        interval_s: source.interval_s,
+        started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
+        duration_ms: 0,
+        status: Status::Unchanged,
+        summary: crate::report::Summary::default(),
+        reports_dropped: 0,
+        leftovers_removed: Vec::new(),
+        resources: Vec::new(),
+    };
+    if options.report_to.is_some()
+        && let Err(e) = spool(&state).put(&mut report, state.temps())
+    {
+        tracing::warn!(error = %e, "could not spool the report");
+    }
+    state.finish()?;
+    deliver(options, &report);
+    Ok(report)
+}

@@ -149,6 +149,18 @@ enum LogCommand {
         /// Runs of one commit arriving within this window make one message.
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         notify_window: std::time::Duration,
+        /// The repository the hosts pull (any URL git fetches): the log
+        /// keeps a bare copy and reads each commit's rollout policy,
+        /// author, date and ancestry from it. Rollouts need it.
+        #[arg(long, value_name = "GIT_URL")]
+        source: Option<String>,
+        /// The branch, tag or commit the hosts follow.
+        #[arg(long = "ref", default_value = "main", requires = "source")]
+        reference: String,
+        /// Where the copy of the source lives [default: `mirror` beside a
+        /// SQLite database, else /var/lib/tend-log/mirror].
+        #[arg(long, value_name = "DIR")]
+        mirror_dir: Option<PathBuf>,
     },
     /// Hosts' tokens: create (prints the token once), list, revoke.
     #[command(subcommand)]
@@ -465,13 +477,24 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 retain,
                 notify,
                 notify_window,
+                source,
+                reference,
+                mirror_dir,
             } => commands::log::Log::Serve(tend::log::ServeOptions {
+                mirror_dir: mirror_dir.unwrap_or_else(|| match &db {
+                    tend::log::Database::Sqlite(path) => path
+                        .parent()
+                        .unwrap_or_else(|| std::path::Path::new("."))
+                        .join("mirror"),
+                    tend::log::Database::Postgres(_) => PathBuf::from("/var/lib/tend-log/mirror"),
+                }),
                 listen,
                 db,
                 body_limit,
                 retain,
                 notify,
                 notify_window,
+                source: source.map(|url| (url, reference)),
             }),
             LogCommand::Token(TokenCommand::Create { host, operator, db }) => {
                 commands::log::Log::TokenCreate {

@@ -38,6 +38,8 @@ pub enum Gate {
     Apply(Option<RolloutNote>),
     /// Keep the commit the host has, for now.
     Wait(RolloutNote),
+    /// Converge this other commit: the rollout halted and rolls back.
+    Rollback(String, RolloutNote),
 }
 
 /// Asks the log whether `host` may apply the commit checked out at
@@ -51,9 +53,9 @@ pub fn ask(settings: &super::Settings, host: &str, checkout: &Path, revision: &R
     let Ok((env, _)) = repo.find_host(settings.environment.as_deref(), host) else {
         return Gate::Apply(None);
     };
-    let Some((policy, _)) = &env.rollout else {
+    if env.rollout.is_none() {
         return Gate::Apply(None);
-    };
+    }
     let note = |decision, reason: String| RolloutNote {
         commit: revision.commit.clone(),
         decision,
@@ -85,43 +87,53 @@ pub fn ask(settings: &super::Settings, host: &str, checkout: &Path, revision: &R
         environment: env.name.clone(),
         commit: revision.commit.clone(),
         host: host.to_owned(),
-        policy: policy.clone(),
-        author: revision.author.clone(),
-        subject: revision.subject.clone(),
-        committed_at: revision.committed_at.clone(),
-        interval_s: Some(settings.interval.as_secs()),
     };
     let body = serde_json::to_vec(&request).expect("a request serialises");
     match sender.ask("/v1/rollouts/admit", &body) {
+        // Only a log out of reach is "offline": any answer, even a 5xx,
+        // is the log's word, and holds.
         Err(e) => offline(format!("the log is out of reach ({e})")),
-        Ok((status, text)) if status == 408 || status == 429 || status >= 500 => {
-            offline(format!("the log answered {status}: {}", text.trim()))
+        Ok((status, text)) if status != 200 => {
+            let mut n = note(
+                Decision::Held,
+                format!(
+                    "the log answered {status} ({}); keeping the current commit",
+                    error_text(&text)
+                ),
+            );
+            // The log may lack the commit for a moment (its copy of the
+            // source lags the push): ask again soon, not an interval later.
+            n.retry_after_s = Some(60);
+            Gate::Wait(n)
         }
-        // A refusal (a bad token, say) is not the log being away: never a
-        // way around the gate.
-        Ok((status, text)) if status != 200 => Gate::Wait(note(
-            Decision::Held,
-            format!("the log refused to answer ({status}): {}", text.trim()),
-        )),
         Ok((_, text)) => match serde_json::from_str::<Admission>(&text) {
-            Err(e) => offline(format!("the log's answer is not an admission ({e})")),
+            Err(e) => Gate::Wait(note(
+                Decision::Held,
+                format!("the log's answer is not an admission ({e}); keeping the current commit"),
+            )),
             Ok(answer) => {
-                let mut n = note(
-                    if answer.admitted {
-                        Decision::Admitted
-                    } else {
-                        Decision::Waiting
-                    },
-                    answer.reason,
-                );
+                let decision = match (&answer.rollback_to, answer.admitted) {
+                    (Some(_), _) => Decision::RolledBack,
+                    (None, true) => Decision::Admitted,
+                    (None, false) => Decision::Waiting,
+                };
+                let mut n = note(decision, answer.reason);
                 n.wave = answer.host_wave;
                 n.retry_after_s = answer.retry_after_s;
-                if answer.admitted {
-                    Gate::Apply(Some(n))
-                } else {
-                    Gate::Wait(n)
+                match answer.rollback_to {
+                    Some(to) => Gate::Rollback(to, n),
+                    None if answer.admitted => Gate::Apply(Some(n)),
+                    None => Gate::Wait(n),
                 }
             }
         },
     }
+}
+
+/// The `error` of a JSON error body, or the body itself.
+fn error_text(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| text.trim().to_owned())
 }

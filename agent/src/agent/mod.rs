@@ -88,8 +88,10 @@ pub fn cycle(settings: &Settings) -> anyhow::Result<Cycle> {
         rollout: None,
         interval_s: Some(settings.interval.as_secs()),
     };
+    let fetched = fetched.ok();
+    let host = settings.host.clone().unwrap_or_else(crate::facts::hostname);
     let candidate = fetched
-        .ok()
+        .clone()
         .filter(|c| memory.last_good.as_ref() != Some(c));
     if let Some(commit) = candidate {
         match trust(settings, &source, &memory, &commit) {
@@ -97,7 +99,6 @@ pub fn cycle(settings: &Settings) -> anyhow::Result<Cycle> {
             Ok(()) => {
                 let checkout = source.checkout(&commit).map_err(anyhow::Error::msg)?;
                 info.revision = source.revision(&commit);
-                let host = settings.host.clone().unwrap_or_else(crate::facts::hostname);
                 let revision = info.revision.clone().unwrap_or_else(|| Revision {
                     commit: commit.clone(),
                     author: String::new(),
@@ -110,6 +111,10 @@ pub fn cycle(settings: &Settings) -> anyhow::Result<Cycle> {
                         tracing::info!(commit = %commit, decision = ?note.decision, reason = %note.reason, "rollout: not applying the new commit yet");
                         info.rollout = Some(note);
                         return stay(settings, &source, &mut memory, info);
+                    }
+                    gate::Gate::Rollback(to, note) => {
+                        info.rollout = Some(note);
+                        return roll_back(settings, &source, &mut memory, info, &to);
                     }
                 }
                 match converge::converge(&options(settings, &checkout, &info))? {
@@ -130,12 +135,23 @@ pub fn cycle(settings: &Settings) -> anyhow::Result<Cycle> {
                             ),
                             errors,
                         ));
+                        info.revision = None;
                     }
                 }
             }
         }
         if let Some(r) = &info.rejected {
             tracing::warn!(commit = %r.revision.commit, author = %r.revision.author, reason = %r.reason, "a new commit was not applied");
+        }
+    } else if let Some(tip) = &fetched
+        && let Ok(checkout) = source.checkout(tip)
+        && let Some(revision) = source.revision(tip)
+    {
+        // The commit this host runs may since have halted under
+        // `on_halt: rollback`: only the log knows.
+        if let gate::Gate::Rollback(to, note) = gate::ask(settings, &host, &checkout, &revision) {
+            info.rollout = Some(note);
+            return roll_back(settings, &source, &mut memory, info, &to);
         }
     }
     stay(settings, &source, &mut memory, info)
@@ -150,6 +166,26 @@ fn stay(
     mut info: SourceInfo,
 ) -> anyhow::Result<Cycle> {
     let Some(good) = memory.last_good.clone() else {
+        if let Some(r) = &info.rejected {
+            // Never converged, and the commit it fetched is refused: the
+            // log still hears of it (the refusal counts against the
+            // commit, and the host exists).
+            let host = settings.host.clone().unwrap_or_else(crate::facts::hostname);
+            match refusing_environment(settings, source, &r.revision.commit, &host) {
+                Some(environment) => {
+                    if let Err(e) = converge::report_unconverged(
+                        &options(settings, Path::new(""), &info),
+                        &host,
+                        &environment,
+                    ) {
+                        tracing::warn!(error = %format!("{e:#}"), "cannot report the refusal");
+                    }
+                }
+                None => tracing::warn!(
+                    "the refusal is not reported: this host's environment is unknown (give --env)"
+                ),
+            }
+        }
         let why = match (&info.rejected, &info.rollout) {
             (Some(r), _) => format!(
                 "commit {} was not applied ({}), and no earlier commit was ever good",
@@ -168,6 +204,61 @@ fn stay(
     info.revision = source.revision(&good);
     match converge::converge(&options(settings, &checkout, &info))? {
         Outcome::Ran(report) => finish(settings, source, memory, &good, report),
+        Outcome::Invalid(repo, problems) => {
+            memory.save(&settings.state_dir)?;
+            Ok(Cycle::Invalid(repo, problems))
+        }
+    }
+}
+
+/// The environment a host that never converged belongs to: `--env`, or
+/// the one whose host entries match it in the refused commit (its
+/// environment files may still load when a role does not).
+fn refusing_environment(
+    settings: &Settings,
+    source: &Source,
+    commit: &str,
+    host: &str,
+) -> Option<String> {
+    if let Some(env) = &settings.environment {
+        return Some(env.clone());
+    }
+    let checkout = source.checkout(commit).ok()?;
+    let repo = crate::manifest::Repo::open(&checkout).ok()?;
+    let mut matching = repo
+        .environments
+        .iter()
+        .filter(|e| e.hosts.iter().any(|h| h.matches(host)));
+    let env = matching.next()?;
+    matching.next().is_none().then(|| env.name.clone())
+}
+
+/// Converges `to` instead of the commit the host fetched: the log decided
+/// a rollback of a halted commit (not a rewind of the source, so no
+/// `--allow-rewind` is asked for).
+fn roll_back(
+    settings: &Settings,
+    source: &Source,
+    memory: &mut Memory,
+    mut info: SourceInfo,
+    to: &str,
+) -> anyhow::Result<Cycle> {
+    if source.resolve(to).is_err()
+        && let Err(e) = source.fetch_commit(&settings.source, to)
+    {
+        tracing::warn!(commit = %to, error = %e, "cannot fetch the commit to roll back to");
+    }
+    let checkout = match source.checkout(to) {
+        Ok(checkout) => checkout,
+        Err(e) => {
+            tracing::warn!(commit = %to, error = %e, "cannot roll back; keeping the current commit");
+            return stay(settings, source, memory, info);
+        }
+    };
+    tracing::warn!(commit = %to, reason = %info.rollout.as_ref().map_or("", |n| n.reason.as_str()), "rolling back");
+    info.revision = source.revision(to);
+    match converge::converge(&options(settings, &checkout, &info))? {
+        Outcome::Ran(report) => finish(settings, source, memory, to, report),
         Outcome::Invalid(repo, problems) => {
             memory.save(&settings.state_dir)?;
             Ok(Cycle::Invalid(repo, problems))
@@ -319,7 +410,7 @@ pub fn serve(settings: &Settings) -> anyhow::Result<()> {
         // soak's end), if that comes before the next slot.
         if let Ok(Cycle::Ran(report)) = &outcome
             && let Some(note) = &report.rollout
-            && note.decision == crate::report::Decision::Waiting
+            && note.decision != crate::report::Decision::Admitted
             && let Some(after) = note.retry_after_s
         {
             next_at = next_at.min(since_epoch() + Duration::from_secs(after.max(5)));

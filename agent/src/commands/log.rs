@@ -192,6 +192,62 @@ fn rollout_text(r: &serde_json::Value) -> String {
             s(&h["report"])
         );
     }
+    if let Some(to) = r["rollback_to"].as_str() {
+        let to = if to.is_empty() {
+            "each host's previous commit".to_owned()
+        } else {
+            to.get(..12).unwrap_or(to).to_owned()
+        };
+        let _ = writeln!(out, "    the hosts that applied it are rolled back to {to}");
+    }
+    let now = crate::log::now_unix();
+    let when = |unix: i64| {
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0)),
+        )
+        .to_string()
+    };
+    if let Some(holding) = r["holding"].as_array().filter(|h| !h.is_empty()) {
+        let names: Vec<String> = holding
+            .iter()
+            .map(|h| {
+                let since = h["since_unix"].as_i64().unwrap_or(0);
+                format!(
+                    "{} ({} {}, {} s ago)",
+                    s(&h["host"]),
+                    if h["admitted"] == true {
+                        "admitted"
+                    } else {
+                        "not yet asked, since"
+                    },
+                    when(since),
+                    (now - since).max(0)
+                )
+            })
+            .collect();
+        let more = r["holding_count"].as_u64().unwrap_or(0) as usize;
+        let more = if more > names.len() {
+            format!(" and {} more", more - names.len())
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "    holding wave {}: {}{more}",
+            r["wave"].as_u64().unwrap_or(0) + 1,
+            names.join(", ")
+        );
+    }
+    if let Some(at) = r["next_wave_unix"].as_i64() {
+        let _ = writeln!(
+            out,
+            "    wave {} opens at {} (in {} s, after the soak)",
+            r["wave"].as_u64().unwrap_or(0) + 1,
+            when(at),
+            (at - now).max(0)
+        );
+    }
     if let Some(by) = r["superseded_by"].as_str() {
         let _ = writeln!(out, "    superseded by {}", by.get(..12).unwrap_or(by));
     }

@@ -96,7 +96,8 @@ pub fn preview(repo: &Path, env: &str, log: Option<&str>, json: bool) -> anyhow:
     Ok(0)
 }
 
-/// `canary web-1.*, waves 10% → 50% → 100%, soak 10m, halt on 1 failed`.
+/// `canary web-1.*, waves 10% → 50% → 100%, soak 10m, deadline 30m, halt
+/// on 1 failed, then hold`.
 pub fn describe(policy: &Policy) -> String {
     let waves: Vec<String> = policy.waves.iter().map(ToString::to_string).collect();
     let mut text = String::new();
@@ -105,9 +106,10 @@ pub fn describe(policy: &Policy) -> String {
     }
     let _ = write!(
         text,
-        "waves {}, soak {}",
+        "waves {}, soak {}, deadline {}",
         waves.join(" → "),
-        humantime::format_duration(policy.soak())
+        humantime::format_duration(policy.soak()),
+        humantime::format_duration(std::time::Duration::from_secs(policy.deadline_s))
     );
     let halt = policy.halt_on;
     let mut on = Vec::new();
@@ -120,7 +122,12 @@ pub fn describe(policy: &Policy) -> String {
     if on.is_empty() {
         text.push_str(", never halts");
     } else {
-        let _ = write!(text, ", halt on {}", on.join(" or "));
+        let _ = write!(
+            text,
+            ", halt on {} then {}",
+            on.join(" or "),
+            policy.on_halt
+        );
     }
     text
 }

@@ -64,9 +64,29 @@ fn status_cell(status: &str) -> String {
 fn rollouts_table(b: &mut String, rollouts: &[RolloutRow]) {
     b.push_str("<table id=\"rollouts\"><tr><th>environment</th><th>commit</th><th>author</th><th>subject</th><th>state</th><th>wave</th><th>admitted</th><th>reported</th><th>why</th></tr>");
     for r in rollouts {
+        let rollback = match r.rollback_to.as_deref() {
+            Some("") => "; rolled back to each host's previous commit".to_owned(),
+            Some(to) => format!("; rolled back to <code>{}</code>", esc(short(to))),
+            None => String::new(),
+        };
+        let holding = if r.holding.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<String> = r.holding.iter().map(|h| esc(&h.host)).collect();
+            let more = r.holding_count.saturating_sub(names.len());
+            format!(
+                "waiting for {}{}",
+                names.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        };
         let why = match (&r.halted_by, &r.superseded_by, &r.note) {
             (Some(h), _, _) if r.state == "halted" => format!(
-                "{} on <a href=\"/reports/{}\">{}</a>: <code>{}</code>: {}",
+                "{} on <a href=\"/reports/{}\">{}</a>: <code>{}</code>: {}{rollback}",
                 esc(&h.condition),
                 seg(&h.report),
                 esc(&h.host),
@@ -76,8 +96,9 @@ fn rollouts_table(b: &mut String, rollouts: &[RolloutRow]) {
             (_, Some(by), _) if r.state == "superseded" => {
                 format!("superseded by <code>{}</code>", esc(short(by)))
             }
-            (_, _, Some(note)) => esc(note),
-            _ => String::new(),
+            (_, _, Some(note)) if holding.is_empty() => esc(note),
+            (_, _, Some(note)) => format!("{}; {holding}", esc(note)),
+            _ => holding,
         };
         let _ = write!(
             b,

@@ -19,8 +19,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::dashboard;
 use super::metrics::Metrics;
-use super::rollouts::Action;
-use super::store::{Incoming, ReportQuery, Store, StoreError, Stored, word};
+use super::mirror::Mirror;
+use super::rollouts::{Action, History};
+use super::store::{Incoming, Question, ReportQuery, Store, StoreError, Stored, word};
 use super::{OPERATOR_PREFIX, ServeOptions, now_unix, token_hash};
 use crate::report::Report;
 use crate::rollout::{Admission, AdmitRequest};
@@ -36,7 +37,9 @@ struct App {
     store: Arc<dyn Store>,
     writes: mpsc::Sender<(Incoming, Reply)>,
     /// Admissions that write, decided in batches by their own thread.
-    admissions: mpsc::Sender<(AdmitRequest, AdmitReply)>,
+    admissions: mpsc::Sender<(Question, AdmitReply)>,
+    /// The log's copy of the repository: the gate's authority.
+    mirror: Option<Arc<Mirror>>,
     metrics: Arc<Metrics>,
     notifier: Option<super::notify::Notifier>,
 }
@@ -52,18 +55,49 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
     let writer = std::thread::Builder::new()
         .name("log-writer".into())
         .spawn(move || write_batches(&*writer_store, queue, writer_notifier.as_ref()))?;
+    let mirror = match &options.source {
+        Some((url, reference)) => {
+            let dir = options.mirror_dir.clone();
+            let (url, reference) = (url.clone(), reference.clone());
+            let mirror = tokio::task::spawn_blocking(move || Mirror::open(&dir, &url, &reference))
+                .await?
+                .map_err(anyhow::Error::msg)?;
+            Some(Arc::new(mirror))
+        }
+        None => None,
+    };
     let (admissions, admit_queue) = mpsc::channel(4096);
     let admit_store = Arc::clone(&store);
+    let admit_mirror = mirror.clone();
     let admitter = std::thread::Builder::new()
         .name("log-admitter".into())
-        .spawn(move || admit_batches(&*admit_store, admit_queue))?;
+        .spawn(move || {
+            if let Some(mirror) = admit_mirror {
+                admit_batches(&*admit_store, &*mirror, admit_queue);
+            }
+        })?;
     if let Some(retain) = options.retain {
         tokio::spawn(prune_forever(Arc::clone(&store), retain));
+    }
+    if let Some(mirror) = &mirror {
+        let mirror = Arc::clone(mirror);
+        std::thread::Builder::new()
+            .name("log-fetcher".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(FETCH_EVERY);
+                    if let Err(e) = mirror.fetch() {
+                        tracing::warn!(error = %e, "cannot fetch the source");
+                    }
+                }
+            })?;
+        tokio::spawn(tick_forever(Arc::clone(&store), notifier.clone()));
     }
     let app = App {
         store,
         writes,
         admissions,
+        mirror,
         metrics: Arc::new(Metrics::default()),
         notifier,
     };
@@ -149,12 +183,45 @@ fn write_batches(
     }
 }
 
+/// How often the mirror fetches by itself (questions about commits it
+/// lacks fetch at once).
+const FETCH_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often time is let decide (deadlines, soaks) with no question or
+/// report to do it.
+const TICK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Deadlines pass and soaks end with nobody asking: a hung host halts its
+/// rollout (and chat hears of it) within seconds of its deadline.
+async fn tick_forever(store: Arc<dyn Store>, notifier: Option<super::notify::Notifier>) {
+    loop {
+        tokio::time::sleep(TICK_EVERY).await;
+        let s = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || s.tick(now_unix())).await {
+            Ok(Ok(halts)) => {
+                for halt in &halts {
+                    let text = super::notify::halt_message(halt);
+                    tracing::warn!(message = %text, "rollout halted");
+                    if let Some(notifier) = &notifier {
+                        notifier.alert(text);
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot check the rollouts' deadlines"),
+            Err(e) => tracing::warn!(error = %e, "cannot check the rollouts' deadlines"),
+        }
+    }
+}
+
 /// The admitting thread: the questions that came together, decided in
 /// one transaction, in the order they came.
-fn admit_batches(store: &dyn Store, mut queue: mpsc::Receiver<(AdmitRequest, AdmitReply)>) {
+fn admit_batches(
+    store: &dyn Store,
+    history: &dyn History,
+    mut queue: mpsc::Receiver<(Question, AdmitReply)>,
+) {
     while let Some(batch) = next_batch(&mut queue) {
-        let (requests, replies): (Vec<AdmitRequest>, Vec<AdmitReply>) = batch.into_iter().unzip();
-        match store.admit(&requests, now_unix()) {
+        let (requests, replies): (Vec<Question>, Vec<AdmitReply>) = batch.into_iter().unzip();
+        match store.admit(history, &requests, now_unix()) {
             Ok(answers) => {
                 for (reply, answer) in replies.into_iter().zip(answers) {
                     let _ = reply.send(Ok(answer));
@@ -565,17 +632,30 @@ async fn admit(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
             "`environment` and `commit` must not be empty",
         );
     }
-    if request.policy.waves.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "the policy has no waves");
-    }
-    let asked = request.clone();
-    match blocking(&app, move |s| s.admit_read(&asked, now_unix())).await {
+    let Some(mirror) = app.mirror.clone() else {
+        return error(
+            StatusCode::CONFLICT,
+            "this log cannot gate rollouts: it has no copy of the repository to read the policy from; start it with `tend log serve --source GIT_URL [--ref main]`",
+        );
+    };
+    let (environment, commit) = (request.environment.clone(), request.commit.clone());
+    let looked_up = Arc::clone(&mirror);
+    let facts =
+        match tokio::task::spawn_blocking(move || looked_up.facts(&environment, &commit)).await {
+            Ok(Ok(facts)) => facts,
+            Ok(Err(unknown)) => return error(StatusCode::CONFLICT, unknown.to_string()),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        };
+    let question = Question { request, facts };
+    let asked = question.clone();
+    let history = Arc::clone(&mirror);
+    match blocking(&app, move |s| s.admit_read(&*history, &asked, now_unix())).await {
         Ok(Some(answer)) => return axum::Json(answer).into_response(),
         Ok(None) => {}
         Err(r) => return r,
     }
     let (reply, answer) = oneshot::channel();
-    if app.admissions.send((request, reply)).await.is_err() {
+    if app.admissions.send((question, reply)).await.is_err() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the log is shutting down");
     }
     match answer.await {

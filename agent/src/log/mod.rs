@@ -9,6 +9,7 @@
 mod dashboard;
 mod http;
 mod metrics;
+pub mod mirror;
 pub mod notify;
 pub mod postgres;
 pub mod rollouts;
@@ -77,6 +78,11 @@ pub struct ServeOptions {
     pub notify: Option<String>,
     /// Runs of one commit within this window make one message.
     pub notify_window: std::time::Duration,
+    /// The repository (URL, ref) the log mirrors: the rollout gate's
+    /// authority. Without it, rollouts are refused.
+    pub source: Option<(String, String)>,
+    /// Where the mirror lives.
+    pub mirror_dir: PathBuf,
 }
 
 /// Runs the log server until SIGTERM or SIGINT.

@@ -136,11 +136,27 @@ pub fn halt_message(r: &super::rollouts::RolloutRow) -> String {
             h.condition, h.host, h.resource, h.error
         );
     }
-    let _ = write!(
-        text,
-        ". No more hosts get it; `tend log rollout resume {0}` or push a fix.",
-        r.environment
-    );
+    match r.rollback_to.as_deref() {
+        Some(to) => {
+            let to = if to.is_empty() {
+                "their previous commits".to_owned()
+            } else {
+                to.get(..10).unwrap_or(to).to_owned()
+            };
+            let _ = write!(
+                text,
+                ". No more hosts get it, and those that have it roll back to {to}; `tend log rollout resume {}` or push a fix.",
+                r.environment
+            );
+        }
+        None => {
+            let _ = write!(
+                text,
+                ". No more hosts get it; `tend log rollout resume {0}` or push a fix.",
+                r.environment
+            );
+        }
+    }
     text
 }
 

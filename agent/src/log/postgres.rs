@@ -12,12 +12,13 @@ use std::sync::Mutex;
 
 use postgres::{Client, NoTls};
 
-use super::rollouts::{self, Cell, RolloutRow, Sql};
+use super::rollouts::{self, Cell, Halt, History, RolloutRow, Sql};
+use super::store::Question;
 use super::store::{
     CommitRow, HostRow, Incoming, Inserted, Page, Param, ReportQuery, ReportRow, Store, StoreError,
     Stored, unix, word,
 };
-use crate::rollout::{Admission, AdmitRequest};
+use crate::rollout::Admission;
 
 /// The rollout gate's SQL on a PostgreSQL connection or transaction.
 struct Pg<'a, C: postgres::GenericClient>(&'a mut C);
@@ -27,6 +28,8 @@ fn pg_params(args: &[Param]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
         .map(|a| match a {
             Param::Text(t) => t as &(dyn postgres::types::ToSql + Sync),
             Param::Int(n) => n as &(dyn postgres::types::ToSql + Sync),
+            Param::OptText(t) => t as &(dyn postgres::types::ToSql + Sync),
+            Param::OptInt(n) => n as &(dyn postgres::types::ToSql + Sync),
         })
         .collect()
 }
@@ -178,6 +181,13 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX rollout_hosts_by_wave ON rollout_hosts (rollout_id, wave);
     CREATE INDEX rollout_hosts_unreported ON rollout_hosts (rollout_id, reported_unix, wave);",
+    // 5: the gate as a state machine (deadlines, first clean reports,
+    // forgiveness, rollback), with the policy from the log's own mirror.
+    "ALTER TABLE rollouts ADD COLUMN rollback_to TEXT, ADD COLUMN fallback TEXT,
+        ADD COLUMN next_check_unix BIGINT, ADD COLUMN holding TEXT;
+    ALTER TABLE rollout_hosts ADD COLUMN previous_commit TEXT, ADD COLUMN clean_unix BIGINT,
+        ADD COLUMN failure TEXT, ADD COLUMN drifted_by TEXT, ADD COLUMN forgiven BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX rollouts_due ON rollouts (state, next_check_unix);",
 ];
 
 /// An arbitrary constant: the advisory lock migrations run under.
@@ -435,28 +445,55 @@ fn summarise(
 impl Store for PostgresStore {
     fn admit_read(
         &self,
-        request: &AdmitRequest,
+        history: &dyn History,
+        q: &Question,
         now: i64,
     ) -> Result<Option<Admission>, StoreError> {
-        // A refusal is safe to give without the lock.
-        rollouts::admit(&mut Pg(&mut *self.reader()), request, now, false)
+        // What needs no decision is safe to answer without the lock.
+        rollouts::admit(
+            &mut Pg(&mut *self.reader()),
+            history,
+            &q.request,
+            &q.facts,
+            now,
+            false,
+        )
     }
 
-    fn admit(&self, requests: &[AdmitRequest], now: i64) -> Result<Vec<Admission>, StoreError> {
+    fn admit(
+        &self,
+        history: &dyn History,
+        questions: &[Question],
+        now: i64,
+    ) -> Result<Vec<Admission>, StoreError> {
         let mut client = self.writer();
         let mut tx = client.transaction().map_err(db)?;
         // Environments' locks in one order across batches.
-        let mut order: Vec<usize> = (0..requests.len()).collect();
-        order.sort_by(|a, b| requests[*a].environment.cmp(&requests[*b].environment));
-        let mut answers: Vec<Option<Admission>> = vec![None; requests.len()];
+        let mut order: Vec<usize> = (0..questions.len()).collect();
+        order.sort_by(|a, b| {
+            questions[*a]
+                .request
+                .environment
+                .cmp(&questions[*b].request.environment)
+        });
+        let mut answers: Vec<Option<Admission>> = vec![None; questions.len()];
         for i in order {
+            let q = &questions[i];
             answers[i] = Some(
-                rollouts::admit(&mut Pg(&mut tx), &requests[i], now, true)?
+                rollouts::admit(&mut Pg(&mut tx), history, &q.request, &q.facts, now, true)?
                     .ok_or_else(|| StoreError::Database("the gate gave no answer".into()))?,
             );
         }
         tx.commit().map_err(db)?;
         Ok(answers.into_iter().flatten().collect())
+    }
+
+    fn tick(&self, now: i64) -> Result<Vec<Halt>, StoreError> {
+        let mut client = self.writer();
+        let mut tx = client.transaction().map_err(db)?;
+        let halts = rollouts::tick(&mut Pg(&mut tx), now)?;
+        tx.commit().map_err(db)?;
+        Ok(halts)
     }
 
     fn rollouts(
@@ -615,6 +652,8 @@ impl Store for PostgresStore {
             args.push(match value {
                 Param::Text(t) => Box::new(t),
                 Param::Int(n) => Box::new(n),
+                Param::OptText(t) => Box::new(t),
+                Param::OptInt(n) => Box::new(n),
             });
             sql.push_str(&format!(" AND {condition} ${}", args.len()));
         }

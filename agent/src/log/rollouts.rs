@@ -1,22 +1,24 @@
-//! The rollout gate (SPEC §8), written once for both stores over a small
-//! SQL interface ([`Sql`]): admissions, the reports that move or halt a
-//! rollout, and the operators' resume and abort.
+//! The rollout gate's storage (SPEC §8), written once for both stores over
+//! a small SQL interface ([`Sql`]): a rollout is loaded under its
+//! environment's lock, [`gate::step`] decides, and what it touched is
+//! saved, in one transaction. Log servers sharing a database therefore
+//! never admit past a wave and all see a halt; a restarted server reads
+//! the same state back.
 //!
-//! Every decision runs in one transaction under a per-environment lock
-//! (an advisory lock on PostgreSQL; SQLite has one writer), so log servers
-//! sharing a database never admit past a wave and all see a halt.
-//!
-//! A rollout's hosts are the environment's hosts the log knows when it
-//! starts (those that reported in the last two of their intervals), each
-//! with its wave, plus any host that asks later. A wave is complete when
-//! each of its hosts that is alive (or admitted) has reported on the
-//! commit; the next opens once the last of those reports is `soak` old.
+//! Which commit a rollout is of, and its policy, author and date, come
+//! from the log's mirror of the repository ([`History`] and
+//! [`CommitFacts`]); a host says only who it is and which commit it
+//! fetched.
 
 use serde::Serialize;
 
-use super::store::{Param, StoreError, unix};
+use super::store::{Param, StoreError};
 use crate::report::{Report, RunMode, Status};
-use crate::rollout::{Admission, AdmitRequest, Policy, bucket};
+use crate::rollout::gate::{self, Event, Failure, Holding, Member, Outcome, Phase, Rollout};
+use crate::rollout::{Admission, AdmitRequest, Policy};
+use crate::source::Revision;
+
+pub use gate::HaltedBy;
 
 /// A value read back.
 #[derive(Debug, Clone)]
@@ -68,17 +70,20 @@ fn text(s: &str) -> Param {
     Param::Text(s.to_owned())
 }
 
-/// Who halted a rollout, with what.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct HaltedBy {
-    pub host: String,
-    pub report: String,
-    /// The first failed resource (or the refused commit's reason).
-    pub resource: String,
-    pub error: String,
-    /// failed, or drift_after_apply.
-    pub condition: String,
-    pub at_unix: i64,
+/// What the log's mirror says of a commit, for one environment.
+#[derive(Debug, Clone)]
+pub struct CommitFacts {
+    pub revision: Revision,
+    /// The environment's `rollout:` in that commit; none rolls out at once.
+    pub policy: Option<Policy>,
+}
+
+/// The history of the source, as the log's mirror knows it.
+pub trait History {
+    /// Whether `commit` is `ancestor` or descends from it.
+    fn descends(&self, ancestor: &str, commit: &str) -> bool;
+    /// The commit the ref points to, at the last fetch.
+    fn tip(&self) -> Option<String>;
 }
 
 /// A rollout as `GET /v1/rollouts` lists it.
@@ -91,8 +96,6 @@ pub struct RolloutRow {
     pub author: String,
     pub subject: String,
     pub committed_at: String,
-    #[serde(skip)]
-    pub committed_unix: i64,
     pub policy: Policy,
     /// rolling, halted, done, superseded or aborted.
     pub state: String,
@@ -106,8 +109,13 @@ pub struct RolloutRow {
     pub superseded_by: Option<String>,
     /// Who resumed or aborted it, and when.
     pub note: Option<String>,
-    /// The last time a host reported on the commit: soaks count from it.
-    pub last_report_unix: Option<i64>,
+    /// Under `on_halt: rollback`, once halted: what its hosts converge.
+    pub rollback_to: Option<String>,
+    /// Hosts holding the next wave (a few, with since when), and how many.
+    pub holding: Vec<HoldingHost>,
+    pub holding_count: usize,
+    /// When the next wave may open (its soak ends), when it is soaking.
+    pub next_wave_unix: Option<i64>,
     /// Hosts in the rollout, admitted, that reported on it, that failed it.
     pub hosts: i64,
     pub admitted: i64,
@@ -115,7 +123,27 @@ pub struct RolloutRow {
     pub failed: i64,
 }
 
-const COLUMNS: &str = "r.id, r.environment, r.commit_id, r.author, r.subject, r.committed_at, r.committed_unix, r.policy, r.state, r.wave, r.wave_opened_unix, r.created_unix, r.updated_unix, r.halted_by, r.superseded_by, r.note, r.last_report_unix";
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct HoldingHost {
+    pub host: String,
+    /// Admitted then, or waiting since its wave opened.
+    pub since_unix: i64,
+    /// Admitted (it has the commit) or not yet asked.
+    pub admitted: bool,
+}
+
+/// What a rollout's `holding` column keeps: the last decision's view.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+struct Held {
+    #[serde(default)]
+    hosts: Vec<HoldingHost>,
+    #[serde(default)]
+    count: usize,
+    #[serde(default)]
+    soak_until: Option<i64>,
+}
+
+const COLUMNS: &str = "r.id, r.environment, r.commit_id, r.author, r.subject, r.committed_at, r.policy, r.state, r.wave, r.wave_opened_unix, r.created_unix, r.updated_unix, r.halted_by, r.superseded_by, r.note, r.rollback_to, r.fallback, r.next_check_unix, r.holding";
 
 /// The host counts a listing shows (decisions never need them).
 const COUNTS: &str = "(SELECT COUNT(*) FROM rollout_hosts h WHERE h.rollout_id = r.id),
@@ -123,33 +151,66 @@ const COUNTS: &str = "(SELECT COUNT(*) FROM rollout_hosts h WHERE h.rollout_id =
     (SELECT COUNT(*) FROM rollout_hosts h WHERE h.rollout_id = r.id AND h.reported_unix IS NOT NULL),
     (SELECT COUNT(*) FROM rollout_hosts h WHERE h.rollout_id = r.id AND h.failed = 1)";
 
-fn rollout_row(c: &[Cell]) -> Result<RolloutRow, StoreError> {
-    let policy: Policy = serde_json::from_str(&c[7].text())
+/// A stored rollout: its row as listed, and the gate's state without its
+/// members (loaded apart, only when a decision needs them).
+struct Stored {
+    row: RolloutRow,
+    gate: Rollout,
+}
+
+fn stored(c: &[Cell]) -> Result<Stored, StoreError> {
+    let policy: Policy = serde_json::from_str(&c[6].text())
         .map_err(|e| StoreError::Database(format!("a stored rollout policy: {e}")))?;
-    Ok(RolloutRow {
+    let held: Held = c[18]
+        .opt_text()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let row = RolloutRow {
         id: c[0].int(),
         environment: c[1].text(),
         commit: c[2].text(),
         author: c[3].text(),
         subject: c[4].text(),
         committed_at: c[5].text(),
-        committed_unix: c[6].int(),
         waves: policy.last_wave(),
+        policy: policy.clone(),
+        state: c[7].text(),
+        wave: u32::try_from(c[8].int()).unwrap_or(0),
+        wave_opened_unix: c[9].int(),
+        created_unix: c[10].int(),
+        updated_unix: c[11].int(),
+        halted_by: c[12].opt_text().and_then(|t| serde_json::from_str(&t).ok()),
+        superseded_by: c[13].opt_text(),
+        note: c[14].opt_text(),
+        rollback_to: c[15].opt_text(),
+        holding: held.hosts,
+        holding_count: held.count,
+        next_wave_unix: held.soak_until,
+        hosts: c.get(19).map_or(0, Cell::int),
+        admitted: c.get(20).map_or(0, Cell::int),
+        reported: c.get(21).map_or(0, Cell::int),
+        failed: c.get(22).map_or(0, Cell::int),
+    };
+    let gate = Rollout {
+        environment: row.environment.clone(),
+        commit: row.commit.clone(),
         policy,
-        state: c[8].text(),
-        wave: u32::try_from(c[9].int()).unwrap_or(0),
-        wave_opened_unix: c[10].int(),
-        created_unix: c[11].int(),
-        updated_unix: c[12].int(),
-        halted_by: c[13].opt_text().and_then(|t| serde_json::from_str(&t).ok()),
-        superseded_by: c[14].opt_text(),
-        note: c[15].opt_text(),
-        last_report_unix: c[16].opt_int(),
-        hosts: c.get(17).map_or(0, Cell::int),
-        admitted: c.get(18).map_or(0, Cell::int),
-        reported: c.get(19).map_or(0, Cell::int),
-        failed: c.get(20).map_or(0, Cell::int),
-    })
+        phase: Phase::parse(&row.state),
+        wave: row.wave,
+        wave_opened: row.wave_opened_unix,
+        halted_by: row.halted_by.clone(),
+        superseded_by: row.superseded_by.clone(),
+        note: row.note.clone(),
+        // Stored as '' for "the hosts' own previous commits".
+        rollback_to: match &c[15] {
+            Cell::Null => None,
+            other => Some(other.text()),
+        },
+        fallback: c[16].opt_text(),
+        next_check: c[17].opt_int(),
+        members: std::collections::BTreeMap::new(),
+    };
+    Ok(Stored { row, gate })
 }
 
 /// The rollouts of an environment (or all), newest first; `commit` may be
@@ -172,434 +233,489 @@ pub fn list(
             Param::Int(i64::try_from(limit.clamp(1, 1000)).unwrap_or(1000)),
         ],
     )?;
-    rows.iter().map(|r| rollout_row(r)).collect()
+    rows.iter().map(|r| stored(r).map(|s| s.row)).collect()
 }
 
-fn find(
-    db: &mut dyn Sql,
-    environment: &str,
-    commit: &str,
-) -> Result<Option<RolloutRow>, StoreError> {
+fn find(db: &mut dyn Sql, environment: &str, commit: &str) -> Result<Option<Stored>, StoreError> {
     let rows = db.rows(
         &format!("SELECT {COLUMNS} FROM rollouts r WHERE r.environment = $1 AND r.commit_id = $2"),
         &[text(environment), text(commit)],
     )?;
-    rows.first().map(|r| rollout_row(r)).transpose()
+    rows.first().map(|r| stored(r)).transpose()
 }
 
-fn save(db: &mut dyn Sql, r: &RolloutRow, now: i64) -> Result<(), StoreError> {
-    let halted = r
-        .halted_by
-        .as_ref()
-        .map(|h| serde_json::to_string(h).expect("serialises"))
-        .unwrap_or_default();
-    db.exec(
-        "UPDATE rollouts SET state = $2, wave = $3, wave_opened_unix = $4, updated_unix = $5,
-            halted_by = NULLIF($6, ''), superseded_by = NULLIF($7, ''), note = NULLIF($8, '')
-         WHERE id = $1",
-        &[
-            Param::Int(r.id),
-            text(&r.state),
-            Param::Int(i64::from(r.wave)),
-            Param::Int(r.wave_opened_unix),
-            Param::Int(now),
-            Param::Text(halted),
-            text(r.superseded_by.as_deref().unwrap_or("")),
-            text(r.note.as_deref().unwrap_or("")),
-        ],
+/// The newest rollout of an environment.
+fn latest(db: &mut dyn Sql, environment: &str) -> Result<Option<Stored>, StoreError> {
+    let rows = db.rows(
+        &format!(
+            "SELECT {COLUMNS} FROM rollouts r WHERE r.environment = $1 ORDER BY r.id DESC LIMIT 1"
+        ),
+        &[text(environment)],
     )?;
+    rows.first().map(|r| stored(r)).transpose()
+}
+
+const MEMBER_COLUMNS: &str = "host, wave, bucket, seen_unix, interval_s, previous_commit, admitted_unix, reported_unix, clean_unix, failure, drifted_by, forgiven";
+
+fn member_of(c: &[Cell]) -> (String, Member) {
+    let drifted = c[10].opt_text().map(|t| {
+        let (resource, report) = t.split_once('\n').unwrap_or((&t, ""));
+        (resource.to_owned(), report.to_owned())
+    });
+    (
+        c[0].text(),
+        Member {
+            wave: u32::try_from(c[1].int()).unwrap_or(0),
+            bucket: c[2].int(),
+            seen: c[3].int(),
+            interval_s: c[4].int(),
+            previous: c[5].opt_text(),
+            admitted: c[6].opt_int(),
+            reported: c[7].opt_int(),
+            clean: c[8].opt_int(),
+            failure: c[9]
+                .opt_text()
+                .and_then(|t| serde_json::from_str::<Failure>(&t).ok()),
+            drifted,
+            forgiven: c[11].int() == 1,
+        },
+    )
+}
+
+fn load_members(db: &mut dyn Sql, s: &mut Stored) -> Result<(), StoreError> {
+    let rows = db.rows(
+        &format!("SELECT {MEMBER_COLUMNS} FROM rollout_hosts WHERE rollout_id = $1"),
+        &[Param::Int(s.row.id)],
+    )?;
+    s.gate.members = rows.iter().map(|c| member_of(c)).collect();
     Ok(())
 }
 
-/// A host's row in a rollout.
-struct Member {
-    wave: u32,
-    seen_unix: i64,
-    admitted: bool,
-    reported: bool,
-}
-
-fn member(db: &mut dyn Sql, rollout: i64, host: &str) -> Result<Option<Member>, StoreError> {
+fn one_member(db: &mut dyn Sql, id: i64, host: &str) -> Result<Option<Member>, StoreError> {
     let rows = db.rows(
-        "SELECT wave, seen_unix, admitted_unix, reported_unix FROM rollout_hosts WHERE rollout_id = $1 AND host = $2",
-        &[Param::Int(rollout), text(host)],
+        &format!("SELECT {MEMBER_COLUMNS} FROM rollout_hosts WHERE rollout_id = $1 AND host = $2"),
+        &[Param::Int(id), text(host)],
     )?;
-    Ok(rows.first().map(|c| Member {
-        wave: u32::try_from(c[0].int()).unwrap_or(0),
-        seen_unix: c[1].int(),
-        admitted: c[2].opt_int().is_some(),
-        reported: c[3].opt_int().is_some(),
-    }))
+    Ok(rows.first().map(|c| member_of(c).1))
 }
 
-const DEFAULT_INTERVAL_S: i64 = 30 * 60;
+fn opt(v: Option<i64>) -> Param {
+    Param::OptInt(v)
+}
 
-/// Starts a rollout: its row, and a row for each of the environment's
-/// hosts the log has heard from lately, with its wave.
-fn start(db: &mut dyn Sql, req: &AdmitRequest, now: i64) -> Result<RolloutRow, StoreError> {
-    let policy = serde_json::to_string(&req.policy).expect("serialises");
-    let id = db.rows(
-        "INSERT INTO rollouts (environment, commit_id, author, subject, committed_at, committed_unix, policy, state, wave, wave_opened_unix, created_unix, updated_unix)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'rolling', 0, $8, $8, $8) RETURNING id",
+fn opt_text(v: Option<String>) -> Param {
+    Param::OptText(v)
+}
+
+/// Writes back what a step changed: the rollout's row and its touched
+/// members.
+fn save(db: &mut dyn Sql, s: &Stored, step: &gate::Step, now: i64) -> Result<(), StoreError> {
+    let r = &s.gate;
+    let held = match &step.holding {
+        Some(Holding::Reports { hosts, count }) => Held {
+            hosts: hosts
+                .iter()
+                .map(|(h, since)| HoldingHost {
+                    host: h.clone(),
+                    since_unix: *since,
+                    admitted: r.members.get(h).is_some_and(|m| m.admitted.is_some()),
+                })
+                .collect(),
+            count: *count,
+            soak_until: None,
+        },
+        Some(Holding::Soak(until)) => Held {
+            soak_until: Some(*until),
+            ..Held::default()
+        },
+        _ => Held::default(),
+    };
+    db.exec(
+        "UPDATE rollouts SET state = $2, wave = $3, wave_opened_unix = $4, updated_unix = $5,
+            halted_by = $6, superseded_by = $7, note = $8, rollback_to = $9, next_check_unix = $10, holding = $11
+         WHERE id = $1",
         &[
-            text(&req.environment),
-            text(&req.commit),
-            text(&req.author),
-            text(&req.subject),
-            text(&req.committed_at),
-            Param::Int(unix(&req.committed_at)),
-            Param::Text(policy),
+            Param::Int(s.row.id),
+            text(r.phase.as_str()),
+            Param::Int(i64::from(r.wave)),
+            Param::Int(r.wave_opened),
             Param::Int(now),
+            opt_text(r.halted_by.as_ref().map(|h| serde_json::to_string(h).expect("serialises"))),
+            opt_text(r.superseded_by.clone()),
+            opt_text(r.note.clone()),
+            opt_text(r.rollback_to.clone()),
+            opt(r.next_check),
+            Param::Text(serde_json::to_string(&held).expect("serialises")),
         ],
     )?;
-    let id = id.first().map_or(0, |r| r[0].int());
+    let mut touched: Vec<&String> = step.touched.iter().collect();
+    touched.sort();
+    touched.dedup();
+    for host in touched {
+        let Some(m) = r.members.get(host) else {
+            continue;
+        };
+        db.exec(
+            "INSERT INTO rollout_hosts (rollout_id, host, bucket, canary, wave, seen_unix, interval_s, previous_commit, admitted_unix, reported_unix, clean_unix, failure, failed, drifted, drifted_by, forgiven)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+             ON CONFLICT (rollout_id, host) DO UPDATE SET seen_unix = excluded.seen_unix, interval_s = excluded.interval_s,
+                admitted_unix = excluded.admitted_unix, reported_unix = excluded.reported_unix, clean_unix = excluded.clean_unix,
+                failure = excluded.failure, failed = excluded.failed, drifted = excluded.drifted, drifted_by = excluded.drifted_by,
+                forgiven = excluded.forgiven",
+            &[
+                Param::Int(s.row.id),
+                text(host),
+                Param::Int(m.bucket),
+                Param::Int(i64::from(m.wave == 0)),
+                Param::Int(i64::from(m.wave)),
+                Param::Int(m.seen),
+                Param::Int(m.interval_s),
+                opt_text(m.previous.clone()),
+                opt(m.admitted),
+                opt(m.reported),
+                opt(m.clean),
+                opt_text(m.failure.as_ref().map(|f| serde_json::to_string(f).expect("serialises"))),
+                Param::Int(i64::from(m.failure.is_some())),
+                Param::Int(i64::from(m.drifted.is_some())),
+                opt_text(m.drifted.as_ref().map(|(a, b)| format!("{a}\n{b}"))),
+                Param::Int(i64::from(m.forgiven)),
+            ],
+        )?;
+    }
+    if step.changed || !step.touched.is_empty() {
+        tracing::debug!(environment = %r.environment, commit = %r.commit, wave = r.wave, state = r.phase.as_str(), touched = step.touched.len(), "rollout saved");
+    }
+    Ok(())
+}
+
+/// Starts a rollout of `commit`: its row, and a member for each of the
+/// environment's hosts the log has heard from within two of their
+/// intervals, with its wave and the commit it runs.
+fn start(
+    db: &mut dyn Sql,
+    environment: &str,
+    facts: &CommitFacts,
+    policy: &Policy,
+    now: i64,
+) -> Result<Stored, StoreError> {
     let known = db.rows(
-        "SELECT r.host, r.received_unix, r.interval_s FROM hosts h JOIN reports r ON r.seq = h.last_seq WHERE r.environment = $1",
-        &[text(&req.environment)],
+        "SELECT r.host, r.received_unix, r.interval_s, r.commit_id FROM hosts h JOIN reports r ON r.seq = h.last_seq WHERE r.environment = $1",
+        &[text(environment)],
     )?;
-    let alive: Vec<(String, i64, i64)> = known
+    let alive: Vec<(String, i64, i64, Option<String>)> = known
         .iter()
         .map(|c| {
             (
                 c[0].text(),
                 c[1].int(),
-                c[2].opt_int().unwrap_or(DEFAULT_INTERVAL_S),
+                c[2].opt_int().unwrap_or(gate::DEFAULT_INTERVAL_S),
+                c[3].opt_text(),
             )
         })
-        .filter(|(_, seen, every)| now - seen <= 2 * every)
+        .filter(|(_, seen, every, _)| now - seen <= 2 * every)
         .collect();
-    let names: Vec<&str> = alive.iter().map(|(h, _, _)| h.as_str()).collect();
-    let waves: std::collections::HashMap<&str, u32> = req
-        .policy
-        .assign(&req.environment, &names)
-        .into_iter()
-        .collect();
-    let rows: Vec<(&str, i64, i64, u32)> = alive
-        .iter()
-        .map(|(host, seen, every)| (host.as_str(), *seen, *every, waves[host.as_str()]))
-        .collect();
-    for chunk in rows.chunks(500) {
-        let mut sql = String::from(
-            "INSERT INTO rollout_hosts (rollout_id, host, bucket, canary, wave, seen_unix, interval_s) VALUES ",
-        );
-        let mut args = Vec::with_capacity(chunk.len() * 7);
-        for (i, (host, seen, every, wave)) in chunk.iter().enumerate() {
-            let k = i * 7;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                k + 1,
-                k + 2,
-                k + 3,
-                k + 4,
-                k + 5,
-                k + 6,
-                k + 7
-            ));
-            args.extend([
-                Param::Int(id),
-                text(host),
-                Param::Int(bucket(&req.environment, host)),
-                Param::Int(i64::from(*wave == 0)),
-                Param::Int(i64::from(*wave)),
-                Param::Int(*seen),
-                Param::Int(*every),
-            ]);
-        }
-        db.exec(&sql, &args)?;
-    }
-    find(db, &req.environment, &req.commit)?
-        .ok_or_else(|| StoreError::Database("a rollout just started is gone".into()))
-}
-
-/// A host the rollout did not know when it started: its wave from its
-/// place among the hosts it has now.
-fn join(
-    db: &mut dyn Sql,
-    r: &RolloutRow,
-    host: &str,
-    every: i64,
-    now: i64,
-) -> Result<u32, StoreError> {
-    let b = bucket(&r.environment, host);
-    let wave = if r.policy.is_canary(host) {
-        0
-    } else {
-        let c = db.rows(
-            "SELECT COUNT(CASE WHEN bucket < $2 THEN 1 END), COUNT(*) FROM rollout_hosts WHERE rollout_id = $1 AND canary = 0",
-            &[Param::Int(r.id), Param::Int(b)],
-        )?;
-        let (below, n) = c.first().map_or((0, 0), |c| (c[0].int(), c[1].int()));
-        r.policy.wave_of_rank(
-            u64::try_from(below).unwrap_or(0),
-            u64::try_from(n + 1).unwrap_or(1),
-        )
+    // What a rollback returns to: the commit the whole environment ran
+    // when this one started, else the last whose rollout completed (else
+    // each host's own previous commit).
+    let mut running = alive.iter().map(|(_, _, _, c)| c.as_deref());
+    let unanimous = match running.next() {
+        Some(Some(first)) if running.all(|c| c == Some(first)) => Some(first.to_owned()),
+        _ => None,
     };
+    let fallback = match unanimous {
+        Some(commit) => Some(commit),
+        None => db
+            .rows(
+                "SELECT commit_id FROM rollouts WHERE environment = $1 AND state = 'done' ORDER BY id DESC LIMIT 1",
+                &[text(environment)],
+            )?
+            .first()
+            .map(|c| c[0].text()),
+    };
+    let rev = &facts.revision;
     db.exec(
-        "INSERT INTO rollout_hosts (rollout_id, host, bucket, canary, wave, seen_unix, interval_s) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO rollouts (environment, commit_id, author, subject, committed_at, committed_unix, policy, state, wave, wave_opened_unix, created_unix, updated_unix, fallback)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'rolling', 0, $8, $8, $8, $9)",
         &[
-            Param::Int(r.id),
-            text(host),
-            Param::Int(b),
-            Param::Int(i64::from(wave == 0)),
-            Param::Int(i64::from(wave)),
+            text(environment),
+            text(&rev.commit),
+            text(&rev.author),
+            text(&rev.subject),
+            text(&rev.committed_at),
+            Param::Int(super::store::unix(&rev.committed_at)),
+            Param::Text(serde_json::to_string(policy).expect("serialises")),
             Param::Int(now),
-            Param::Int(every),
+            opt_text(fallback.clone()),
         ],
     )?;
-    Ok(wave)
+    let mut s = find(db, environment, &rev.commit)?
+        .ok_or_else(|| StoreError::Database("a rollout just started is gone".into()))?;
+    s.gate = Rollout::start(
+        environment,
+        &rev.commit,
+        policy.clone(),
+        &alive,
+        fallback,
+        now,
+    );
+    // Settled at once: waves with nobody in them open now.
+    let mut step = gate::step(&mut s.gate, Event::Tick, now);
+    step.touched = s.gate.members.keys().cloned().collect();
+    save(db, &s, &step, now)?;
+    tracing::info!(environment, commit = %rev.commit, hosts = alive.len(), "rollout started");
+    Ok(s)
 }
 
-/// Why the next wave is not open yet.
-enum Holding {
-    /// A host of the open waves still to report (one of them).
-    Reports(String),
-    /// Soaking until this time.
-    Soak(i64),
-    /// The last wave is open.
-    Last,
+/// Removes a rollout, to start it again (a force push back to it).
+fn forget(db: &mut dyn Sql, id: i64) -> Result<(), StoreError> {
+    db.exec(
+        "DELETE FROM rollout_hosts WHERE rollout_id = $1",
+        &[Param::Int(id)],
+    )?;
+    db.exec("DELETE FROM rollouts WHERE id = $1", &[Param::Int(id)])?;
+    Ok(())
 }
 
-/// Opens every wave that may open now; marks the rollout done when its
-/// last wave is complete. Returns what holds the next wave.
-fn advance(
-    db: &mut dyn Sql,
-    r: &mut RolloutRow,
-    now: i64,
-    write: bool,
-) -> Result<Holding, StoreError> {
-    let before = (r.wave, r.state.clone());
-    let holding = loop {
-        // One host of the open waves that is alive (or admitted) and has
-        // not reported holds the next wave: finding one is enough.
-        let blocking = db.rows(
-            "SELECT host FROM rollout_hosts
-             WHERE rollout_id = $1 AND reported_unix IS NULL AND wave <= $2
-               AND (admitted_unix IS NOT NULL OR seen_unix >= $3 - 2 * interval_s)
-             LIMIT 1",
-            &[
-                Param::Int(r.id),
-                Param::Int(i64::from(r.wave)),
-                Param::Int(now),
-            ],
-        )?;
-        if let Some(host) = blocking.first() {
-            break Holding::Reports(host[0].text());
-        }
-        if r.wave >= r.waves {
-            if r.state == "rolling" {
-                r.state = "done".into();
-            }
-            break Holding::Last;
-        }
-        // Waves with no host yet open at once; the others once the last
-        // report on the commit has soaked.
-        let any = db.rows(
-            "SELECT 1 FROM rollout_hosts WHERE rollout_id = $1 AND wave <= $2 LIMIT 1",
-            &[Param::Int(r.id), Param::Int(i64::from(r.wave))],
-        )?;
-        let until = r
-            .last_report_unix
-            .map_or(0, |t| t + i64::try_from(r.policy.soak_s).unwrap_or(0));
-        if !any.is_empty() && now < until {
-            break Holding::Soak(until);
-        }
-        r.wave += 1;
-        r.wave_opened_unix = now;
-    };
-    if write && (r.wave, r.state.clone()) != before {
-        tracing::info!(environment = %r.environment, commit = %r.commit, wave = r.wave, state = %r.state, "rollout moved on");
-        save(db, r, now)?;
-    }
-    Ok(holding)
-}
-
-fn answer(
-    r: &RolloutRow,
-    admitted: bool,
-    host_wave: u32,
-    reason: String,
-    retry: Option<i64>,
-) -> Admission {
+fn no_policy(req: &AdmitRequest) -> Admission {
     Admission {
-        admitted,
-        state: r.state.clone(),
-        wave: r.wave,
-        host_wave: Some(host_wave),
+        admitted: true,
+        state: Phase::Done,
+        wave: 0,
+        host_wave: None,
+        reason: format!(
+            "{} declares no rollout in commit {}: every host takes it at once",
+            req.environment,
+            gate::short(&req.commit)
+        ),
+        retry_after_s: None,
+        rollback_to: None,
+    }
+}
+
+fn refuse(state: Phase, reason: String) -> Admission {
+    Admission {
+        admitted: false,
+        state,
+        wave: 0,
+        host_wave: None,
         reason,
-        retry_after_s: retry.map(|s| u64::try_from(s.max(1)).unwrap_or(1)),
+        retry_after_s: Some(60),
+        rollback_to: None,
     }
 }
 
 /// `POST /v1/rollouts/admit`: may this host apply this commit now?
 ///
-/// With `write` false it only reads, without the lock, and answers only a
-/// refusal that changes nothing (most questions, while a wave runs or
-/// soaks); `None` means the question needs the locked, writing path:
-/// admitting, starting a rollout, a host joining, a wave opening.
+/// With `write` false it only reads, without the lock, and answers what
+/// needs no decision (most questions while a wave runs or soaks); `None`
+/// means the question needs the locked, writing path.
 pub fn admit(
     db: &mut dyn Sql,
+    history: &dyn History,
     req: &AdmitRequest,
+    facts: &CommitFacts,
     now: i64,
     write: bool,
 ) -> Result<Option<Admission>, StoreError> {
+    let Some(policy) = &facts.policy else {
+        return Ok(Some(no_policy(req)));
+    };
     if write {
         db.lock_environment(&req.environment)?;
     }
-    let every = req
-        .interval_s
-        .and_then(|s| i64::try_from(s).ok())
-        .unwrap_or(DEFAULT_INTERVAL_S);
-    let mut r = match find(db, &req.environment, &req.commit)? {
-        Some(r) => r,
-        None if !write => return Ok(None),
+    let tip = history.tip();
+    let mut s = match find(db, &req.environment, &req.commit)? {
+        // The ref was forced back to a commit rolled out before: it wins
+        // again, from the start.
+        Some(s)
+            if s.gate.phase == Phase::Superseded
+                && tip.as_deref() == Some(req.commit.as_str())
+                && latest(db, &req.environment)?.is_some_and(|l| l.row.id != s.row.id) =>
+        {
+            if !write {
+                return Ok(None);
+            }
+            forget(db, s.row.id)?;
+            supersede_latest(db, &req.environment, &req.commit, now)?;
+            start(db, &req.environment, facts, policy, now)?
+        }
+        Some(s) => s,
         None => {
-            // An older commit asked after a newer one started (a host that
-            // fetched before the push): it will fetch the newer one.
-            let newest = db.rows(
-                "SELECT commit_id, committed_unix FROM rollouts WHERE environment = $1 ORDER BY committed_unix DESC, id DESC LIMIT 1",
-                &[text(&req.environment)],
-            )?;
-            if let Some(c) = newest.first()
-                && c[1].int() > unix(&req.committed_at)
-            {
-                return Ok(Some(Admission {
-                    admitted: false,
-                    state: "superseded".into(),
-                    wave: 0,
-                    host_wave: None,
-                    reason: format!(
-                        "a newer commit, {}, is rolling out in {}; this host takes it after its next fetch",
-                        c[0].text(),
-                        req.environment
-                    ),
-                    retry_after_s: Some(60),
-                }));
-            }
-            db.exec(
-                "UPDATE rollouts SET state = 'superseded', superseded_by = $2, updated_unix = $3
-                 WHERE environment = $1 AND state IN ('rolling', 'halted')",
-                &[text(&req.environment), text(&req.commit), Param::Int(now)],
-            )?;
-            tracing::info!(environment = %req.environment, commit = %req.commit, "rollout started");
-            start(db, req, now)?
-        }
-    };
-    let (host_wave, admitted) = match member(db, r.id, &req.host)? {
-        Some(m) => {
-            // Seen: a host that asks is alive. Written at most once a
-            // minute, so asking is mostly a read.
-            if now - m.seen_unix >= 60 {
-                if !write {
-                    return Ok(None);
+            if let Some(l) = latest(db, &req.environment)? {
+                let descends = history.descends(&l.row.commit, &req.commit);
+                let wins = descends || tip.as_deref() == Some(req.commit.as_str());
+                if !wins {
+                    let older = history.descends(&req.commit, &l.row.commit);
+                    let newest = tip.clone().unwrap_or_else(|| l.row.commit.clone());
+                    return Ok(Some(refuse(
+                        Phase::Superseded,
+                        if older {
+                            format!(
+                                "{} already contains this commit; the source's {} points to {}: this host takes it after its next fetch",
+                                gate::short(&l.row.commit),
+                                "ref",
+                                gate::short(&newest)
+                            )
+                        } else {
+                            format!(
+                                "the source's ref points to {}, not to this commit (a force push?): this host takes it after its next fetch",
+                                gate::short(&newest)
+                            )
+                        },
+                    )));
                 }
-                db.exec(
-                    "UPDATE rollout_hosts SET seen_unix = $3, interval_s = $4 WHERE rollout_id = $1 AND host = $2",
-                    &[Param::Int(r.id), text(&req.host), Param::Int(now), Param::Int(every)],
-                )?;
             }
-            (m.wave, m.admitted || m.reported)
+            if !write {
+                return Ok(None);
+            }
+            supersede_latest(db, &req.environment, &req.commit, now)?;
+            start(db, &req.environment, facts, policy, now)?
         }
-        None if !write => return Ok(None),
-        None => (join(db, &r, &req.host, every, now)?, false),
     };
-    let yes = |r: &RolloutRow| {
-        Ok(Some(answer(
-            r,
-            true,
-            host_wave,
-            format!("admitted in wave {host_wave}"),
-            None,
-        )))
-    };
-    if admitted {
-        return yes(&r);
+    if let Some((answer, stale)) = quick_answer(db, &s, &req.host, now)? {
+        if !stale {
+            return Ok(Some(answer));
+        }
+        if write {
+            // A host that asks is alive: that is all there is to write.
+            db.exec(
+                "UPDATE rollout_hosts SET seen_unix = $3 WHERE rollout_id = $1 AND host = $2",
+                &[Param::Int(s.row.id), text(&req.host), Param::Int(now)],
+            )?;
+            return Ok(Some(answer));
+        }
     }
-    let refuse = |r: &RolloutRow, reason: String, retry: i64| {
-        Ok(Some(answer(r, false, host_wave, reason, Some(retry))))
-    };
-    match r.state.as_str() {
-        "superseded" => {
-            return refuse(
-                &r,
-                format!(
-                    "superseded by {}; this host takes it after its next fetch",
-                    r.superseded_by.clone().unwrap_or_default()
-                ),
-                60,
-            );
-        }
-        "aborted" => {
-            return refuse(
-                &r,
-                format!(
-                    "the rollout was aborted ({})",
-                    r.note.clone().unwrap_or_default()
-                ),
-                every,
-            );
-        }
-        "halted" => {
-            let why = r.halted_by.as_ref().map_or_else(String::new, |h| {
-                format!(
-                    ": {} {} on {} ({})",
-                    h.condition, h.resource, h.host, h.error
-                )
-            });
-            return refuse(&r, format!("the rollout is halted{why}"), every);
-        }
-        _ => {}
-    }
-    // The host's wave is open: no need to look further.
-    let before = (r.wave, r.state.clone());
-    let holding = if host_wave <= r.wave || r.state == "done" {
-        Holding::Last
-    } else {
-        advance(db, &mut r, now, write)?
-    };
-    if !write && (host_wave <= r.wave || r.state == "done" || (r.wave, r.state.clone()) != before) {
+    if !write {
         return Ok(None);
     }
-    if host_wave <= r.wave || r.state == "done" {
-        db.exec(
-            "UPDATE rollout_hosts SET admitted_unix = $3, seen_unix = $3 WHERE rollout_id = $1 AND host = $2",
-            &[Param::Int(r.id), text(&req.host), Param::Int(now)],
-        )?;
-        return yes(&r);
-    }
-    let (reason, retry) = match holding {
-        Holding::Reports(host) => (
-            format!(
-                "wave {host_wave} opens after every host of wave {} has reported on this commit ({host} has not yet)",
-                r.wave
-            ),
-            // Hosts report once an interval: no use asking much sooner.
-            (every / 4).clamp(60, 600),
-        ),
-        Holding::Soak(until) => (
-            format!(
-                "wave {host_wave} opens after wave {} soaks, in {} s",
-                r.wave,
-                until - now
-            ),
-            until - now,
-        ),
-        Holding::Last => (
-            format!("wave {host_wave} is not open"),
-            (every / 4).clamp(60, 600),
-        ),
-    };
-    refuse(&r, reason, retry)
+    load_members(db, &mut s)?;
+    let step = gate::step(
+        &mut s.gate,
+        Event::Ask {
+            host: req.host.clone(),
+        },
+        now,
+    );
+    save(db, &s, &step, now)?;
+    Ok(step.answer)
 }
 
-/// The halt a report caused, for the webhook and the server's log.
+/// The answers that need no decision: to a host that has the commit, to
+/// one whose wave is not open, or about a rollout at rest, while nothing
+/// can have changed since the last decision (no soak ended, no deadline
+/// passed). With it, whether the host's `seen` is over a minute old: a
+/// waiting host's questions keep it counted alive, for when its wave
+/// opens.
+fn quick_answer(
+    db: &mut dyn Sql,
+    s: &Stored,
+    host: &str,
+    now: i64,
+) -> Result<Option<(Admission, bool)>, StoreError> {
+    let r = &s.gate;
+    if r.next_check.is_some_and(|t| now >= t) {
+        return Ok(None);
+    }
+    let Some(m) = one_member(db, s.row.id, host)? else {
+        return Ok(None);
+    };
+    let has_it = m.admitted.is_some() || m.reported.is_some();
+    let waiting = r.phase == Phase::Rolling && !has_it;
+    match (r.phase, has_it) {
+        (_, true) if r.rollback_to.is_none() => {}
+        (Phase::Superseded | Phase::Aborted | Phase::Halted, false) => {}
+        (Phase::Rolling, false) if m.wave > r.wave => {}
+        _ => return Ok(None),
+    }
+    let holding = if let Some(until) = s.row.next_wave_unix {
+        Holding::Soak(until)
+    } else if s.row.holding_count > 0 {
+        Holding::Reports {
+            hosts: s
+                .row
+                .holding
+                .iter()
+                .map(|h| (h.host.clone(), h.since_unix))
+                .collect(),
+            count: s.row.holding_count,
+        }
+    } else {
+        Holding::Nothing
+    };
+    let stale = waiting && m.seen_is_stale(now);
+    Ok(Some((gate::answer(r, host, &m, &holding, now), stale)))
+}
+
+/// The environment's rollout in motion, if any, gives way to `commit`.
+fn supersede_latest(
+    db: &mut dyn Sql,
+    environment: &str,
+    commit: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let rows = db.rows(
+        &format!(
+            "SELECT {COLUMNS} FROM rollouts r WHERE r.environment = $1 AND r.state IN ('rolling', 'halted')"
+        ),
+        &[text(environment)],
+    )?;
+    for row in rows {
+        let mut s = stored(&row)?;
+        let step = gate::step(
+            &mut s.gate,
+            Event::Supersede {
+                by: commit.to_owned(),
+            },
+            now,
+        );
+        save(db, &s, &step, now)?;
+    }
+    Ok(())
+}
+
+/// The halt a report or the passing of time caused, for the webhook and
+/// the server's log.
 pub type Halt = RolloutRow;
 
+/// What a run came to, for the rollout of `commit`.
+fn outcome(report: &Report, commit: &str) -> Outcome {
+    if let Some(why) = report
+        .rejected
+        .as_ref()
+        .filter(|r| r.revision.commit == commit)
+    {
+        return Outcome::Refused {
+            error: why
+                .errors
+                .first()
+                .map_or_else(|| why.reason.clone(), |e| format!("{}: {e}", why.reason)),
+        };
+    }
+    if report.status == Status::Failed {
+        let first = report.resources.iter().find(|x| x.status == Status::Failed);
+        return first.map_or_else(
+            || Outcome::Failed {
+                resource: "the run".into(),
+                error: "failed".into(),
+            },
+            |x| Outcome::Failed {
+                resource: x.id.clone(),
+                error: x.error.clone().unwrap_or_else(|| "failed".into()),
+            },
+        );
+    }
+    if report.summary.drift > 0 {
+        let first = report.resources.iter().find(|x| x.status == Status::Drift);
+        return Outcome::Drifted {
+            resource: first.map_or_else(String::new, |x| x.id.clone()),
+        };
+    }
+    Outcome::Clean
+}
+
 /// Takes a stored run into account: the host has reported on the commit
-/// (or refused it); a failure or drift after applying may halt the
-/// rollout, and a last report may complete it.
+/// it ran (or refused); a failure may halt the rollout, a last report may
+/// open a wave or complete it.
 pub fn observe(db: &mut dyn Sql, report: &Report, now: i64) -> Result<Option<Halt>, StoreError> {
     if report.mode != RunMode::Apply {
         return Ok(None);
@@ -608,118 +724,73 @@ pub fn observe(db: &mut dyn Sql, report: &Report, now: i64) -> Result<Option<Hal
     let refused = report.rejected.as_ref().map(|r| r.revision.commit.as_str());
     let mut halt = None;
     for commit in [applied, refused].into_iter().flatten() {
-        // Most reports belong to no rollout in motion: find out before
-        // taking the lock.
-        let hit = db.rows(
-            "SELECT 1 FROM rollouts r JOIN rollout_hosts h ON h.rollout_id = r.id
-             WHERE r.environment = $1 AND r.commit_id = $2 AND h.host = $3 AND r.state IN ('rolling', 'halted')",
-            &[text(&report.environment), text(commit), text(&report.host)],
-        )?;
-        if hit.is_empty() {
+        // Most reports belong to no rollout in motion, or repeat a clean
+        // run already counted: find out before taking the lock.
+        let Some(s) = find(db, &report.environment, commit)? else {
+            continue;
+        };
+        if !s.gate.phase.in_motion() {
+            continue;
+        }
+        let what = outcome(report, commit);
+        // A clean run of a host already counted clean changes nothing
+        // (its `seen` matters only while it has not reported).
+        if what == Outcome::Clean
+            && let Some(m) = one_member(db, s.row.id, &report.host)?
+            && m.clean.is_some()
+        {
             continue;
         }
         db.lock_environment(&report.environment)?;
-        let Some(mut r) = find(db, &report.environment, commit)? else {
+        let Some(mut s) = find(db, &report.environment, commit)? else {
             continue;
         };
-        let Some(m) = member(db, r.id, &report.host)? else {
-            continue;
-        };
-        let failure = if Some(commit) == refused {
-            let why = report.rejected.as_ref().expect("refused");
-            Some((
-                format!("commit {}", short(commit)),
-                why.errors
-                    .first()
-                    .map_or_else(|| why.reason.clone(), |e| format!("{}: {e}", why.reason)),
-            ))
-        } else if report.status == Status::Failed {
-            let first = report.resources.iter().find(|x| x.status == Status::Failed);
-            Some(first.map_or_else(
-                || ("the run".to_owned(), "failed".to_owned()),
-                |x| {
-                    (
-                        x.id.clone(),
-                        x.error.clone().unwrap_or_else(|| "failed".into()),
-                    )
-                },
-            ))
-        } else {
-            None
-        };
-        let drifted = failure.is_none() && m.reported && report.summary.drift > 0;
-        db.exec(
-            "UPDATE rollout_hosts SET reported_unix = COALESCE(reported_unix, $3), admitted_unix = COALESCE(admitted_unix, $3), seen_unix = $3,
-                failed = CASE WHEN CAST($4 AS BIGINT) = 1 THEN 1 ELSE failed END,
-                drifted = CASE WHEN CAST($5 AS BIGINT) = 1 THEN 1 ELSE drifted END
-             WHERE rollout_id = $1 AND host = $2",
-            &[
-                Param::Int(r.id),
-                text(&report.host),
-                Param::Int(now),
-                Param::Int(i64::from(failure.is_some())),
-                Param::Int(i64::from(drifted)),
-            ],
-        )?;
-        db.exec(
-            "UPDATE rollouts SET last_report_unix = $2 WHERE id = $1",
-            &[Param::Int(r.id), Param::Int(now)],
-        )?;
-        r.last_report_unix = Some(now);
-        if r.state != "rolling" {
-            continue;
-        }
-        if failure.is_none() && !drifted {
-            // A clean run: it may complete the last wave.
-            advance(db, &mut r, now, true)?;
-            continue;
-        }
-        let c = db.rows(
-            "SELECT COUNT(CASE WHEN failed = 1 THEN 1 END), COUNT(CASE WHEN drifted = 1 THEN 1 END) FROM rollout_hosts WHERE rollout_id = $1",
-            &[Param::Int(r.id)],
-        )?;
-        let (failed, drift) = c.first().map_or((0, 0), |c| (c[0].int(), c[1].int()));
-        let halt_on = r.policy.halt_on;
-        let condition =
-            if halt_on.failed > 0 && failed >= i64::from(halt_on.failed) && failure.is_some() {
-                Some("failed")
-            } else if halt_on.drift_after_apply > 0
-                && drift >= i64::from(halt_on.drift_after_apply)
-                && drifted
-            {
-                Some("drift_after_apply")
-            } else {
-                None
-            };
-        match condition {
-            Some(condition) => {
-                let (resource, error) = failure.unwrap_or_else(|| {
-                    let d = report.resources.iter().find(|x| x.status == Status::Drift);
-                    (
-                        d.map_or_else(String::new, |x| x.id.clone()),
-                        "drifted after the commit was applied".into(),
-                    )
-                });
-                r.state = "halted".into();
-                r.halted_by = Some(HaltedBy {
-                    host: report.host.clone(),
-                    report: report.id.clone(),
-                    resource,
-                    error,
-                    condition: condition.into(),
-                    at_unix: now,
-                });
-                save(db, &r, now)?;
-                tracing::warn!(environment = %r.environment, commit = %r.commit, host = %report.host, "rollout halted");
-                let mut listed = list(db, Some(&r.environment), Some(&r.commit), 1)?;
-                halt = listed.pop();
-            }
-            None => {
-                advance(db, &mut r, now, true)?;
-            }
+        load_members(db, &mut s)?;
+        let step = gate::step(
+            &mut s.gate,
+            Event::Report {
+                host: report.host.clone(),
+                report: report.id.clone(),
+                outcome: what,
+                interval_s: report.interval_s.and_then(|i| i64::try_from(i).ok()),
+            },
+            now,
+        );
+        save(db, &s, &step, now)?;
+        if step.halted {
+            tracing::warn!(environment = %report.environment, commit, host = %report.host, "rollout halted");
+            halt = list(db, Some(&report.environment), Some(commit), 1)?.pop();
         }
     }
     Ok(halt)
+}
+
+/// Lets time decide (deadlines passing, soaks ending) in every rollout
+/// whose next check is due; the halts it caused.
+pub fn tick(db: &mut dyn Sql, now: i64) -> Result<Vec<Halt>, StoreError> {
+    let due = db.rows(
+        "SELECT environment, commit_id FROM rollouts WHERE state = 'rolling' AND next_check_unix IS NOT NULL AND next_check_unix <= $1",
+        &[Param::Int(now)],
+    )?;
+    let mut halts = Vec::new();
+    for c in due {
+        let (environment, commit) = (c[0].text(), c[1].text());
+        db.lock_environment(&environment)?;
+        let Some(mut s) = find(db, &environment, &commit)? else {
+            continue;
+        };
+        if s.gate.phase != Phase::Rolling {
+            continue;
+        }
+        load_members(db, &mut s)?;
+        let step = gate::step(&mut s.gate, Event::Tick, now);
+        save(db, &s, &step, now)?;
+        if step.halted {
+            tracing::warn!(environment = %environment, commit = %commit, "rollout halted: a deadline passed");
+            halts.extend(list(db, Some(&environment), Some(&commit), 1)?.pop());
+        }
+    }
+    Ok(halts)
 }
 
 /// What an operator does to a rollout.
@@ -772,42 +843,21 @@ pub fn act(
             }
         },
     };
-    let mut r = target;
-    let when = humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(now).unwrap_or(0)),
-    );
-    match (action, r.state.as_str()) {
-        (Action::Resume, "halted") => {
-            db.exec(
-                "UPDATE rollout_hosts SET failed = 0, drifted = 0 WHERE rollout_id = $1",
-                &[Param::Int(r.id)],
-            )?;
-            r.state = "rolling".into();
-            r.note = Some(format!("resumed by {who} at {when}"));
-        }
-        (Action::Abort, "rolling" | "halted") => {
-            r.state = "aborted".into();
-            r.note = Some(format!("aborted by {who} at {when}"));
-        }
-        (Action::Resume, state) => {
-            return Ok(Err(format!(
-                "the rollout of {} in {environment} is {state}, not halted: nothing to resume",
-                short(&r.commit)
-            )));
-        }
-        (Action::Abort, state) => {
-            return Ok(Err(format!(
-                "the rollout of {} in {environment} is {state}: nothing to abort",
-                short(&r.commit)
-            )));
-        }
+    let Some(mut s) = find(db, environment, &target.commit)? else {
+        return Ok(Err("the rollout is gone".into()));
+    };
+    load_members(db, &mut s)?;
+    let who = who.to_owned();
+    let event = match action {
+        Action::Resume => Event::Resume { who: who.clone() },
+        Action::Abort => Event::Abort { who: who.clone() },
+    };
+    let step = gate::step(&mut s.gate, event, now);
+    if let Some(why) = step.refused {
+        return Ok(Err(why));
     }
-    save(db, &r, now)?;
-    tracing::info!(environment, commit = %r.commit, state = %r.state, who, "rollout changed by an operator");
-    let mut listed = list(db, Some(environment), Some(&r.commit), 1)?;
+    save(db, &s, &step, now)?;
+    tracing::info!(environment, commit = %s.gate.commit, state = s.gate.phase.as_str(), who, "rollout changed by an operator");
+    let mut listed = list(db, Some(environment), Some(&s.gate.commit), 1)?;
     Ok(listed.pop().ok_or_else(|| "the rollout is gone".to_owned()))
-}
-
-fn short(commit: &str) -> &str {
-    commit.get(..12).unwrap_or(commit)
 }

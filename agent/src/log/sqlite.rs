@@ -8,12 +8,13 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::rollouts::{self, Cell, RolloutRow, Sql};
+use super::rollouts::{self, Cell, Halt, History, RolloutRow, Sql};
+use super::store::Question;
 use super::store::{
     CommitRow, HostRow, Incoming, Inserted, Page, Param, ReportQuery, ReportRow, Store, StoreError,
     Stored, unix, word,
 };
-use crate::rollout::{Admission, AdmitRequest};
+use crate::rollout::Admission;
 
 /// Each entry brings the schema from the version before it to its own.
 const MIGRATIONS: &[&str] = &[
@@ -111,6 +112,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX rollout_hosts_by_wave ON rollout_hosts (rollout_id, wave);
     CREATE INDEX rollout_hosts_unreported ON rollout_hosts (rollout_id, reported_unix, wave);",
+    // 4: the gate as a state machine (deadlines, first clean reports,
+    // forgiveness, rollback), with the policy from the log's own mirror.
+    "ALTER TABLE rollouts ADD COLUMN rollback_to TEXT;
+    ALTER TABLE rollouts ADD COLUMN fallback TEXT;
+    ALTER TABLE rollouts ADD COLUMN next_check_unix INTEGER;
+    ALTER TABLE rollouts ADD COLUMN holding TEXT;
+    ALTER TABLE rollout_hosts ADD COLUMN previous_commit TEXT;
+    ALTER TABLE rollout_hosts ADD COLUMN clean_unix INTEGER;
+    ALTER TABLE rollout_hosts ADD COLUMN failure TEXT;
+    ALTER TABLE rollout_hosts ADD COLUMN drifted_by TEXT;
+    ALTER TABLE rollout_hosts ADD COLUMN forgiven INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX rollouts_due ON rollouts (state, next_check_unix);",
 ];
 
 pub struct SqliteStore {
@@ -245,6 +258,8 @@ fn sqlite_params(args: &[Param]) -> Vec<&dyn rusqlite::ToSql> {
         .map(|a| match a {
             Param::Text(t) => t as &dyn rusqlite::ToSql,
             Param::Int(n) => n as &dyn rusqlite::ToSql,
+            Param::OptText(t) => t as &dyn rusqlite::ToSql,
+            Param::OptInt(n) => n as &dyn rusqlite::ToSql,
         })
         .collect()
 }
@@ -290,29 +305,45 @@ impl Sql for Lite<'_> {
 impl Store for SqliteStore {
     fn admit_read(
         &self,
-        request: &AdmitRequest,
+        history: &dyn History,
+        q: &Question,
         now: i64,
     ) -> Result<Option<Admission>, StoreError> {
         // Beside the writer, as WAL allows.
         let mut conn = self.reader();
         let tx = conn.transaction().map_err(db)?;
-        rollouts::admit(&mut Lite(&tx), request, now, false)
+        rollouts::admit(&mut Lite(&tx), history, &q.request, &q.facts, now, false)
     }
 
-    fn admit(&self, requests: &[AdmitRequest], now: i64) -> Result<Vec<Admission>, StoreError> {
+    fn admit(
+        &self,
+        history: &dyn History,
+        questions: &[Question],
+        now: i64,
+    ) -> Result<Vec<Admission>, StoreError> {
         let mut conn = self.writer();
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(db)?;
-        let mut answers = Vec::with_capacity(requests.len());
-        for request in requests {
+        let mut answers = Vec::with_capacity(questions.len());
+        for q in questions {
             answers.push(
-                rollouts::admit(&mut Lite(&tx), request, now, true)?
+                rollouts::admit(&mut Lite(&tx), history, &q.request, &q.facts, now, true)?
                     .ok_or_else(|| StoreError::Database("the gate gave no answer".into()))?,
             );
         }
         tx.commit().map_err(db)?;
         Ok(answers)
+    }
+
+    fn tick(&self, now: i64) -> Result<Vec<Halt>, StoreError> {
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let halts = rollouts::tick(&mut Lite(&tx), now)?;
+        tx.commit().map_err(db)?;
+        Ok(halts)
     }
 
     fn rollouts(
@@ -441,6 +472,8 @@ impl Store for SqliteStore {
             args.push(match value {
                 Param::Text(t) => Box::new(t),
                 Param::Int(n) => Box::new(n),
+                Param::OptText(t) => Box::new(t),
+                Param::OptInt(n) => Box::new(n),
             });
             sql.push_str(&format!(" AND {condition} ?{}", args.len()));
         }

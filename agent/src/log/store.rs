@@ -4,9 +4,16 @@
 
 use serde::Serialize;
 
-use super::rollouts::{Action, RolloutRow};
+use super::rollouts::{Action, CommitFacts, Halt, History, RolloutRow};
 use crate::report::Report;
 use crate::rollout::{Admission, AdmitRequest};
+
+/// An admission question with what the log's mirror says of its commit.
+#[derive(Debug, Clone)]
+pub struct Question {
+    pub request: AdmitRequest,
+    pub facts: CommitFacts,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -58,6 +65,9 @@ pub struct ReportQuery {
 pub enum Param {
     Text(String),
     Int(i64),
+    /// A value that may be NULL (typed, as PostgreSQL wants it).
+    OptText(Option<String>),
+    OptInt(Option<i64>),
 }
 
 impl ReportQuery {
@@ -200,13 +210,21 @@ pub trait Store: Send + Sync + 'static {
     /// nothing, or `None` when the question needs [`Store::admit`].
     fn admit_read(
         &self,
-        request: &AdmitRequest,
+        history: &dyn History,
+        question: &Question,
         now_unix: i64,
     ) -> Result<Option<Admission>, StoreError>;
     /// The rollout gate, deciding and writing: may each host apply its
     /// commit now? The questions of a batch share one transaction.
-    fn admit(&self, requests: &[AdmitRequest], now_unix: i64)
-    -> Result<Vec<Admission>, StoreError>;
+    fn admit(
+        &self,
+        history: &dyn History,
+        questions: &[Question],
+        now_unix: i64,
+    ) -> Result<Vec<Admission>, StoreError>;
+    /// Lets time decide in the rollouts whose next check is due
+    /// (deadlines, soaks); the halts it caused.
+    fn tick(&self, now_unix: i64) -> Result<Vec<Halt>, StoreError>;
     /// Rollouts, newest first; `commit` may be a prefix.
     fn rollouts(
         &self,

@@ -7,7 +7,7 @@ use super::diagnostic::{Diagnostic, Location};
 use super::node::{Key, Node, Value};
 use super::schema::Checker;
 use crate::flags::FlagValue;
-use crate::rollout::{HaltOn, Policy, Wave};
+use crate::rollout::{DEFAULT_DEADLINE_S, HaltOn, OnHalt, Policy, Wave};
 
 #[derive(Debug)]
 pub struct Environment {
@@ -46,7 +46,7 @@ impl HostEntry {
 }
 
 const ENV_KEYS: &[&str] = &["environment", "vars", "hosts", "rollout", "flags"];
-const ROLLOUT_KEYS: &[&str] = &["canary", "waves", "soak", "halt_on"];
+const ROLLOUT_KEYS: &[&str] = &["canary", "waves", "soak", "deadline", "halt_on", "on_halt"];
 const HALT_KEYS: &[&str] = &["failed", "drift_after_apply"];
 const HOST_KEYS: &[&str] = &["match", "roles", "vars"];
 
@@ -198,7 +198,9 @@ fn read_rollout(node: &Node, checker: &mut Checker) -> Option<Policy> {
         canary: Vec::new(),
         waves: vec![Wave::Percent(100.0)],
         soak_s: 0,
+        deadline_s: DEFAULT_DEADLINE_S,
         halt_on: HaltOn::default(),
+        on_halt: OnHalt::Hold,
     };
     for (key, value) in entries {
         match key.name.as_str() {
@@ -263,29 +265,36 @@ fn read_rollout(node: &Node, checker: &mut Checker) -> Option<Policy> {
                 }
             }
             "soak" => {
-                let text = match &value.value {
-                    Value::Str(s) => Some(s.clone()),
-                    Value::Int(n) if *n >= 0 => Some(format!("{n}s")),
-                    _ => None,
-                };
-                match text.as_deref().map(humantime::parse_duration) {
-                    Some(Ok(d)) => policy.soak_s = d.as_secs(),
-                    _ => checker.push(
-                        Diagnostic::new(
-                            checker.at(value.pos),
-                            match &text {
-                                Some(t) => format!("`soak` cannot be `{t}`: it is not a duration"),
-                                None => format!(
-                                    "`soak` must be a duration, found {}",
-                                    value.value.kind()
-                                ),
-                            },
-                        )
-                        .key("soak")
-                        .hint("write e.g. soak: 10m (or 30s, 1h)"),
-                    ),
+                if let Some(d) = duration(key.name.as_str(), value, checker, "soak: 10m (or 30s, 1h)") {
+                    policy.soak_s = d;
                 }
             }
+            "deadline" => {
+                match duration(key.name.as_str(), value, checker, "deadline: 30m") {
+                    Some(0) => checker.push(
+                        Diagnostic::new(checker.at(value.pos), "`deadline` cannot be 0: every admitted host would fail at once")
+                            .key("deadline")
+                            .hint("give an admitted host at least one interval to report, e.g. deadline: 30m"),
+                    ),
+                    Some(d) => policy.deadline_s = d,
+                    None => {}
+                }
+            }
+            "on_halt" => match &value.value {
+                Value::Str(s) if s == "hold" => policy.on_halt = OnHalt::Hold,
+                Value::Str(s) if s == "rollback" => policy.on_halt = OnHalt::Rollback,
+                other => checker.push(
+                    Diagnostic::new(
+                        checker.at(value.pos),
+                        match other {
+                            Value::Str(s) => format!("`on_halt` cannot be `{s}`"),
+                            other => format!("`on_halt` must be `hold` or `rollback`, found {}", other.kind()),
+                        },
+                    )
+                    .key("on_halt")
+                    .hint("hold keeps a halted commit where it is; rollback returns its hosts to the last commit that rolled out"),
+                ),
+            },
             "halt_on" => {
                 let Some(halt) = checker.map(value, "`halt_on`", Some("halt_on")) else {
                     continue;
@@ -328,4 +337,32 @@ fn read_rollout(node: &Node, checker: &mut Checker) -> Option<Policy> {
         }
     }
     (checker.errors.len() == errors).then_some(policy)
+}
+
+/// A duration key of `rollout:` in seconds (a bare number is seconds).
+fn duration(name: &str, value: &Node, checker: &mut Checker, example: &str) -> Option<u64> {
+    let text = match &value.value {
+        Value::Str(s) => Some(s.clone()),
+        Value::Int(n) if *n >= 0 => Some(format!("{n}s")),
+        _ => None,
+    };
+    match text.as_deref().map(humantime::parse_duration) {
+        Some(Ok(d)) => Some(d.as_secs()),
+        _ => {
+            checker.push(
+                Diagnostic::new(
+                    checker.at(value.pos),
+                    match &text {
+                        Some(t) => format!("`{name}` cannot be `{t}`: it is not a duration"),
+                        None => {
+                            format!("`{name}` must be a duration, found {}", value.value.kind())
+                        }
+                    },
+                )
+                .key(name.to_owned())
+                .hint(format!("write e.g. {example}")),
+            );
+            None
+        }
+    }
 }

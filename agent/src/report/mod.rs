@@ -189,6 +189,10 @@ pub enum Decision {
     Held,
     /// No log to ask, `--rollout-offline proceed`: the commit is applied.
     Proceeded,
+    /// The rollout halted under `on_halt: rollback`: this run converges
+    /// the commit the log named instead.
+    #[serde(rename = "rolled_back")]
+    RolledBack,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -308,6 +312,7 @@ impl Report {
                 Decision::Waiting => "waiting",
                 Decision::Held => "held back",
                 Decision::Proceeded => "applied without the log",
+                Decision::RolledBack => "rolled back",
             };
             let _ = writeln!(
                 out,

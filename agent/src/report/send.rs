@@ -18,7 +18,8 @@ pub struct Sender {
 /// Why a report was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
-    /// Try again later: unreachable, a timeout, 408, 429 or a 5xx.
+    /// Try again later: unreachable, a timeout, 408, 429, a 5xx, or a
+    /// token the log does not take (401, 403: it may be being rotated).
     ForNow(String),
     /// The log will never take this report (another 4xx): set it aside.
     ForGood(String),
@@ -54,7 +55,8 @@ impl Sender {
     }
 
     /// Posts JSON to another endpoint of the log (`/v1/rollouts/admit`):
-    /// the answer's status and body, or why there was none.
+    /// the answer's status and body, or why there was none (the log could
+    /// not be reached: refused, DNS, a timeout).
     pub fn ask(&self, path: &str, body: &[u8]) -> Result<(u16, String), String> {
         let url = format!("{}{path}", self.base);
         let mut response = self
@@ -96,6 +98,10 @@ impl Sender {
         };
         match status {
             200..=299 => Ok(()),
+            401 | 403 => Err(Refused::ForNow(format!(
+                "{} (the report stays in the spool until the log takes this host's token)",
+                answer()
+            ))),
             408 | 429 | 500..=599 => Err(Refused::ForNow(answer())),
             _ => Err(Refused::ForGood(answer())),
         }

@@ -9,6 +9,8 @@
 //! monotone — a wave that admits a share of the hosts admits the hosts
 //! with the lowest buckets, so a larger share only ever adds hosts.
 
+pub mod gate;
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -25,8 +27,41 @@ pub struct Policy {
     /// How long a wave must run clean before the next opens.
     #[serde(default)]
     pub soak_s: u64,
+    /// An admitted host with no report on the commit this long after its
+    /// admission counts as failed.
+    #[serde(default = "default_deadline")]
+    pub deadline_s: u64,
     #[serde(default)]
     pub halt_on: HaltOn,
+    #[serde(default)]
+    pub on_halt: OnHalt,
+}
+
+pub const DEFAULT_DEADLINE_S: u64 = 30 * 60;
+
+fn default_deadline() -> u64 {
+    DEFAULT_DEADLINE_S
+}
+
+/// What the hosts that applied a halted commit do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnHalt {
+    /// Keep converging it.
+    #[default]
+    Hold,
+    /// Converge the last commit whose rollout completed (or the one they
+    /// had before).
+    Rollback,
+}
+
+impl std::fmt::Display for OnHalt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OnHalt::Hold => "hold",
+            OnHalt::Rollback => "rollback",
+        })
+    }
 }
 
 /// A wave's reach: a share of the environment's (non-canary) hosts or a
@@ -196,40 +231,19 @@ pub fn bucket(environment: &str, host: &str) -> i64 {
     i64::try_from(n >> 1).expect("63 bits fit")
 }
 
-/// What an agent sends to `POST /v1/rollouts/admit`.
+/// What an agent sends to `POST /v1/rollouts/admit`: who asks about
+/// which commit. Everything else (the policy, the commit's author and
+/// date, its place in the history) the log reads from its own mirror of
+/// the repository, never from a host.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AdmitRequest {
     pub environment: String,
     pub commit: String,
     pub host: String,
-    /// The policy of the commit being rolled out (its environment file).
-    pub policy: Policy,
-    #[serde(default)]
-    pub author: String,
-    #[serde(default)]
-    pub subject: String,
-    #[serde(default)]
-    pub committed_at: String,
-    /// The agent's interval: a host silent for two of them no longer holds
-    /// a wave back.
-    #[serde(default)]
-    pub interval_s: Option<u64>,
 }
 
 /// The log's answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Admission {
-    pub admitted: bool,
-    /// The rollout's state: rolling, halted, done, superseded, aborted.
-    pub state: String,
-    /// The wave open now, and the host's.
-    pub wave: u32,
-    pub host_wave: Option<u32>,
-    pub reason: String,
-    /// When to ask again, in seconds, when not admitted.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub retry_after_s: Option<u64>,
-}
+pub use gate::Answer as Admission;
 
 #[cfg(test)]
 mod tests {
@@ -241,7 +255,9 @@ mod tests {
             canary: vec!["web-1.*".into()],
             waves: waves.iter().map(|w| w.parse().unwrap()).collect(),
             soak_s: 0,
+            deadline_s: DEFAULT_DEADLINE_S,
             halt_on: HaltOn::default(),
+            on_halt: OnHalt::Hold,
         }
     }
 

@@ -13,6 +13,9 @@ pub use git::Revision;
 /// `<state-dir>/source/checkouts/<commit>`.
 pub struct Source {
     dir: PathBuf,
+    /// The first fetch brings one commit (a host needs no more); the
+    /// log's mirror wants the whole history, to answer ancestry.
+    shallow: bool,
 }
 
 /// The ref a fetch stores what it fetched under.
@@ -21,17 +24,21 @@ const FETCHED: &str = "refs/tend/fetched";
 impl Source {
     /// Opens (creating it the first time) the source kept in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Source, String> {
-        let dir = state_dir.join("source");
+        Source::open_in(state_dir.join("source"), true)
+    }
+
+    /// A source in `dir` itself; `shallow` as [`Source::shallow`].
+    pub fn open_in(dir: PathBuf, shallow: bool) -> Result<Source, String> {
         let repo = dir.join("repo.git");
         if !repo.join("HEAD").is_file() {
             fs_err::create_dir_all(&repo).map_err(|e| e.to_string())?;
             run(&repo, &["init", "--quiet", "--bare"])?;
         }
         fs_err::create_dir_all(dir.join("checkouts")).map_err(|e| e.to_string())?;
-        Ok(Source { dir })
+        Ok(Source { dir, shallow })
     }
 
-    fn repo(&self) -> PathBuf {
+    pub fn repo(&self) -> PathBuf {
         self.dir.join("repo.git")
     }
 
@@ -45,12 +52,25 @@ impl Source {
         self.remove_stale_locks();
         let refspec = format!("+{reference}:{FETCHED}");
         let mut args = vec!["fetch", "--quiet", "--no-tags", "--force"];
-        if self.resolve(FETCHED).is_err() {
+        if self.shallow && self.resolve(FETCHED).is_err() {
             args.push("--depth=1");
         }
         args.extend(["--", url, &refspec]);
         run(&self.repo(), &args)?;
         self.resolve(FETCHED)
+    }
+
+    /// Fetches one commit by its id (one the ref no longer points to: a
+    /// rollback's target).
+    pub fn fetch_commit(&self, url: &str, commit: &str) -> Result<(), String> {
+        if commit.is_empty() || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("`{commit}` is not a commit id"));
+        }
+        run(
+            &self.repo(),
+            &["fetch", "--quiet", "--no-tags", "--", url, commit],
+        )
+        .map(|_| ())
     }
 
     /// Lock files a git killed in mid-fetch left: they would make every
