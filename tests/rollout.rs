@@ -1287,7 +1287,10 @@ fn a_report_refused_for_its_token_stays_in_the_spool() {
     let fleet = Fleet::new(&["web-1.prod"], &[]);
     fleet.commit("Ana Diaz", "v0", None, "");
     fs_err::write(&fleet.tokens["web-1.prod"], "not-the-token\n").unwrap();
-    fleet.cycle("web-1.prod").expect_code(2);
+    let run = fleet.cycle("web-1.prod");
+    run.expect_code(2);
+    assert!(run.stderr.contains("answered 401"), "{run:?}");
+    assert!(run.stderr.contains("stays in the spool"), "{run:?}");
     let spool = fleet.dir.path().join("state/web-1.prod/spool");
     let pending: Vec<_> = fs_err::read_dir(&spool)
         .unwrap()

@@ -114,7 +114,7 @@ pub fn cycle(settings: &Settings) -> anyhow::Result<Cycle> {
                     }
                     gate::Gate::Rollback(to, note) => {
                         info.rollout = Some(note);
-                        return roll_back(settings, &source, &mut memory, info, &to);
+                        return roll_back(settings, &source, &mut memory, info, &commit, &to);
                     }
                 }
                 match converge::converge(&options(settings, &checkout, &info))? {
@@ -151,7 +151,7 @@ pub fn cycle(settings: &Settings) -> anyhow::Result<Cycle> {
         // `on_halt: rollback`: only the log knows.
         if let gate::Gate::Rollback(to, note) = gate::ask(settings, &host, &checkout, &revision) {
             info.rollout = Some(note);
-            return roll_back(settings, &source, &mut memory, info, &to);
+            return roll_back(settings, &source, &mut memory, info, tip, &to);
         }
     }
     stay(settings, &source, &mut memory, info)
@@ -233,14 +233,17 @@ fn refusing_environment(
     matching.next().is_none().then(|| env.name.clone())
 }
 
-/// Converges `to` instead of the commit the host fetched: the log decided
-/// a rollback of a halted commit (not a rewind of the source, so no
-/// `--allow-rewind` is asked for).
+/// Converges `to` instead of `fetched`: the log decided a rollback of a
+/// halted commit (not a rewind of the source, so no `--allow-rewind` is
+/// asked for). The log may only send a host back in the history it
+/// fetched, and with `--require-signed` only to a signed commit: else the
+/// host keeps what it has.
 fn roll_back(
     settings: &Settings,
     source: &Source,
     memory: &mut Memory,
     mut info: SourceInfo,
+    fetched: &str,
     to: &str,
 ) -> anyhow::Result<Cycle> {
     if source.resolve(to).is_err()
@@ -248,10 +251,22 @@ fn roll_back(
     {
         tracing::warn!(commit = %to, error = %e, "cannot fetch the commit to roll back to");
     }
-    let checkout = match source.checkout(to) {
+    let allowed = if !source.descends(to, fetched) {
+        Err(format!("it is not an ancestor of {fetched}"))
+    } else if settings.require_signed {
+        source
+            .verify(to)
+            .map_err(|e| format!("its signature is not trusted ({e})"))
+    } else {
+        Ok(())
+    };
+    let checkout = match allowed.and_then(|()| source.checkout(to)) {
         Ok(checkout) => checkout,
         Err(e) => {
             tracing::warn!(commit = %to, error = %e, "cannot roll back; keeping the current commit");
+            if let Some(note) = &mut info.rollout {
+                note.reason = format!("{}; not rolled back to {to}: {e}", note.reason);
+            }
             return stay(settings, source, memory, info);
         }
     };

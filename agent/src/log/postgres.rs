@@ -20,8 +20,9 @@ use super::store::{
 };
 use crate::rollout::Admission;
 
-/// The rollout gate's SQL on a PostgreSQL connection or transaction.
-struct Pg<'a, C: postgres::GenericClient>(&'a mut C);
+/// The rollout gate's SQL on a PostgreSQL connection or transaction,
+/// with this server's cache of rollouts.
+struct Pg<'a, C: postgres::GenericClient>(&'a mut C, &'a rollouts::Cache);
 
 fn pg_params(args: &[Param]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
     args.iter()
@@ -74,6 +75,10 @@ impl<C: postgres::GenericClient> Sql for Pg<'_, C> {
             )
             .map_err(db)?;
         Ok(())
+    }
+
+    fn cache(&self) -> &rollouts::Cache {
+        self.1
     }
 }
 
@@ -184,7 +189,7 @@ const MIGRATIONS: &[&str] = &[
     // 5: the gate as a state machine (deadlines, first clean reports,
     // forgiveness, rollback), with the policy from the log's own mirror.
     "ALTER TABLE rollouts ADD COLUMN rollback_to TEXT, ADD COLUMN fallback TEXT,
-        ADD COLUMN next_check_unix BIGINT, ADD COLUMN holding TEXT;
+        ADD COLUMN next_check_unix BIGINT, ADD COLUMN holding TEXT, ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
     ALTER TABLE rollout_hosts ADD COLUMN previous_commit TEXT, ADD COLUMN clean_unix BIGINT,
         ADD COLUMN failure TEXT, ADD COLUMN drifted_by TEXT, ADD COLUMN forgiven BIGINT NOT NULL DEFAULT 0;
     CREATE INDEX rollouts_due ON rollouts (state, next_check_unix);",
@@ -200,6 +205,7 @@ pub struct PostgresStore {
     /// Queries and the gate's read-only answers, several at a time.
     readers: Vec<Mutex<Client>>,
     next_reader: std::sync::atomic::AtomicUsize,
+    rollouts: rollouts::Cache,
 }
 
 /// Reading connections per server.
@@ -222,6 +228,7 @@ impl PostgresStore {
             writer: Mutex::new(writer),
             readers,
             next_reader: std::sync::atomic::AtomicUsize::new(0),
+            rollouts: rollouts::Cache::default(),
         })
     }
 
@@ -451,7 +458,7 @@ impl Store for PostgresStore {
     ) -> Result<Option<Admission>, StoreError> {
         // What needs no decision is safe to answer without the lock.
         rollouts::admit(
-            &mut Pg(&mut *self.reader()),
+            &mut Pg(&mut *self.reader(), &self.rollouts),
             history,
             &q.request,
             &q.facts,
@@ -480,8 +487,15 @@ impl Store for PostgresStore {
         for i in order {
             let q = &questions[i];
             answers[i] = Some(
-                rollouts::admit(&mut Pg(&mut tx), history, &q.request, &q.facts, now, true)?
-                    .ok_or_else(|| StoreError::Database("the gate gave no answer".into()))?,
+                rollouts::admit(
+                    &mut Pg(&mut tx, &self.rollouts),
+                    history,
+                    &q.request,
+                    &q.facts,
+                    now,
+                    true,
+                )?
+                .ok_or_else(|| StoreError::Database("the gate gave no answer".into()))?,
             );
         }
         tx.commit().map_err(db)?;
@@ -491,7 +505,7 @@ impl Store for PostgresStore {
     fn tick(&self, now: i64) -> Result<Vec<Halt>, StoreError> {
         let mut client = self.writer();
         let mut tx = client.transaction().map_err(db)?;
-        let halts = rollouts::tick(&mut Pg(&mut tx), now)?;
+        let halts = rollouts::tick(&mut Pg(&mut tx, &self.rollouts), now)?;
         tx.commit().map_err(db)?;
         Ok(halts)
     }
@@ -502,7 +516,12 @@ impl Store for PostgresStore {
         commit: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RolloutRow>, StoreError> {
-        rollouts::list(&mut Pg(&mut *self.reader()), environment, commit, limit)
+        rollouts::list(
+            &mut Pg(&mut *self.reader(), &self.rollouts),
+            environment,
+            commit,
+            limit,
+        )
     }
 
     fn act(
@@ -515,7 +534,14 @@ impl Store for PostgresStore {
     ) -> Result<Result<RolloutRow, String>, StoreError> {
         let mut client = self.writer();
         let mut tx = client.transaction().map_err(db)?;
-        let done = rollouts::act(&mut Pg(&mut tx), environment, commit, action, who, now)?;
+        let done = rollouts::act(
+            &mut Pg(&mut tx, &self.rollouts),
+            environment,
+            commit,
+            action,
+            who,
+            now,
+        )?;
         tx.commit().map_err(db)?;
         Ok(done)
     }
@@ -599,7 +625,7 @@ impl Store for PostgresStore {
         let mut halts = Vec::new();
         for item in observed {
             halts.extend(rollouts::observe(
-                &mut Pg(&mut tx),
+                &mut Pg(&mut tx, &self.rollouts),
                 &item.report,
                 item.received_unix,
             )?);

@@ -64,6 +64,46 @@ pub trait Sql {
     fn rows(&mut self, sql: &str, args: &[Param]) -> Result<Vec<Vec<Cell>>, StoreError>;
     /// Holds the environment's rollout lock until the transaction ends.
     fn lock_environment(&mut self, environment: &str) -> Result<(), StoreError>;
+    /// This server's rollouts as it last read or wrote them.
+    fn cache(&self) -> &Cache;
+}
+
+/// The members of the rollouts this server decided last, each with the
+/// version of the rollout it saw. A decision whose rollout row still has
+/// that version (no other server, no failed transaction, changed it since)
+/// takes them from here instead of reading every member again: a wave of
+/// thousands of hosts asking costs a row each, not a fleet each. Versions
+/// are random, so a transaction that did not commit can never seem
+/// current.
+#[derive(Default)]
+pub struct Cache(std::sync::Mutex<std::collections::HashMap<i64, (i64, Members)>>);
+
+type Members = std::collections::BTreeMap<String, Member>;
+
+impl Cache {
+    fn take(&self, id: i64, version: i64) -> Option<Members> {
+        let mut map = self.0.lock().expect("rollout cache");
+        match map.remove(&id) {
+            Some((v, members)) if v == version => Some(members),
+            _ => None,
+        }
+    }
+
+    fn put(&self, id: i64, version: i64, members: Members) {
+        self.0
+            .lock()
+            .expect("rollout cache")
+            .insert(id, (version, members));
+    }
+
+    fn forget(&self, id: i64) {
+        self.0.lock().expect("rollout cache").remove(&id);
+    }
+}
+
+fn new_version() -> i64 {
+    let (a, _) = uuid::Uuid::new_v4().as_u64_pair();
+    i64::from_ne_bytes(a.to_ne_bytes())
 }
 
 fn text(s: &str) -> Param {
@@ -143,7 +183,7 @@ struct Held {
     soak_until: Option<i64>,
 }
 
-const COLUMNS: &str = "r.id, r.environment, r.commit_id, r.author, r.subject, r.committed_at, r.policy, r.state, r.wave, r.wave_opened_unix, r.created_unix, r.updated_unix, r.halted_by, r.superseded_by, r.note, r.rollback_to, r.fallback, r.next_check_unix, r.holding";
+const COLUMNS: &str = "r.id, r.environment, r.commit_id, r.author, r.subject, r.committed_at, r.policy, r.state, r.wave, r.wave_opened_unix, r.created_unix, r.updated_unix, r.halted_by, r.superseded_by, r.note, r.rollback_to, r.fallback, r.next_check_unix, r.holding, r.version";
 
 /// The host counts a listing shows (decisions never need them).
 const COUNTS: &str = "(SELECT COUNT(*) FROM rollout_hosts h WHERE h.rollout_id = r.id),
@@ -156,6 +196,10 @@ const COUNTS: &str = "(SELECT COUNT(*) FROM rollout_hosts h WHERE h.rollout_id =
 struct Stored {
     row: RolloutRow,
     gate: Rollout,
+    version: i64,
+    /// Whether `gate.members` holds the members (they are read only when
+    /// a decision needs them).
+    loaded: bool,
 }
 
 fn stored(c: &[Cell]) -> Result<Stored, StoreError> {
@@ -186,10 +230,10 @@ fn stored(c: &[Cell]) -> Result<Stored, StoreError> {
         holding: held.hosts,
         holding_count: held.count,
         next_wave_unix: held.soak_until,
-        hosts: c.get(19).map_or(0, Cell::int),
-        admitted: c.get(20).map_or(0, Cell::int),
-        reported: c.get(21).map_or(0, Cell::int),
-        failed: c.get(22).map_or(0, Cell::int),
+        hosts: c.get(20).map_or(0, Cell::int),
+        admitted: c.get(21).map_or(0, Cell::int),
+        reported: c.get(22).map_or(0, Cell::int),
+        failed: c.get(23).map_or(0, Cell::int),
     };
     let gate = Rollout {
         environment: row.environment.clone(),
@@ -210,7 +254,12 @@ fn stored(c: &[Cell]) -> Result<Stored, StoreError> {
         next_check: c[17].opt_int(),
         members: std::collections::BTreeMap::new(),
     };
-    Ok(Stored { row, gate })
+    Ok(Stored {
+        row,
+        gate,
+        version: c[19].int(),
+        loaded: false,
+    })
 }
 
 /// The rollouts of an environment (or all), newest first; `commit` may be
@@ -283,11 +332,28 @@ fn member_of(c: &[Cell]) -> (String, Member) {
 }
 
 fn load_members(db: &mut dyn Sql, s: &mut Stored) -> Result<(), StoreError> {
+    s.loaded = true;
+    let cached = db.cache().take(s.row.id, s.version);
+    if !cfg!(debug_assertions)
+        && let Some(members) = cached
+    {
+        s.gate.members = members;
+        return Ok(());
+    }
     let rows = db.rows(
         &format!("SELECT {MEMBER_COLUMNS} FROM rollout_hosts WHERE rollout_id = $1"),
         &[Param::Int(s.row.id)],
     )?;
     s.gate.members = rows.iter().map(|c| member_of(c)).collect();
+    // Test builds read the members anyway and check the cache against
+    // them: a cache that ever disagreed would change decisions.
+    #[cfg(debug_assertions)]
+    if let Some(members) = cached {
+        assert_eq!(
+            members, s.gate.members,
+            "the rollout cache disagrees with the store"
+        );
+    }
     Ok(())
 }
 
@@ -307,9 +373,11 @@ fn opt_text(v: Option<String>) -> Param {
     Param::OptText(v)
 }
 
-/// Writes back what a step changed: the rollout's row and its touched
-/// members.
-fn save(db: &mut dyn Sql, s: &Stored, step: &gate::Step, now: i64) -> Result<(), StoreError> {
+/// Writes back what a step changed: the rollout's row (with a new
+/// version) and its touched members. The members go to the cache, under
+/// that version, while the rollout is in motion.
+fn save(db: &mut dyn Sql, s: &mut Stored, step: &gate::Step, now: i64) -> Result<(), StoreError> {
+    s.version = new_version();
     let r = &s.gate;
     let held = match &step.holding {
         Some(Holding::Reports { hosts, count }) => Held {
@@ -332,7 +400,8 @@ fn save(db: &mut dyn Sql, s: &Stored, step: &gate::Step, now: i64) -> Result<(),
     };
     db.exec(
         "UPDATE rollouts SET state = $2, wave = $3, wave_opened_unix = $4, updated_unix = $5,
-            halted_by = $6, superseded_by = $7, note = $8, rollback_to = $9, next_check_unix = $10, holding = $11
+            halted_by = $6, superseded_by = $7, note = $8, rollback_to = $9, next_check_unix = $10, holding = $11,
+            version = $12
          WHERE id = $1",
         &[
             Param::Int(s.row.id),
@@ -346,6 +415,7 @@ fn save(db: &mut dyn Sql, s: &Stored, step: &gate::Step, now: i64) -> Result<(),
             opt_text(r.rollback_to.clone()),
             opt(r.next_check),
             Param::Text(serde_json::to_string(&held).expect("serialises")),
+            Param::Int(s.version),
         ],
     )?;
     let mut touched: Vec<&String> = step.touched.iter().collect();
@@ -384,6 +454,13 @@ fn save(db: &mut dyn Sql, s: &Stored, step: &gate::Step, now: i64) -> Result<(),
     }
     if step.changed || !step.touched.is_empty() {
         tracing::debug!(environment = %r.environment, commit = %r.commit, wave = r.wave, state = r.phase.as_str(), touched = step.touched.len(), "rollout saved");
+    }
+    if s.loaded && r.phase.in_motion() {
+        db.cache()
+            .put(s.row.id, s.version, std::mem::take(&mut s.gate.members));
+        s.loaded = false;
+    } else {
+        db.cache().forget(s.row.id);
     }
     Ok(())
 }
@@ -461,13 +538,14 @@ fn start(
     // Settled at once: waves with nobody in them open now.
     let mut step = gate::step(&mut s.gate, Event::Tick, now);
     step.touched = s.gate.members.keys().cloned().collect();
-    save(db, &s, &step, now)?;
+    save(db, &mut s, &step, now)?;
     tracing::info!(environment, commit = %rev.commit, hosts = alive.len(), "rollout started");
     Ok(s)
 }
 
 /// Removes a rollout, to start it again (a force push back to it).
 fn forget(db: &mut dyn Sql, id: i64) -> Result<(), StoreError> {
+    db.cache().forget(id);
     db.exec(
         "DELETE FROM rollout_hosts WHERE rollout_id = $1",
         &[Param::Int(id)],
@@ -577,11 +655,23 @@ pub fn admit(
             return Ok(Some(answer));
         }
         if write {
-            // A host that asks is alive: that is all there is to write.
+            // A host that asks is alive: that is all there is to write
+            // (under a new version, which this server's cache follows).
             db.exec(
                 "UPDATE rollout_hosts SET seen_unix = $3 WHERE rollout_id = $1 AND host = $2",
                 &[Param::Int(s.row.id), text(&req.host), Param::Int(now)],
             )?;
+            let version = new_version();
+            db.exec(
+                "UPDATE rollouts SET version = $2 WHERE id = $1",
+                &[Param::Int(s.row.id), Param::Int(version)],
+            )?;
+            if let Some(mut members) = db.cache().take(s.row.id, s.version) {
+                if let Some(m) = members.get_mut(&req.host) {
+                    m.seen = now;
+                }
+                db.cache().put(s.row.id, version, members);
+            }
             return Ok(Some(answer));
         }
     }
@@ -596,7 +686,7 @@ pub fn admit(
         },
         now,
     );
-    save(db, &s, &step, now)?;
+    save(db, &mut s, &step, now)?;
     Ok(step.answer)
 }
 
@@ -668,7 +758,7 @@ fn supersede_latest(
             },
             now,
         );
-        save(db, &s, &step, now)?;
+        save(db, &mut s, &step, now)?;
     }
     Ok(())
 }
@@ -756,7 +846,7 @@ pub fn observe(db: &mut dyn Sql, report: &Report, now: i64) -> Result<Option<Hal
             },
             now,
         );
-        save(db, &s, &step, now)?;
+        save(db, &mut s, &step, now)?;
         if step.halted {
             tracing::warn!(environment = %report.environment, commit, host = %report.host, "rollout halted");
             halt = list(db, Some(&report.environment), Some(commit), 1)?.pop();
@@ -784,7 +874,7 @@ pub fn tick(db: &mut dyn Sql, now: i64) -> Result<Vec<Halt>, StoreError> {
         }
         load_members(db, &mut s)?;
         let step = gate::step(&mut s.gate, Event::Tick, now);
-        save(db, &s, &step, now)?;
+        save(db, &mut s, &step, now)?;
         if step.halted {
             tracing::warn!(environment = %environment, commit = %commit, "rollout halted: a deadline passed");
             halts.extend(list(db, Some(&environment), Some(&commit), 1)?.pop());
@@ -856,7 +946,7 @@ pub fn act(
     if let Some(why) = step.refused {
         return Ok(Err(why));
     }
-    save(db, &s, &step, now)?;
+    save(db, &mut s, &step, now)?;
     tracing::info!(environment, commit = %s.gate.commit, state = s.gate.phase.as_str(), who, "rollout changed by an operator");
     let mut listed = list(db, Some(environment), Some(&s.gate.commit), 1)?;
     Ok(listed.pop().ok_or_else(|| "the rollout is gone".to_owned()))

@@ -123,12 +123,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE rollout_hosts ADD COLUMN failure TEXT;
     ALTER TABLE rollout_hosts ADD COLUMN drifted_by TEXT;
     ALTER TABLE rollout_hosts ADD COLUMN forgiven INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE rollouts ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX rollouts_due ON rollouts (state, next_check_unix);",
 ];
 
 pub struct SqliteStore {
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
+    rollouts: rollouts::Cache,
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -151,6 +153,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
+            rollouts: rollouts::Cache::default(),
         })
     }
 
@@ -250,8 +253,9 @@ fn summarise(
     Ok(())
 }
 
-/// The rollout gate's SQL on a SQLite connection (`$1` is written `?1`).
-struct Lite<'a>(&'a Connection);
+/// The rollout gate's SQL on a SQLite connection (`$1` is written `?1`),
+/// with this server's cache of rollouts.
+struct Lite<'a>(&'a Connection, &'a rollouts::Cache);
 
 fn sqlite_params(args: &[Param]) -> Vec<&dyn rusqlite::ToSql> {
     args.iter()
@@ -300,6 +304,10 @@ impl Sql for Lite<'_> {
     fn lock_environment(&mut self, _environment: &str) -> Result<(), StoreError> {
         Ok(())
     }
+
+    fn cache(&self) -> &rollouts::Cache {
+        self.1
+    }
 }
 
 impl Store for SqliteStore {
@@ -312,7 +320,14 @@ impl Store for SqliteStore {
         // Beside the writer, as WAL allows.
         let mut conn = self.reader();
         let tx = conn.transaction().map_err(db)?;
-        rollouts::admit(&mut Lite(&tx), history, &q.request, &q.facts, now, false)
+        rollouts::admit(
+            &mut Lite(&tx, &self.rollouts),
+            history,
+            &q.request,
+            &q.facts,
+            now,
+            false,
+        )
     }
 
     fn admit(
@@ -328,8 +343,15 @@ impl Store for SqliteStore {
         let mut answers = Vec::with_capacity(questions.len());
         for q in questions {
             answers.push(
-                rollouts::admit(&mut Lite(&tx), history, &q.request, &q.facts, now, true)?
-                    .ok_or_else(|| StoreError::Database("the gate gave no answer".into()))?,
+                rollouts::admit(
+                    &mut Lite(&tx, &self.rollouts),
+                    history,
+                    &q.request,
+                    &q.facts,
+                    now,
+                    true,
+                )?
+                .ok_or_else(|| StoreError::Database("the gate gave no answer".into()))?,
             );
         }
         tx.commit().map_err(db)?;
@@ -341,7 +363,7 @@ impl Store for SqliteStore {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(db)?;
-        let halts = rollouts::tick(&mut Lite(&tx), now)?;
+        let halts = rollouts::tick(&mut Lite(&tx, &self.rollouts), now)?;
         tx.commit().map_err(db)?;
         Ok(halts)
     }
@@ -352,7 +374,12 @@ impl Store for SqliteStore {
         commit: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RolloutRow>, StoreError> {
-        rollouts::list(&mut Lite(&self.reader()), environment, commit, limit)
+        rollouts::list(
+            &mut Lite(&self.reader(), &self.rollouts),
+            environment,
+            commit,
+            limit,
+        )
     }
 
     fn act(
@@ -367,7 +394,14 @@ impl Store for SqliteStore {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(db)?;
-        let done = rollouts::act(&mut Lite(&tx), environment, commit, action, who, now)?;
+        let done = rollouts::act(
+            &mut Lite(&tx, &self.rollouts),
+            environment,
+            commit,
+            action,
+            who,
+            now,
+        )?;
         tx.commit().map_err(db)?;
         Ok(done)
     }
@@ -412,7 +446,11 @@ impl Store for SqliteStore {
                     .map_err(db)?;
                 if n == 1 && r.mode == crate::report::RunMode::Apply {
                     summarise(&tx, r, tx.last_insert_rowid())?;
-                    halts.extend(rollouts::observe(&mut Lite(&tx), r, item.received_unix)?);
+                    halts.extend(rollouts::observe(
+                        &mut Lite(&tx, &self.rollouts),
+                        r,
+                        item.received_unix,
+                    )?);
                 }
                 out.push(if n == 1 {
                     Stored::New
