@@ -102,8 +102,10 @@ pub fn ask(settings: &super::Settings, host: &str, checkout: &Path, revision: &R
                 ),
             );
             // The log may lack the commit for a moment (its copy of the
-            // source lags the push): ask again soon, not an interval later.
-            n.retry_after_s = Some(60);
+            // source lags the push): it says when to ask again.
+            n.retry_after_s = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["retry_after_s"].as_u64());
             Gate::Wait(n)
         }
         Ok((_, text)) => match serde_json::from_str::<Admission>(&text) {

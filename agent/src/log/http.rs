@@ -643,6 +643,15 @@ async fn admit(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
     let facts =
         match tokio::task::spawn_blocking(move || looked_up.facts(&environment, &commit)).await {
             Ok(Ok(facts)) => facts,
+            // A commit the copy lacks may be one pushed a moment ago: worth
+            // asking again soon; anything else waits for the next cycle.
+            Ok(Err(unknown @ super::mirror::Unknown::Commit(_))) => {
+                return (
+                    StatusCode::CONFLICT,
+                    axum::Json(json!({ "error": unknown.to_string(), "retry_after_s": 30 })),
+                )
+                    .into_response();
+            }
             Ok(Err(unknown)) => return error(StatusCode::CONFLICT, unknown.to_string()),
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         };

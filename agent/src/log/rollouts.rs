@@ -252,6 +252,7 @@ fn stored(c: &[Cell]) -> Result<Stored, StoreError> {
         },
         fallback: c[16].opt_text(),
         next_check: c[17].opt_int(),
+        holding: held_holding(&row),
         members: std::collections::BTreeMap::new(),
     };
     Ok(Stored {
@@ -260,6 +261,24 @@ fn stored(c: &[Cell]) -> Result<Stored, StoreError> {
         version: c[19].int(),
         loaded: false,
     })
+}
+
+/// What holds a stored rollout's next wave, as its row keeps it.
+fn held_holding(row: &RolloutRow) -> Holding {
+    if let Some(until) = row.next_wave_unix {
+        Holding::Soak(until)
+    } else if row.holding_count > 0 {
+        Holding::Reports {
+            hosts: row
+                .holding
+                .iter()
+                .map(|h| (h.host.clone(), h.since_unix))
+                .collect(),
+            count: row.holding_count,
+        }
+    } else {
+        Holding::Nothing
+    }
 }
 
 /// The rollouts of an environment (or all), newest first; `commit` may be
@@ -379,8 +398,8 @@ fn opt_text(v: Option<String>) -> Param {
 fn save(db: &mut dyn Sql, s: &mut Stored, step: &gate::Step, now: i64) -> Result<(), StoreError> {
     s.version = new_version();
     let r = &s.gate;
-    let held = match &step.holding {
-        Some(Holding::Reports { hosts, count }) => Held {
+    let held = match &r.holding {
+        Holding::Reports { hosts, count } => Held {
             hosts: hosts
                 .iter()
                 .map(|(h, since)| HoldingHost {
@@ -392,7 +411,7 @@ fn save(db: &mut dyn Sql, s: &mut Stored, step: &gate::Step, now: i64) -> Result
             count: *count,
             soak_until: None,
         },
-        Some(Holding::Soak(until)) => Held {
+        Holding::Soak(until) => Held {
             soak_until: Some(*until),
             ..Held::default()
         },
@@ -717,23 +736,8 @@ fn quick_answer(
         (Phase::Rolling, false) if m.wave > r.wave => {}
         _ => return Ok(None),
     }
-    let holding = if let Some(until) = s.row.next_wave_unix {
-        Holding::Soak(until)
-    } else if s.row.holding_count > 0 {
-        Holding::Reports {
-            hosts: s
-                .row
-                .holding
-                .iter()
-                .map(|h| (h.host.clone(), h.since_unix))
-                .collect(),
-            count: s.row.holding_count,
-        }
-    } else {
-        Holding::Nothing
-    };
     let stale = waiting && m.seen_is_stale(now);
-    Ok(Some((gate::answer(r, host, &m, &holding, now), stale)))
+    Ok(Some((gate::answer(r, host, &m, &r.holding, now), stale)))
 }
 
 /// The environment's rollout in motion, if any, gives way to `commit`.

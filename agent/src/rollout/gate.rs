@@ -177,12 +177,15 @@ pub struct Rollout {
     /// With `on_halt: rollback`, once halted: what the hosts that applied
     /// it converge instead.
     pub rollback_to: Option<String>,
-    /// The last commit whose rollout completed in the environment, when
-    /// this one started: the rollback's target.
+    /// The rollback's target, fixed when the rollout started: the commit
+    /// every host of the environment ran then, else the last whose rollout
+    /// completed; none sends each host back to its own previous commit.
     pub fallback: Option<String>,
     /// The earliest time at which time alone may change an answer (a soak
     /// ends, a deadline passes, a silent host stops holding a wave).
     pub next_check: Option<i64>,
+    /// What holds the next wave, as of the last step.
+    pub holding: Holding,
     pub members: BTreeMap<String, Member>,
 }
 
@@ -255,8 +258,6 @@ pub struct Step {
     pub changed: bool,
     /// Members added or changed.
     pub touched: Vec<String>,
-    /// Why the next wave is not open (for status listings).
-    pub holding: Option<Holding>,
     /// An operator's action could not be taken: why.
     pub refused: Option<String>,
 }
@@ -315,6 +316,7 @@ impl Rollout {
             rollback_to: None,
             fallback,
             next_check: None,
+            holding: Holding::Nothing,
             members,
         }
     }
@@ -344,28 +346,7 @@ impl Rollout {
 
     /// Why the next wave is not open now (read only).
     pub fn holding(&self, now: i64) -> Holding {
-        if self.phase != Phase::Rolling || self.wave >= self.policy.last_wave() {
-            return Holding::Nothing;
-        }
-        let mut pending: Vec<(String, i64)> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.wave <= self.wave && m.pending(now))
-            .map(|(h, m)| (h.clone(), m.holding_since(self.wave_opened)))
-            .collect();
-        if !pending.is_empty() {
-            pending.sort_by_key(|(h, since)| (*since, h.clone()));
-            let count = pending.len();
-            pending.truncate(10);
-            return Holding::Reports {
-                hosts: pending,
-                count,
-            };
-        }
-        match self.soak_until() {
-            Some(until) if now < until => Holding::Soak(until),
-            _ => Holding::Nothing,
-        }
+        look_ahead(self, now).1
     }
 
     /// When the open waves' soak ends: `soak` after the last first clean
@@ -387,15 +368,97 @@ impl Rollout {
         }
         any.then(|| last.saturating_add(self.soak_s()))
     }
-
-    /// Admitted and failed, not forgiven.
-    pub fn failed_count(&self) -> usize {
-        self.members.values().filter(|m| m.counts_failed()).count()
-    }
 }
 
 /// Takes one event at time `now`.
 pub fn step(r: &mut Rollout, event: Event, now: i64) -> Step {
+    #[cfg(debug_assertions)]
+    let before = r.clone();
+    if let Some(out) = quick_step(r, &event, now) {
+        // Test builds decide the long way too: a shortcut that ever
+        // disagreed would change what the fleet does.
+        #[cfg(debug_assertions)]
+        {
+            let mut full = before;
+            let long = full_step(&mut full, event, now);
+            assert_eq!(
+                (&r.members, r.phase, r.wave, &r.holding, &out.answer),
+                (
+                    &full.members,
+                    full.phase,
+                    full.wave,
+                    &full.holding,
+                    &long.answer
+                ),
+                "the quick step disagrees with the full one"
+            );
+            assert!(
+                full.next_check
+                    .is_none_or(|t| r.next_check.is_some_and(|q| q <= t)),
+                "the quick step's next check {:?} is later than {:?}",
+                r.next_check,
+                full.next_check
+            );
+        }
+        return out;
+    }
+    full_step(r, event, now)
+}
+
+/// The two events that come by the thousand while a wave runs, when
+/// nothing else can follow from them (no deadline or soak due, other
+/// hosts still holding the wave): a host of an open wave admitted, an
+/// admitted host's first clean report. Each touches one member and the
+/// count of hosts holding the wave, instead of every member.
+fn quick_step(r: &mut Rollout, event: &Event, now: i64) -> Option<Step> {
+    if r.phase != Phase::Rolling || r.next_check.is_none_or(|t| now >= t) {
+        return None;
+    }
+    let Holding::Reports { hosts, count } = &mut r.holding else {
+        return None;
+    };
+    let mut out = Step::default();
+    match event {
+        Event::Ask { host } => {
+            let m = r.members.get_mut(host)?;
+            let listed = hosts.iter().any(|(h, _)| h == host);
+            if m.wave > r.wave || m.admitted.is_some() || m.settled() || !m.alive(now) || listed {
+                return None;
+            }
+            m.admitted = Some(now);
+            m.seen = now;
+            let due = now.saturating_add(i64::try_from(r.policy.deadline_s).unwrap_or(i64::MAX));
+            r.next_check = r.next_check.map(|t| t.min(due));
+            out.touched.push(host.clone());
+            out.answer = Some(answer(r, host, &r.members[host], &Holding::Nothing, now));
+        }
+        Event::Report {
+            host,
+            outcome: Outcome::Clean,
+            interval_s,
+            ..
+        } => {
+            let m = r.members.get_mut(host)?;
+            let listed = hosts.iter().any(|(h, _)| h == host);
+            if m.wave > r.wave || m.admitted.is_none() || m.settled() || *count < 2 || listed {
+                return None;
+            }
+            m.reported = Some(now);
+            m.clean = Some(now);
+            m.seen = now;
+            if let Some(every) = interval_s.filter(|s| *s > 0) {
+                m.interval_s = every;
+            }
+            *count -= 1;
+            out.touched.push(host.clone());
+        }
+        _ => return None,
+    }
+    out.changed = true;
+    Some(out)
+}
+
+fn full_step(r: &mut Rollout, event: Event, now: i64) -> Step {
     let mut out = Step::default();
     match event {
         Event::Ask { host } => {
@@ -453,15 +516,17 @@ pub fn step(r: &mut Rollout, event: Event, now: i64) -> Step {
         }
     }
     settle(r, now, &mut out);
-    out.holding = Some(r.holding(now));
     out
 }
 
 /// Deadlines, halts, waves opening, completion: everything time and the
-/// members' reports decide. Runs after every event.
+/// members' reports decide. Runs after every event, in a few passes over
+/// the members (a rollout may have tens of thousands).
 fn settle(r: &mut Rollout, now: i64, out: &mut Step) {
     if r.phase == Phase::Rolling {
+        // Deadlines, and the failures and drifts that count.
         let deadline = r.deadline_s();
+        let (mut failed, mut drifted) = (0, 0);
         for (host, m) in &mut r.members {
             if let Some(admitted) = m.admitted
                 && !m.settled()
@@ -482,45 +547,44 @@ fn settle(r: &mut Rollout, now: i64, out: &mut Step) {
                 });
                 out.touched.push(host.clone());
             }
+            failed += usize::from(m.counts_failed());
+            drifted += usize::from(m.counts_drifted());
         }
-        halt_if_due(r, now, out);
+        halt_if_due(r, failed, drifted, now, out);
     }
-    if r.phase == Phase::Rolling {
-        loop {
-            if r.members
-                .values()
-                .any(|m| m.wave <= r.wave && m.pending(now))
-            {
-                break;
-            }
-            if r.wave >= r.policy.last_wave() {
-                r.phase = Phase::Done;
-                out.changed = true;
-                break;
-            }
-            if let Some(until) = r.soak_until()
-                && now < until
-            {
-                break;
-            }
-            r.wave += 1;
-            r.wave_opened = now;
+    while r.phase == Phase::Rolling {
+        if r.members
+            .values()
+            .any(|m| m.wave <= r.wave && m.pending(now))
+        {
+            break;
+        }
+        if r.wave >= r.policy.last_wave() {
+            r.phase = Phase::Done;
             out.changed = true;
+            break;
         }
+        if let Some(until) = r.soak_until()
+            && now < until
+        {
+            break;
+        }
+        r.wave += 1;
+        r.wave_opened = now;
+        out.changed = true;
     }
-    let next = next_check(r, now);
-    if next != r.next_check {
+    let (next, holding) = look_ahead(r, now);
+    if next != r.next_check || holding != r.holding {
         r.next_check = next;
+        r.holding = holding;
         out.changed = true;
     }
 }
 
-/// Halts when `halt_on` says so; the culprit is the newest failure (or
-/// drift) that counts.
-fn halt_if_due(r: &mut Rollout, now: i64, out: &mut Step) {
+/// Halts when `halt_on` says so of the `failed` and `drifted` members
+/// that count; the culprit is the newest of them.
+fn halt_if_due(r: &mut Rollout, failed: usize, drifted: usize, now: i64, out: &mut Step) {
     let halt_on = r.policy.halt_on;
-    let failed = r.failed_count();
-    let drifted = r.members.values().filter(|m| m.counts_drifted()).count();
     let condition = if halt_on.failed > 0 && failed >= halt_on.failed as usize {
         "failed"
     } else if halt_on.drift_after_apply > 0 && drifted >= halt_on.drift_after_apply as usize {
@@ -566,29 +630,58 @@ fn halt_if_due(r: &mut Rollout, now: i64, out: &mut Step) {
     out.changed = true;
 }
 
-/// The earliest time at which time alone changes something.
-fn next_check(r: &Rollout, now: i64) -> Option<i64> {
+/// In one pass: the earliest time at which time alone changes something
+/// (a deadline, a silent host no longer holding its wave, a soak's end),
+/// and what holds the next wave now.
+fn look_ahead(r: &Rollout, now: i64) -> (Option<i64>, Holding) {
     if r.phase != Phase::Rolling {
-        return None;
+        return (None, Holding::Nothing);
     }
     let deadline = r.deadline_s();
     let mut next: Option<i64> = None;
     let mut at = |t: i64| next = Some(next.map_or(t, |n| n.min(t)));
-    for m in r.members.values() {
+    let mut first: Vec<(i64, &str)> = Vec::with_capacity(NAMED + 1);
+    let mut count = 0;
+    for (h, m) in &r.members {
         if m.settled() {
             continue;
         }
         if let Some(admitted) = m.admitted {
             at(admitted.saturating_add(deadline));
         } else if m.wave <= r.wave && m.alive(now) {
-            // A silent host stops holding its wave.
             at(m.seen + m.silent_after() + 1);
         }
+        if m.wave <= r.wave && m.pending(now) {
+            count += 1;
+            let key = (m.holding_since(r.wave_opened), h.as_str());
+            if first.len() < NAMED || key < first[NAMED - 1] {
+                let i = first.partition_point(|k| *k < key);
+                first.insert(i, key);
+                first.truncate(NAMED);
+            }
+        }
     }
-    if let Holding::Soak(until) = r.holding(now) {
+    let last = r.wave >= r.policy.last_wave();
+    let holding = if count > 0 && !last {
+        Holding::Reports {
+            hosts: first
+                .into_iter()
+                .map(|(since, h)| (h.to_owned(), since))
+                .collect(),
+            count,
+        }
+    } else if count == 0
+        && !last
+        && let Some(until) = r.soak_until()
+        && now < until
+    {
+        // Nobody holds the next wave: it opens when the soak ends.
         at(until);
-    }
-    next
+        Holding::Soak(until)
+    } else {
+        Holding::Nothing
+    };
+    (next, holding)
 }
 
 fn ask(r: &mut Rollout, host: &str, now: i64, out: &mut Step) {
@@ -617,8 +710,17 @@ fn ask(r: &mut Rollout, host: &str, now: i64, out: &mut Step) {
         m.seen = now;
         out.touched.push(host.to_owned());
     }
-    let holding = r.holding(now);
-    out.answer = Some(answer(r, host, &r.members[host], &holding, now));
+    let m = &r.members[host];
+    let waiting = r.phase == Phase::Rolling
+        && m.wave > r.wave
+        && m.admitted.is_none()
+        && m.reported.is_none();
+    let holding = if waiting {
+        r.holding.clone()
+    } else {
+        Holding::Nothing
+    };
+    out.answer = Some(answer(r, host, m, &holding, now));
 }
 
 /// The answer to `host`, a member, from the rollout's state and what
@@ -788,6 +890,9 @@ fn reported(
     }
     out.touched.push(host.to_owned());
 }
+
+/// How many of the hosts holding a wave are named.
+const NAMED: usize = 10;
 
 /// A host's interval until it says otherwise.
 pub const DEFAULT_INTERVAL_S: i64 = 30 * 60;
