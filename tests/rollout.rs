@@ -79,6 +79,20 @@ impl Fleet {
         Daemon(child)
     }
 
+    /// Commits v0 (no rollout policy) and starts an agent daemon for each
+    /// of `hosts` (2 s interval, 1 s splay); returns once all run v0.
+    fn running_v0(&self, hosts: &[&str]) -> Vec<Daemon> {
+        self.commit("Ana Diaz", "v0", None, "");
+        let daemons = hosts
+            .iter()
+            .map(|h| self.daemon(h, &self.log.url, "2s", "1s"))
+            .collect();
+        self.wait_for(Duration::from_secs(60), "every host on v0", || {
+            on(self, hosts, "v0")
+        });
+        daemons
+    }
+
     /// Commits as `commit` does, with the committer's clock `days` back.
     fn commit_dated(
         &self,
@@ -876,14 +890,7 @@ const SIX: [&str; 6] = [
 #[test]
 fn daemons_that_report_more_often_than_the_soak_still_carry_a_commit_through_every_wave() {
     let fleet = Fleet::new(&SIX, &[]);
-    fleet.commit("Ana Diaz", "v0", None, "");
-    let _daemons: Vec<Daemon> = SIX
-        .iter()
-        .map(|h| fleet.daemon(h, &fleet.log.url, "2s", "1s"))
-        .collect();
-    fleet.wait_for(Duration::from_secs(60), "every host on v0", || {
-        on(&fleet, &SIX, "v0")
-    });
+    let _daemons = fleet.running_v0(&SIX);
     let policy = "  canary: [\"web-1.prod\"]\n  waves: [\"40%\", \"100%\"]\n  soak: 5s\n";
     let c1 = fleet.commit("Ana Diaz", "v1", Some(policy), "");
     let waves = fleet.waves();
@@ -923,14 +930,7 @@ fn daemons_that_report_more_often_than_the_soak_still_carry_a_commit_through_eve
 fn an_admitted_host_that_hangs_holds_its_wave_until_its_deadline_then_halts_it_by_name() {
     let hosts = ["web-1.prod", "web-2.prod", "web-3.prod"];
     let fleet = Fleet::new(&hosts, &[]);
-    fleet.commit("Ana Diaz", "v0", None, "");
-    let _daemons: Vec<Daemon> = hosts
-        .iter()
-        .map(|h| fleet.daemon(h, &fleet.log.url, "2s", "1s"))
-        .collect();
-    fleet.wait_for(Duration::from_secs(60), "every host on v0", || {
-        on(&fleet, &hosts, "v0")
-    });
+    let _daemons = fleet.running_v0(&hosts);
     let policy = "  canary: [\"web-1.prod\"]\n  waves: [\"100%\"]\n  soak: 0s\n  deadline: 8s\n";
     let hang = "  - exec: hang\n    command: \"sleep 600\"\n    creates: \"{{root}}/never\"\n";
     let c1 = fleet.commit("Hal Hung", "v1", Some(policy), hang);
@@ -982,14 +982,7 @@ fn an_admitted_host_that_hangs_holds_its_wave_until_its_deadline_then_halts_it_b
 fn a_commit_dated_yesterday_rolls_out_after_a_newer_dated_one() {
     let hosts = ["web-1.prod", "web-2.prod", "web-3.prod"];
     let fleet = Fleet::new(&hosts, &[]);
-    fleet.commit("Ana Diaz", "v0", None, "");
-    let _daemons: Vec<Daemon> = hosts
-        .iter()
-        .map(|h| fleet.daemon(h, &fleet.log.url, "2s", "1s"))
-        .collect();
-    fleet.wait_for(Duration::from_secs(60), "every host on v0", || {
-        on(&fleet, &hosts, "v0")
-    });
+    let _daemons = fleet.running_v0(&hosts);
     let policy = "  waves: [\"1\", \"100%\"]\n  soak: 1s\n";
     let c1 = fleet.commit("Ana Diaz", "v1", Some(policy), "");
     fleet.wait_for(Duration::from_secs(60), "every host on v1", || {
@@ -1015,14 +1008,7 @@ fn a_commit_dated_yesterday_rolls_out_after_a_newer_dated_one() {
 fn resume_lets_the_next_wave_in_while_the_canary_still_fails() {
     let hosts = ["web-1.prod", "web-2.prod", "web-3.prod", "web-4.prod"];
     let fleet = Fleet::new(&hosts, &[]);
-    fleet.commit("Ana Diaz", "v0", None, "");
-    let _daemons: Vec<Daemon> = hosts
-        .iter()
-        .map(|h| fleet.daemon(h, &fleet.log.url, "2s", "1s"))
-        .collect();
-    fleet.wait_for(Duration::from_secs(60), "every host on v0", || {
-        on(&fleet, &hosts, "v0")
-    });
+    let _daemons = fleet.running_v0(&hosts);
     let policy = "  canary: [\"web-1.prod\"]\n  waves: [\"100%\"]\n  soak: 0s\n";
     let canary_fails = "  - exec: canary-only\n    command: \"test {{host.name}} != web-1.prod\"\n    creates: \"{{root}}/never\"\n";
     let c1 = fleet.commit("Bob Broken", "v1", Some(policy), canary_fails);
@@ -1055,14 +1041,8 @@ fn resume_lets_the_next_wave_in_while_the_canary_still_fails() {
 fn rollback_returns_the_canarys_files_and_a_fix_goes_out_after() {
     let hosts = ["web-1.prod", "web-2.prod", "web-3.prod"];
     let fleet = Fleet::new(&hosts, &[]);
-    let c0 = fleet.commit("Ana Diaz", "v0", None, "");
-    let _daemons: Vec<Daemon> = hosts
-        .iter()
-        .map(|h| fleet.daemon(h, &fleet.log.url, "2s", "1s"))
-        .collect();
-    fleet.wait_for(Duration::from_secs(60), "every host on v0", || {
-        on(&fleet, &hosts, "v0")
-    });
+    let _daemons = fleet.running_v0(&hosts);
+    let c0 = git(&fleet.remote, &["rev-parse", "HEAD"]);
     let policy =
         "  canary: [\"web-1.prod\"]\n  waves: [\"100%\"]\n  soak: 0s\n  on_halt: rollback\n";
     let canary_fails = "  - exec: canary-only\n    command: \"test {{host.name}} != web-1.prod\"\n    creates: \"{{root}}/never\"\n";

@@ -310,6 +310,22 @@ impl Sql for Lite<'_> {
     }
 }
 
+impl SqliteStore {
+    /// One of the gate's decisions, in a writing transaction of its own.
+    fn gate<T>(
+        &self,
+        decide: impl FnOnce(&mut Lite) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let out = decide(&mut Lite(&tx, &self.rollouts))?;
+        tx.commit().map_err(db)?;
+        Ok(out)
+    }
+}
+
 impl Store for SqliteStore {
     fn admit_read(
         &self,
@@ -336,36 +352,19 @@ impl Store for SqliteStore {
         questions: &[Question],
         now: i64,
     ) -> Result<Vec<Admission>, StoreError> {
-        let mut conn = self.writer();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let mut answers = Vec::with_capacity(questions.len());
-        for q in questions {
-            answers.push(
-                rollouts::admit(
-                    &mut Lite(&tx, &self.rollouts),
-                    history,
-                    &q.request,
-                    &q.facts,
-                    now,
-                    true,
-                )?
-                .ok_or_else(|| StoreError::Database("the gate gave no answer".into()))?,
-            );
-        }
-        tx.commit().map_err(db)?;
-        Ok(answers)
+        self.gate(|db| {
+            questions
+                .iter()
+                .map(|q| {
+                    rollouts::admit(db, history, &q.request, &q.facts, now, true)?
+                        .ok_or_else(|| StoreError::Database("the gate gave no answer".into()))
+                })
+                .collect()
+        })
     }
 
     fn tick(&self, now: i64) -> Result<Vec<Halt>, StoreError> {
-        let mut conn = self.writer();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let halts = rollouts::tick(&mut Lite(&tx, &self.rollouts), now)?;
-        tx.commit().map_err(db)?;
-        Ok(halts)
+        self.gate(|db| rollouts::tick(db, now))
     }
 
     fn rollouts(
@@ -390,20 +389,7 @@ impl Store for SqliteStore {
         who: &str,
         now: i64,
     ) -> Result<Result<RolloutRow, String>, StoreError> {
-        let mut conn = self.writer();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let done = rollouts::act(
-            &mut Lite(&tx, &self.rollouts),
-            environment,
-            commit,
-            action,
-            who,
-            now,
-        )?;
-        tx.commit().map_err(db)?;
-        Ok(done)
+        self.gate(|db| rollouts::act(db, environment, commit, action, who, now))
     }
 
     fn insert(&self, batch: &[Incoming]) -> Result<Inserted, StoreError> {
