@@ -9,7 +9,6 @@ use std::path::Path;
 use crate::report::send::Sender;
 use crate::report::{Decision, RolloutNote};
 use crate::rollout::{Admission, AdmitRequest};
-use crate::source::Revision;
 
 /// What to do with the log out of reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -46,7 +45,7 @@ pub enum Gate {
 /// `checkout`. A commit without a policy for this host's environment (or
 /// whose manifests do not load: converging it will say why) needs no
 /// asking.
-pub fn ask(settings: &super::Settings, host: &str, checkout: &Path, revision: &Revision) -> Gate {
+pub fn ask(settings: &super::Settings, host: &str, checkout: &Path, commit: &str) -> Gate {
     let Ok(repo) = crate::manifest::Repo::open(checkout) else {
         return Gate::Apply(None);
     };
@@ -57,7 +56,7 @@ pub fn ask(settings: &super::Settings, host: &str, checkout: &Path, revision: &R
         return Gate::Apply(None);
     }
     let note = |decision, reason: String| RolloutNote {
-        commit: revision.commit.clone(),
+        commit: commit.to_owned(),
         decision,
         reason,
         wave: None,
@@ -85,7 +84,7 @@ pub fn ask(settings: &super::Settings, host: &str, checkout: &Path, revision: &R
     };
     let request = AdmitRequest {
         environment: env.name.clone(),
-        commit: revision.commit.clone(),
+        commit: commit.to_owned(),
         host: host.to_owned(),
     };
     let body = serde_json::to_vec(&request).expect("a request serialises");

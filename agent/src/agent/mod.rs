@@ -99,13 +99,7 @@ pub fn cycle(settings: &Settings) -> anyhow::Result<Cycle> {
             Ok(()) => {
                 let checkout = source.checkout(&commit).map_err(anyhow::Error::msg)?;
                 info.revision = source.revision(&commit);
-                let revision = info.revision.clone().unwrap_or_else(|| Revision {
-                    commit: commit.clone(),
-                    author: String::new(),
-                    committed_at: String::new(),
-                    subject: String::new(),
-                });
-                match gate::ask(settings, &host, &checkout, &revision) {
+                match gate::ask(settings, &host, &checkout, &commit) {
                     gate::Gate::Apply(note) => info.rollout = note,
                     gate::Gate::Wait(note) => {
                         tracing::info!(commit = %commit, decision = ?note.decision, reason = %note.reason, "rollout: not applying the new commit yet");
@@ -145,11 +139,10 @@ pub fn cycle(settings: &Settings) -> anyhow::Result<Cycle> {
         }
     } else if let Some(tip) = &fetched
         && let Ok(checkout) = source.checkout(tip)
-        && let Some(revision) = source.revision(tip)
     {
         // The commit this host runs may since have halted under
         // `on_halt: rollback`: only the log knows.
-        if let gate::Gate::Rollback(to, note) = gate::ask(settings, &host, &checkout, &revision) {
+        if let gate::Gate::Rollback(to, note) = gate::ask(settings, &host, &checkout, tip) {
             info.rollout = Some(note);
             return roll_back(settings, &source, &mut memory, info, tip, &to);
         }
