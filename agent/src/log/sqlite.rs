@@ -141,9 +141,11 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let writer = Connection::open(path).map_err(db)?;
         writer
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-            )
+            .execute_batch("PRAGMA busy_timeout = 10000;")
+            .map_err(db)?;
+        use_wal(&writer)?;
+        writer
+            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
             .map_err(db)?;
         migrate(&writer)?;
         let reader = Connection::open(path).map_err(db)?;
@@ -166,26 +168,54 @@ impl SqliteStore {
     }
 }
 
-fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(db)?;
-    let version = usize::try_from(version).unwrap_or(usize::MAX);
-    if version > MIGRATIONS.len() {
-        return Err(StoreError::Database(format!(
-            "the database is at schema version {version}, newer than this tend knows ({}); upgrade tend",
-            MIGRATIONS.len()
-        )));
+/// Switches the database to write-ahead logging. The switch takes an
+/// exclusive lock and SQLite does not wait on the busy handler for it, so a
+/// second process opening the database at the same moment is retried here
+/// for as long as the busy timeout would have waited.
+fn use_wal(conn: &Connection) -> Result<(), StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match conn.execute_batch("PRAGMA journal_mode = WAL;") {
+            Ok(()) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(db(e)),
+        }
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        let tx = conn.unchecked_transaction().map_err(db)?;
+}
+
+/// Brings the schema up to date, one migration per transaction. The
+/// version is read inside an immediate (writing) transaction so that two
+/// processes opening one new database at once (a server starting while
+/// `tend log token create` runs) apply each migration once, not twice.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    loop {
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+                .map_err(db)?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db)?;
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Database(format!(
+                "the database is at schema version {version}, newer than this tend knows ({}); upgrade tend",
+                MIGRATIONS.len()
+            )));
+        }
+        let Some(sql) = MIGRATIONS.get(version) else {
+            return Ok(());
+        };
         tx.execute_batch(sql).map_err(db)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+        tx.execute_batch(&format!("PRAGMA user_version = {}", version + 1))
             .map_err(db)?;
         tx.commit().map_err(db)?;
-        tracing::info!(version = i + 1, "log database migrated");
+        tracing::info!(version = version + 1, "log database migrated");
     }
-    Ok(())
 }
 
 const ROW: &str = "id, host, environment, mode, status, commit_id, author, subject, started_at, duration_ms, changed, drift, failed, source_stale";
@@ -600,5 +630,39 @@ impl Store for SqliteStore {
                 [before_unix],
             )
             .map_err(db)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server and `tend log token create` opening one new database at the
+    /// same moment: each migration runs once and both opens succeed.
+    #[test]
+    fn many_processes_opening_one_new_database_at_once_all_succeed() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("log.db");
+            let barrier = std::sync::Barrier::new(8);
+            std::thread::scope(|s| {
+                let opens: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            SqliteStore::open(&path).map(|_| ())
+                        })
+                    })
+                    .collect();
+                for open in opens {
+                    open.join().unwrap().unwrap();
+                }
+            });
+            let conn = Connection::open(&path).unwrap();
+            let version: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(version as usize, MIGRATIONS.len());
+        }
     }
 }
