@@ -338,21 +338,49 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// An HTTP client for the bench; `BENCH_CA` names a CA file to trust (a
+/// log served over TLS).
+fn bench_agent() -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder().http_status_as_error(false);
+    if let Ok(ca) = std::env::var("BENCH_CA") {
+        let pem = fs_err::read(ca).unwrap();
+        let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item.unwrap() {
+                ureq::tls::PemItem::Certificate(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        config = config.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)))
+                .build(),
+        );
+    }
+    config.build().into()
+}
+
+/// `BENCH_TOKEN`'s file: the token reads are made with.
+fn bench_token() -> Option<String> {
+    std::env::var("BENCH_TOKEN")
+        .ok()
+        .map(|f| fs_err::read_to_string(f).unwrap().trim().to_owned())
+}
+
 fn log_load(url: &str, token_file: &Path, host: &str, senders: usize, seconds: u64) {
     let token = fs_err::read_to_string(token_file)
         .unwrap()
         .trim()
         .to_owned();
+    // BENCH_NEW_CONNECTIONS=1: a connection per report, as a fleet of
+    // agents each sending one report a cycle; else each sender keeps one.
+    let new_connections = std::env::var_os("BENCH_NEW_CONNECTIONS").is_some();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     let started = std::time::Instant::now();
     let threads: Vec<_> = (0..senders)
         .map(|s| {
             let (url, token, host) = (url.to_owned(), token.clone(), host.to_owned());
             std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .build()
-                    .into();
+                let agent = bench_agent();
                 let mut latencies = Vec::new();
                 let mut n = 0;
                 while std::time::Instant::now() < deadline {
@@ -362,12 +390,16 @@ fn log_load(url: &str, token_file: &Path, host: &str, senders: usize, seconds: u
                         "9f3c0a1b2c3d4e5f60718293a4b5c6d7e8f90123",
                     );
                     let t = std::time::Instant::now();
-                    let response = agent
+                    let mut request = agent
                         .post(format!("{url}/v1/reports"))
-                        .header("Authorization", format!("Bearer {token}"))
-                        .send(body.as_bytes())
-                        .unwrap();
+                        .header("Authorization", format!("Bearer {token}"));
+                    if new_connections {
+                        request = request.header("Connection", "close");
+                    }
+                    let mut response = request.send(body.as_bytes()).unwrap();
                     assert_eq!(response.status().as_u16(), 201);
+                    // Read whole, so the connection is kept for the next one.
+                    let _ = response.body_mut().read_to_vec();
                     latencies.push(t.elapsed().as_secs_f64() * 1000.0);
                     n += 1;
                 }
@@ -424,10 +456,8 @@ fn log_seed(db: &str, n: usize) {
 }
 
 fn log_query(url: &str, host: &str, n: usize) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = bench_agent();
+    let token = bench_token().expect("BENCH_TOKEN: a viewer's token file");
     for (name, path) in [
         (
             "a host's last 100 runs",
@@ -443,7 +473,11 @@ fn log_query(url: &str, host: &str, n: usize) {
         let mut latencies = Vec::new();
         for _ in 0..n {
             let t = std::time::Instant::now();
-            let mut response = agent.get(format!("{url}{path}")).call().unwrap();
+            let mut response = agent
+                .get(format!("{url}{path}"))
+                .header("Authorization", format!("Bearer {token}"))
+                .call()
+                .unwrap();
             assert_eq!(response.status().as_u16(), 200);
             let _ = response.body_mut().read_to_vec().unwrap();
             latencies.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -521,39 +555,26 @@ fn rollout_seed(db: &str, n: usize, tokens_file: &Path, repo: &Path) {
     .unwrap();
     let database: tend::log::Database = db.parse().unwrap();
     let store = tend::log::open(&database).unwrap();
-    let tokens: Vec<(String, String)> = (0..n)
-        .map(|i| (fleet_host(i), tend::log::new_token()))
-        .collect();
-    let hashes: Vec<(String, String)> = tokens
-        .iter()
-        .map(|(h, t)| (h.clone(), tend::log::token_hash(t)))
-        .collect();
-    match &database {
-        tend::log::Database::Sqlite(path) => {
-            let mut conn = rusqlite::Connection::open(path).unwrap();
-            let tx = conn.transaction().unwrap();
-            for (host, hash) in &hashes {
-                tx.execute(
-                    "INSERT OR REPLACE INTO tokens (host, hash, created_unix) VALUES (?1, ?2, 0)",
-                    [host, hash],
-                )
-                .unwrap();
-            }
-            tx.commit().unwrap();
-        }
-        tend::log::Database::Postgres(url) => {
-            let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
-            let mut tx = client.transaction().unwrap();
-            for (host, hash) in &hashes {
-                tx.execute(
-                    "INSERT INTO tokens (host, hash, created_unix) VALUES ($1, $2, 0) ON CONFLICT (host) DO UPDATE SET hash = excluded.hash",
-                    &[host, hash],
-                )
-                .unwrap();
-            }
-            tx.commit().unwrap();
-        }
-    }
+    // Each host's token, bound to its name and environment, all in one
+    // transaction.
+    let tokens: Vec<(String, String)> = tend::log::store::write(&*store, |sql| {
+        (0..n)
+            .map(|i| {
+                let host = fleet_host(i);
+                let new = tend::log::identity::NewToken {
+                    kind: tend::log::identity::Kind::Host,
+                    name: &host,
+                    environment: Some("production"),
+                    expires_unix: None,
+                    replace: true,
+                    created_by: "bench",
+                };
+                let token = tend::log::identity::create(sql, &new, 0)?.expect("a host token");
+                Ok((host, token))
+            })
+            .collect()
+    })
+    .unwrap();
     for chunk in (0..n).collect::<Vec<_>>().chunks(2000) {
         let batch: Vec<tend::log::store::Incoming> = chunk
             .iter()

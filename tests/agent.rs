@@ -624,7 +624,7 @@ fn damaged_state_and_a_lock_a_killed_git_left_do_not_stop_the_agent() {
 fn the_real_log_server_shows_the_agents_commits_in_its_deploy_log() {
     let log = crate::log_server::LogServer::start(&[]);
     let mut f = Fleet::new();
-    f.token = log.token(HOST);
+    f.token = log.token(HOST, "prod");
     f.role("one");
     let one = f.commit("Ana Diaz", "main: one");
     f.cycle(&log.url, &[]).expect_code(2);
@@ -669,7 +669,7 @@ fn the_real_log_server_shows_the_agents_commits_in_its_deploy_log() {
 fn a_log_server_killed_during_delivery_loses_nothing_and_stores_each_report_once() {
     let mut log = crate::log_server::LogServer::start(&[]);
     let mut f = Fleet::new();
-    f.token = log.token(HOST);
+    f.token = log.token(HOST, "prod");
     f.role("one");
     f.commit("Ana Diaz", "one");
     let cycles = 8;

@@ -68,7 +68,7 @@ fn names_and_links_that_leave_the_repository_are_refused_and_nothing_is_read_fro
 #[test]
 fn a_report_nested_to_exhaust_the_parser_is_refused_and_the_log_goes_on() {
     let log = LogServer::start(&[]);
-    let token = fs_err::read_to_string(log.token(HOST)).unwrap();
+    let token = fs_err::read_to_string(log.token(HOST, "test")).unwrap();
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let body = format!("{{\"id\": \"x\", \"host\": \"{HOST}\", \"resources\": {deep}}}");
     let (code, answer) = log.post(Some(token.trim()), body.as_bytes());

@@ -6,11 +6,17 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::browser::Browser;
 use crate::support::{HOST, Test, tend};
 
 pub struct LogServer {
     pub url: String,
     pub db: String,
+    /// A viewer's token (made at start), which `get` reads with.
+    pub viewer: PathBuf,
+    /// Under TLS: the CA that signed its certificate (the `ca.pem` beside
+    /// the certificate file).
+    pub ca: Option<PathBuf>,
     child: Child,
     /// The arguments it was started with beyond the database (a restart or
     /// a server alongside takes them too).
@@ -59,6 +65,16 @@ fn as_postgres(program: &std::path::Path, args: &[&str]) -> std::process::Output
 
 impl PgCluster {
     pub fn start() -> PgCluster {
+        Self::start_with(None)
+    }
+
+    /// A cluster that takes TLS connections only (`hostssl`), with this
+    /// certificate and key.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> PgCluster {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&std::path::Path, &std::path::Path)>) -> PgCluster {
         let dir =
             std::env::temp_dir().join(format!("tend-pg-{}-{}", std::process::id(), free_port()));
         fs_err::create_dir_all(&dir).unwrap();
@@ -75,10 +91,37 @@ impl PgCluster {
             &["-D", &data_s, "-A", "trust", "-U", "postgres", "--no-sync"],
         );
         let port = free_port();
-        let options = format!(
+        let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
             dir.display()
         );
+        if let Some((cert, key)) = tls {
+            for (from, to) in [(cert, "server.pem"), (key, "server.key")] {
+                fs_err::copy(from, data.join(to)).unwrap();
+                let owned = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(data.join(to))
+                    .status()
+                    .unwrap();
+                assert!(owned.success());
+                fs_err::set_permissions(
+                    data.join(to),
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )
+                .unwrap();
+            }
+            let hba = data.join("pg_hba.conf");
+            let text = fs_err::read_to_string(&hba).unwrap();
+            let ssl_only: String = text
+                .lines()
+                .map(|l| match l.strip_prefix("host ") {
+                    Some(rest) => format!("hostssl {rest}\n"),
+                    None => format!("{l}\n"),
+                })
+                .collect();
+            fs_err::write(&hba, ssl_only).unwrap();
+            options.push_str(" -c ssl=on -c ssl_cert_file=server.pem -c ssl_key_file=server.key");
+        }
         let pg_ctl = pg_bin("pg_ctl");
         as_postgres(
             &pg_ctl,
@@ -107,6 +150,34 @@ impl PgCluster {
 }
 
 impl PgCluster {
+    /// Runs SQL as the postgres superuser over the cluster's Unix socket;
+    /// its output, unaligned.
+    pub fn psql(&self, sql: &str) -> String {
+        let port = self
+            .url
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap();
+        let out = as_postgres(
+            &pg_bin("psql"),
+            &[
+                "-h",
+                self.dir.to_str().unwrap(),
+                "-p",
+                port,
+                "-d",
+                "tend",
+                "-At",
+                "-c",
+                sql,
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// Restarts PostgreSQL (fast shutdown: connections are cut), on the
     /// same port and data.
     pub fn restart(&self) {
@@ -187,6 +258,11 @@ impl LogServer {
         (Self::serve(&db, extra, dir), cluster)
     }
 
+    /// A log server on the database at `db` (a URL).
+    pub fn start_on_url(db: &str, extra: &[&str]) -> LogServer {
+        Self::serve(db, extra, tempfile::tempdir().unwrap())
+    }
+
     /// Another server on the same database (and the same source, with a
     /// copy of its own).
     pub fn alongside(other: &LogServer) -> LogServer {
@@ -212,10 +288,20 @@ impl LogServer {
             extra.push(path.join("mirror").display().to_string());
         }
         let args: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let viewer = path.join("viewer.token");
+        let made = tend(&["log", "token", "create", "--viewer", "tests", "--db", &db]);
+        made.expect_code(0);
+        fs_err::write(&viewer, &made.stdout).unwrap();
         let (child, url) = spawn(&db, &args);
+        let ca = args
+            .iter()
+            .position(|a| *a == "--tls-cert")
+            .map(|i| PathBuf::from(args[i + 1]).with_file_name("ca.pem"));
         LogServer {
             url,
             db,
+            viewer,
+            ca,
             child,
             extra,
             _dir: dir,
@@ -223,15 +309,43 @@ impl LogServer {
         }
     }
 
-    /// A token for `host`, written to a file; its path.
-    pub fn token(&self, host: &str) -> PathBuf {
-        let run = tend(&["log", "token", "create", host, "--db", &self.db]);
+    /// A token for `host` in `env`, written to a file; its path.
+    pub fn token(&self, host: &str, env: &str) -> PathBuf {
+        let run = tend(&[
+            "log",
+            "token",
+            "create",
+            host,
+            "--env",
+            env,
+            "--replace",
+            "--db",
+            &self.db,
+        ]);
         run.expect_code(0);
         let token = run.stdout.trim().to_owned();
         assert_eq!(token.len(), 64, "{}", run.stdout);
         let file = self.dir.join(format!("{host}.token"));
         fs_err::write(&file, format!("{token}\n")).unwrap();
         file
+    }
+
+    /// SIGTERM; its exit code once it stopped (within 10 s), or none.
+    pub fn stop(&mut self) -> Option<i32> {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Stops it hard, as a crash would, and starts it again on the same data.
@@ -244,8 +358,19 @@ impl LogServer {
         self.url = url;
     }
 
+    /// `GET path` with the viewer's token.
     pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let mut response = agent().get(format!("{}{path}", self.url)).call().unwrap();
+        let token = fs_err::read_to_string(&self.viewer).unwrap();
+        self.get_as(Some(token.trim()), path)
+    }
+
+    /// `GET path` with a token, or none.
+    pub fn get_as(&self, token: Option<&str>, path: &str) -> (u16, serde_json::Value) {
+        let mut request = agent_trusting(self.ca.as_deref()).get(format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut response = request.call().unwrap();
         let status = response.status().as_u16();
         let body = response.body_mut().read_to_string().unwrap();
         (
@@ -264,7 +389,7 @@ impl LogServer {
         token: Option<&str>,
         body: &[u8],
     ) -> (u16, serde_json::Value) {
-        let mut request = agent().post(format!("{}{path}", self.url));
+        let mut request = agent_trusting(self.ca.as_deref()).post(format!("{}{path}", self.url));
         if let Some(token) = token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
@@ -279,11 +404,31 @@ impl LogServer {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
+    agent_trusting(None)
+}
+
+/// An HTTP client that does not follow redirects and, given a CA file,
+/// trusts it (alone).
+pub fn agent_trusting(ca: Option<&std::path::Path>) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into()
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(20)));
+    if let Some(ca) = ca {
+        let pem = fs_err::read(ca).unwrap();
+        let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item.unwrap() {
+                ureq::tls::PemItem::Certificate(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        config = config.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)))
+                .build(),
+        );
+    }
+    config.build().into()
 }
 
 fn spawn(db: &str, extra: &[&str]) -> (Child, String) {
@@ -305,7 +450,12 @@ fn spawn(db: &str, extra: &[&str]) -> (Child, String) {
         assert!(Instant::now() < deadline, "the log server did not listen");
         std::thread::sleep(Duration::from_millis(20));
     }
-    (child, format!("http://{listen}"))
+    let scheme = if extra.contains(&"--tls-cert") {
+        "https"
+    } else {
+        "http"
+    };
+    (child, format!("{scheme}://{listen}"))
 }
 
 impl Drop for LogServer {
@@ -352,7 +502,7 @@ fn converge_reports_to_the_log_and_the_log_answers_queries_on_postgres() {
 
 fn converge_reports_to_the_log_and_the_log_answers_queries(store: Db) {
     let (log, _pg) = LogServer::start_on(store, &[]);
-    let token = log.token(HOST);
+    let token = log.token(HOST, "test");
     let t = Test::new();
     t.role(
         "main",
@@ -415,7 +565,17 @@ fn converge_reports_to_the_log_and_the_log_answers_queries(store: Db) {
         0
     );
     assert_eq!(log.get("/v1/reports?since=soon").0, 400);
-    let shown = tend(&["log", "show", "--server", &log.url, "--host", HOST]);
+    let viewer = log.viewer.display().to_string();
+    let shown = tend(&[
+        "log",
+        "show",
+        "--server",
+        &log.url,
+        "--token-file",
+        &viewer,
+        "--host",
+        HOST,
+    ]);
     shown.expect_code(0);
     assert_eq!(shown.stdout.lines().count(), 4, "{}", shown.stdout);
     assert!(shown.stdout.contains(HOST));
@@ -433,7 +593,7 @@ fn bad_input_gets_a_clear_4xx_and_stores_nothing_on_postgres() {
 
 fn bad_input_gets_a_clear_4xx_and_stores_nothing(store: Db) {
     let (log, _pg) = LogServer::start_on(store, &["--body-limit", "2000"]);
-    let token = fs_err::read_to_string(log.token("web-1")).unwrap();
+    let token = fs_err::read_to_string(log.token("web-1", "test")).unwrap();
     let token = token.trim();
     let good = report("web-1", "r-1");
     let (status, body) = log.post(None, good.as_bytes());
@@ -480,8 +640,14 @@ fn bad_input_gets_a_clear_4xx_and_stores_nothing(store: Db) {
         log.post(Some(token), report("web-1", "r-3").as_bytes()).0,
         401
     );
+    // The list keeps it, as revoked.
     let listed = tend(&["log", "token", "list", "--db", &log.db]);
-    assert!(!listed.stdout.contains("web-1"), "{}", listed.stdout);
+    let line = listed
+        .stdout
+        .lines()
+        .find(|l| l.contains("web-1"))
+        .unwrap_or_else(|| panic!("{}", listed.stdout));
+    assert!(line.contains("revoked"), "{line}");
 }
 
 #[test]
@@ -508,7 +674,7 @@ fn every_acknowledged_report_survives_postgresql_restarting_under_ingest() {
 /// report is stored, and none twice, and posting works again.
 fn acknowledged_reports_survive(store: Db, fault: impl FnOnce(&mut LogServer, Option<&PgCluster>)) {
     let (mut log, pg) = LogServer::start_on(store, &[]);
-    let token = fs_err::read_to_string(log.token("web-1")).unwrap();
+    let token = fs_err::read_to_string(log.token("web-1", "test")).unwrap();
     let token = token.trim().to_owned();
     let url = std::sync::Arc::new(std::sync::Mutex::new(log.url.clone()));
     let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -588,45 +754,18 @@ fn acknowledged_reports_survive(store: Db, fault: impl FnOnce(&mut LogServer, Op
     }
 }
 
-/// Runs headless Chromium on `url`: the rendered DOM, and a screenshot kept
-/// in target/dashboard-shots/ for people to look at.
-pub fn chromium(url: &str, shot: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let common = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
-    ];
-    let profile_arg = format!("--user-data-dir={}", profile.path().display());
-    let dom = Command::new("chromium")
-        .args(common)
-        .arg(&profile_arg)
-        .args(["--dump-dom", url])
-        .stderr(Stdio::null())
-        .output()
-        .expect("run chromium");
-    assert!(dom.status.success(), "chromium failed on {url}");
-    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-shots");
-    fs_err::create_dir_all(&shots).unwrap();
-    let png = shots.join(format!("{shot}.png"));
-    let _ = fs_err::remove_file(&png);
-    let status = Command::new("chromium")
-        .args(common)
-        .arg(&profile_arg)
-        .arg(format!("--screenshot={}", png.display()))
-        .args(["--window-size=1200,900", url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success() && png.exists(), "no screenshot of {url}");
-    String::from_utf8(dom.stdout).unwrap()
+/// Headless Chromium signed in to `log`'s dashboard with its viewer's
+/// token, typed into the sign-in page.
+pub fn signed_in(log: &LogServer) -> Browser {
+    let mut browser = Browser::start();
+    let token = fs_err::read_to_string(&log.viewer).unwrap();
+    let landed = browser.sign_in(&log.url, token.trim(), "signed-in");
+    assert!(
+        landed.starts_with(&format!("{}/\n", log.url)),
+        "signing in did not land on the dashboard: {}",
+        &landed[..landed.len().min(400)]
+    );
+    browser
 }
 
 #[test]
@@ -638,7 +777,7 @@ fn the_dashboard_shows_the_deploy_log_hosts_and_drift_with_every_value_escaped()
                 status: &str,
                 summary: serde_json::Value,
                 resources: serde_json::Value| {
-        let token = fs_err::read_to_string(log.token(host)).unwrap();
+        let token = fs_err::read_to_string(log.token(host, "production")).unwrap();
         let body = serde_json::json!({
             "id": id, "host": host, "environment": "production", "roles": ["web"], "mode": "apply",
             "revision": {"commit": "9f3c0a1b2c3d4e5f60718293a4b5c6d7e8f90123", "author": "Ana Diaz <ana@example.com>",
@@ -667,7 +806,23 @@ fn the_dashboard_shows_the_deploy_log_hosts_and_drift_with_every_value_escaped()
         serde_json::json!({"total": 2, "changed": 0, "drift": 0, "failed": 1, "unchanged": 1}),
         serde_json::json!([{"id": "service:nginx", "status": "failed", "error": "nginx: [emerg] unknown directive", "duration_ms": 1}]),
     );
-    let home = chromium(&format!("{}/", log.url), "home");
+    // A browser that has not signed in is sent to the sign-in page; a
+    // wrong token is refused there.
+    let mut anonymous = Browser::start();
+    let page = anonymous.open(&format!("{}/commits/9f3c0a1b2c", log.url), "anonymous");
+    assert!(
+        page.starts_with(&format!("{}/login?next=/commits/9f3c0a1b2c\n", log.url)),
+        "{page}"
+    );
+    assert!(!page.contains("web-1.prod"), "{page}");
+    let refused = anonymous.sign_in(&log.url, "not-a-token", "refused");
+    assert!(refused.contains("unknown token"), "{refused}");
+    let host_token = fs_err::read_to_string(log.token("web-9.prod", "production")).unwrap();
+    let refused = anonymous.sign_in(&log.url, host_token.trim(), "host-refused");
+    assert!(refused.contains("host token"), "{refused}");
+    drop(anonymous);
+    let mut browser = signed_in(&log);
+    let home = browser.open(&format!("{}/", log.url), "home");
     assert!(
         home.contains("2 hosts: 0 unchanged, 0 changed, 1 drift, 1 failed; 0 silent."),
         "{home}"
@@ -686,7 +841,7 @@ fn the_dashboard_shows_the_deploy_log_hosts_and_drift_with_every_value_escaped()
         "a value from a report became markup"
     );
     assert!(home.contains("web-1.prod</a>: 1 resource drifted"));
-    let commit = chromium(
+    let commit = browser.open(
         &format!(
             "{}/commits/9f3c0a1b2c3d4e5f60718293a4b5c6d7e8f90123",
             log.url
@@ -697,7 +852,7 @@ fn the_dashboard_shows_the_deploy_log_hosts_and_drift_with_every_value_escaped()
         commit.contains("web-1.prod") && commit.contains("web-2.prod"),
         "{commit}"
     );
-    let report = chromium(
+    let report = browser.open(
         &format!("{}/reports/11111111-1111-1111-1111-111111111111", log.url),
         "report",
     );
@@ -707,9 +862,15 @@ fn the_dashboard_shows_the_deploy_log_hosts_and_drift_with_every_value_escaped()
     );
     assert!(!report.contains("<script>"), "{report}");
     assert!(report.contains("file:/etc/motd"));
+    // Signing out ends the session: the dashboard asks to sign in again.
+    let signed_out = browser.sign_out();
+    assert!(signed_out.contains("Sign in"), "{signed_out}");
+    let again = browser.open(&format!("{}/", log.url), "signed-out");
+    assert!(again.starts_with(&format!("{}/login", log.url)), "{again}");
     // The metrics say the same.
-    let mut response = agent().get(format!("{}/metrics", log.url)).call().unwrap();
-    let metrics = response.body_mut().read_to_string().unwrap();
+    let (code, metrics) = log.get("/metrics");
+    assert_eq!(code, 200);
+    let metrics = metrics.as_str().unwrap().to_owned();
     assert!(
         metrics.contains("tend_log_reports_total{status=\"drift\"} 1"),
         "{metrics}"
@@ -722,7 +883,7 @@ fn the_dashboard_shows_the_deploy_log_hosts_and_drift_with_every_value_escaped()
 fn two_log_servers_on_one_postgres_store_a_report_once() {
     let (a, _pg) = LogServer::start_on(Db::Postgres, &[]);
     let b = LogServer::alongside(&a);
-    let token = fs_err::read_to_string(a.token("web-1")).unwrap();
+    let token = fs_err::read_to_string(a.token("web-1", "test")).unwrap();
     let token = token.trim().to_owned();
     for n in 0..20 {
         let id = format!("both-{n}");
@@ -767,7 +928,7 @@ fn a_commit_landing_on_many_hosts_makes_one_chat_message_retried_until_taken() {
         ("web-4", "unchanged", 0, 0, 0),
     ];
     for (host, status, changed, drift, failed) in runs {
-        let token = fs_err::read_to_string(log.token(host)).unwrap();
+        let token = fs_err::read_to_string(log.token(host, "production")).unwrap();
         let resources = if failed > 0 {
             serde_json::json!([{"id": "service:nginx", "status": "failed", "error": "no unit nginx", "duration_ms": 1}])
         } else {
@@ -808,14 +969,14 @@ fn a_commit_landing_on_many_hosts_makes_one_chat_message_retried_until_taken() {
     let text = messages[0].body["text"].as_str().unwrap();
     assert_eq!(
         text,
-        "commit 9f3c0a1b2c by Ana Diaz <ana@example.com> (web: 8 workers): 3 hosts: 1 changed, 1 drift, 1 failed: failed on web-3 (service:nginx: no unit nginx)"
+        "commit 9f3c0a1b2c by Ana Diaz &lt;ana@example.com&gt; (web: 8 workers): 3 hosts: 1 changed, 1 drift, 1 failed: failed on web-3 (service:nginx: no unit nginx)"
     );
 }
 
 #[test]
 fn old_reports_are_pruned_when_retain_says_so() {
     let (mut log, _) = LogServer::start_on(Db::Sqlite, &[]);
-    let token = fs_err::read_to_string(log.token("web-1")).unwrap();
+    let token = fs_err::read_to_string(log.token("web-1", "test")).unwrap();
     assert_eq!(
         log.post(Some(token.trim()), report("web-1", "old").as_bytes())
             .0,
@@ -854,7 +1015,7 @@ fn the_deploy_log_says_how_many_hosts_the_newest_commit_is_still_pending_on_on_p
 fn the_deploy_log_says_how_many_hosts_the_newest_commit_is_still_pending_on(store: Db) {
     let (log, _pg) = LogServer::start_on(store, &[]);
     let run = |host: &str, id: &str, commit: &str| {
-        let token = fs_err::read_to_string(log.token(host)).unwrap();
+        let token = fs_err::read_to_string(log.token(host, "production")).unwrap();
         let body = serde_json::json!({
             "id": id, "host": host, "environment": "production", "roles": ["web"], "mode": "apply",
             "revision": {"commit": commit, "author": "Ana Diaz <ana@example.com>", "committed_at": "2026-11-21T10:02:11Z", "subject": commit},

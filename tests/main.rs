@@ -23,3 +23,4 @@ pub mod log_server;
 mod review;
 pub mod rollout;
 mod secrets;
+mod trust;

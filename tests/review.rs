@@ -188,16 +188,17 @@ fn a_change_is_shown_host_by_host_with_diffs_and_policies_and_nothing_is_touched
     // The hosts the central log has heard from, by name.
     let log = LogServer::start(&[]);
     for host in ["web-3.prod", "web-1.staging"] {
-        let token = fs_err::read_to_string(log.token(host)).unwrap();
         let env = host
             .split('.')
             .nth(1)
             .map(|e| if e == "prod" { "production" } else { e })
             .unwrap();
+        let token = fs_err::read_to_string(log.token(host, env)).unwrap();
         let (code, _) = log.post(Some(token.trim()), &report_in(env, host, &before, false));
         assert_eq!(code, 201);
     }
-    let fleet = h.diff(&[&before, &after, "--log", &log.url]);
+    let viewer = log.viewer.display().to_string();
+    let fleet = h.diff(&[&before, &after, "--log", &log.url, "--token-file", &viewer]);
     fleet
         .expect_code(2)
         .shows("production web-3.prod [web]:")

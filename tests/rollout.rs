@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::agent::git;
-use crate::log_server::{Db, LogServer, PgCluster, chromium};
+use crate::log_server::{Db, LogServer, PgCluster, signed_in};
 use crate::support::receiver::{Receiver, nobody_listening};
 use crate::support::{Run, tend};
 
@@ -46,7 +46,7 @@ impl Fleet {
         let (log, cluster) = LogServer::start_on(db, &args);
         let tokens = hosts
             .iter()
-            .map(|h| ((*h).to_owned(), log.token(h)))
+            .map(|h| ((*h).to_owned(), log.token(h, "prod")))
             .collect();
         (
             Fleet {
@@ -219,6 +219,8 @@ impl Fleet {
             self.remote.to_str().unwrap(),
             "--log",
             &self.log.url,
+            "--token-file",
+            self.log.viewer.to_str().unwrap(),
             "--format",
             "json",
         ]);
@@ -489,6 +491,8 @@ fn a_commit_that_fails_on_the_canary_halts_until_resumed_and_a_fix_or_an_abort_e
         "prod",
         "--server",
         &fleet.log.url,
+        "--token-file",
+        fleet.log.viewer.to_str().unwrap(),
     ]);
     status.expect_code(0);
     for text in [
@@ -524,7 +528,8 @@ fn a_commit_that_fails_on_the_canary_halts_until_resumed_and_a_fix_or_an_abort_e
     }
     // The dashboard, as a browser shows it: the home page and the
     // commit's deploy-log page.
-    let home = chromium(&format!("{}/", fleet.log.url), "rollout-halted");
+    let mut browser = signed_in(&fleet.log);
+    let home = browser.open(&format!("{}/", fleet.log.url), "rollout-halted");
     for text in [
         "id=\"rollouts\"",
         "halted",
@@ -534,7 +539,7 @@ fn a_commit_that_fails_on_the_canary_halts_until_resumed_and_a_fix_or_an_abort_e
     ] {
         assert!(home.contains(text), "the dashboard lacks `{text}`");
     }
-    let page = chromium(
+    let page = browser.open(
         &format!("{}/commits/{bad}", fleet.log.url),
         "rollout-commit",
     );
@@ -701,7 +706,7 @@ fn simulated_fleet_never_admits_past_a_wave(fleet: &Fleet, servers: &[&LogServer
     let tokens: Vec<String> = hosts
         .iter()
         .map(|h| {
-            fs_err::read_to_string(servers[0].token(h))
+            fs_err::read_to_string(servers[0].token(h, "prod"))
                 .unwrap()
                 .trim()
                 .to_owned()
@@ -944,6 +949,8 @@ fn an_admitted_host_that_hangs_holds_its_wave_until_its_deadline_then_halts_it_b
         "prod",
         "--server",
         &fleet.log.url,
+        "--token-file",
+        fleet.log.viewer.to_str().unwrap(),
     ]);
     status
         .expect_code(0)
@@ -965,6 +972,8 @@ fn an_admitted_host_that_hangs_holds_its_wave_until_its_deadline_then_halts_it_b
         "prod",
         "--server",
         &fleet.log.url,
+        "--token-file",
+        fleet.log.viewer.to_str().unwrap(),
     ]);
     status
         .expect_code(0)
@@ -1073,6 +1082,8 @@ fn rollback_returns_the_canarys_files_and_a_fix_goes_out_after() {
         "prod",
         "--server",
         &fleet.log.url,
+        "--token-file",
+        fleet.log.viewer.to_str().unwrap(),
     ]);
     status
         .expect_code(0)
@@ -1166,11 +1177,21 @@ fn the_gate_takes_the_policy_and_the_author_from_the_repository_not_from_the_hos
     assert_eq!(r["subject"], "motd: v1");
     assert_eq!(r["policy"]["canary"][0], "web-1.prod");
     assert_eq!(r["policy"]["soak_s"], 3600);
-    // An environment the commit does not have: a clear refusal.
+    // Another environment than its token's: refused before anything else.
     let (code, answer) = fleet.log.post_to(
         "/v1/rollouts/admit",
         Some(token.trim()),
         json!({ "environment": "staging", "commit": c1, "host": "web-2.prod" })
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(code, 403, "{answer}");
+    // An environment the commit does not have: a clear refusal.
+    let staging = fs_err::read_to_string(fleet.log.token("web-9.staging", "staging")).unwrap();
+    let (code, answer) = fleet.log.post_to(
+        "/v1/rollouts/admit",
+        Some(staging.trim()),
+        json!({ "environment": "staging", "commit": c1, "host": "web-9.staging" })
             .to_string()
             .as_bytes(),
     );

@@ -22,7 +22,7 @@ pub struct Options<'a> {
     pub no_cache: bool,
     /// The central log to send the report to, and the file with this
     /// host's token.
-    pub report_to: Option<(String, PathBuf)>,
+    pub report_to: Option<crate::report::send::Endpoint>,
     /// Where the manifests came from, when the agent fetched them (else the
     /// revision is read from the repository when it is a git checkout).
     pub source: Option<SourceInfo>,
@@ -50,10 +50,13 @@ fn spool(state: &StateDir) -> Spool {
 /// directly (a dry-run writes nothing, not even to the spool). Problems
 /// are warnings: a report that cannot be sent never fails a converge.
 pub fn deliver(options: &Options, report: &Report) {
-    let Some((url, token_file)) = &options.report_to else {
+    let Some(endpoint) = &options.report_to else {
         return;
     };
-    let sender = match Sender::new(url, token_file) {
+    if let Err(e) = crate::report::enroll::ensure(endpoint, &report.host, &report.environment) {
+        tracing::warn!(error = %e, "cannot enroll with the log");
+    }
+    let sender = match Sender::new(endpoint) {
         Ok(sender) => sender,
         Err(e) => {
             tracing::warn!(error = %e, "the report was not sent");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tend::commands::{self, EXIT_ERROR};
+use tend::commands::{self, EXIT_ERROR, Format as ReportFormat};
 use tend::converge;
 use tend::state::DEFAULT_STATE_DIR;
 
@@ -75,12 +75,15 @@ enum Command {
         /// The file holding this host's token for the central log.
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
+        /// A CA certificate (PEM) to trust for the log, besides the system's.
+        #[arg(long, value_name = "FILE", requires = "report_to")]
+        log_ca: Option<PathBuf>,
     },
     /// Pull the manifests from git and converge this host, every interval.
     Agent(AgentArgs),
     /// The central log: serve it, manage hosts' tokens, read it.
     #[command(subcommand)]
-    Log(LogCommand),
+    Log(commands::log::LogCommand),
     /// What differs between two environments, per role combination, and
     /// the vars that cause it.
     Parity {
@@ -106,10 +109,10 @@ enum Command {
         /// Only this host, by name.
         #[arg(long)]
         host: Option<String>,
-        /// Every host the central log has heard from, by name (instead of
-        /// the host entries).
-        #[arg(long, value_name = "URL", conflicts_with = "host")]
-        log: Option<String>,
+        /// Every host the central log has heard from (instead of the host
+        /// entries).
+        #[command(flatten)]
+        log: commands::LogReadArgs,
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
@@ -129,68 +132,6 @@ enum Command {
 }
 
 #[derive(Subcommand)]
-enum LogCommand {
-    /// Run the log server (until SIGTERM or SIGINT).
-    Serve {
-        #[arg(long, default_value = tend::log::DEFAULT_LISTEN)]
-        listen: std::net::SocketAddr,
-        #[arg(long, default_value = DEFAULT_LOG_DB)]
-        db: tend::log::Database,
-        /// Largest report body accepted, in bytes.
-        #[arg(long, default_value_t = tend::log::DEFAULT_BODY_LIMIT)]
-        body_limit: usize,
-        /// Prune reports older than this (e.g. 90d), in the background.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        retain: Option<std::time::Duration>,
-        /// A chat webhook (Slack-compatible) told of changed, drifted and
-        /// failed runs: one message per commit.
-        #[arg(long, value_name = "URL")]
-        notify: Option<String>,
-        /// Runs of one commit arriving within this window make one message.
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        notify_window: std::time::Duration,
-        /// The repository the hosts pull (any URL git fetches): the log
-        /// keeps a bare copy and reads each commit's rollout policy,
-        /// author, date and ancestry from it. Rollouts need it.
-        #[arg(long, value_name = "GIT_URL")]
-        source: Option<String>,
-        /// The branch, tag or commit the hosts follow.
-        #[arg(long = "ref", default_value = "main", requires = "source")]
-        reference: String,
-        /// Where the copy of the source lives [default: `mirror` beside a
-        /// SQLite database, else /var/lib/tend-log/mirror].
-        #[arg(long, value_name = "DIR")]
-        mirror_dir: Option<PathBuf>,
-    },
-    /// Hosts' tokens: create (prints the token once), list, revoke.
-    #[command(subcommand)]
-    Token(TokenCommand),
-    /// Staged rollouts: where each commit is, and resume or abort one.
-    #[command(subcommand)]
-    Rollout(RolloutCommand),
-    /// Print reports from a log server, for people or as JSON.
-    Show {
-        #[arg(long, default_value = "http://127.0.0.1:8140")]
-        server: String,
-        #[arg(long)]
-        host: Option<String>,
-        #[arg(long)]
-        env: Option<String>,
-        /// e.g. 2h, or an RFC 3339 time.
-        #[arg(long)]
-        since: Option<String>,
-        #[arg(long)]
-        status: Option<String>,
-        #[arg(long)]
-        commit: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
-        format: ReportFormat,
-    },
-}
-
-#[derive(Subcommand)]
 enum FlagsCommand {
     /// The hosts whose value of FLAG would change if it were set to N (a
     /// percentage, true or false): FLAG=N.
@@ -202,8 +143,8 @@ enum FlagsCommand {
         repo: PathBuf,
         /// Every host the central log has heard from (else the host
         /// entries that name one host).
-        #[arg(long, value_name = "URL")]
-        log: Option<String>,
+        #[command(flatten)]
+        log: commands::LogReadArgs,
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
@@ -217,72 +158,12 @@ enum PreviewCommand {
         env: String,
         #[arg(long, default_value = ".")]
         repo: PathBuf,
-        #[arg(long, value_name = "URL")]
-        log: Option<String>,
+        #[command(flatten)]
+        log: commands::LogReadArgs,
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
 }
-
-#[derive(Subcommand)]
-enum RolloutCommand {
-    /// The rollouts of an environment (or of one commit): state, wave,
-    /// hosts admitted, and what halted them.
-    Status {
-        env: String,
-        commit: Option<String>,
-        #[arg(long, default_value = "http://127.0.0.1:8140")]
-        server: String,
-        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
-        format: ReportFormat,
-    },
-    /// A halted rollout goes on (the failures seen so far are forgiven).
-    Resume {
-        env: String,
-        commit: Option<String>,
-        #[arg(long, default_value = "http://127.0.0.1:8140")]
-        server: String,
-        /// An operator's token (`tend log token create --operator NAME`).
-        #[arg(long, value_name = "FILE")]
-        token_file: PathBuf,
-    },
-    /// No more hosts get the commit; those that have it keep it.
-    Abort {
-        env: String,
-        commit: Option<String>,
-        #[arg(long, default_value = "http://127.0.0.1:8140")]
-        server: String,
-        /// An operator's token (`tend log token create --operator NAME`).
-        #[arg(long, value_name = "FILE")]
-        token_file: PathBuf,
-    },
-}
-
-#[derive(Subcommand)]
-enum TokenCommand {
-    /// A new token for HOST, or for an operator (`--operator NAME`, who
-    /// may resume and abort rollouts), replacing the old one; printed
-    /// alone on stdout.
-    Create {
-        #[arg(required_unless_present = "operator")]
-        host: Option<String>,
-        #[arg(long, value_name = "NAME", conflicts_with = "host")]
-        operator: Option<String>,
-        #[arg(long, default_value = DEFAULT_LOG_DB)]
-        db: tend::log::Database,
-    },
-    List {
-        #[arg(long, default_value = DEFAULT_LOG_DB)]
-        db: tend::log::Database,
-    },
-    Revoke {
-        host: String,
-        #[arg(long, default_value = DEFAULT_LOG_DB)]
-        db: tend::log::Database,
-    },
-}
-
-const DEFAULT_LOG_DB: &str = "sqlite:/var/lib/tend-log/log.db";
 
 /// Flags of `tend agent`; each may also be set in the settings file
 /// (flags win). Defaults: --ref main, --interval 30m, --splay 5m,
@@ -311,9 +192,17 @@ struct AgentArgs {
     /// The central log to send reports to.
     #[arg(long, value_name = "URL")]
     log: Option<String>,
-    /// The file holding this host's token for the central log.
+    /// The file holding this host's token for the central log
+    /// [default: <state-dir>/token].
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// A join token (`tend log enroll create`): with no token file yet, the
+    /// agent enrolls once and keeps its own token in the token file.
+    #[arg(long, value_name = "FILE")]
+    enroll_token_file: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for the log, besides the system's.
+    #[arg(long, value_name = "FILE")]
+    log_ca: Option<PathBuf>,
     #[arg(long)]
     env: Option<String>,
     #[arg(long)]
@@ -348,12 +237,6 @@ enum LogFormat {
 #[derive(Clone, Copy, ValueEnum)]
 enum CatalogFormat {
     Yaml,
-    Json,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ReportFormat {
-    Text,
     Json,
 }
 
@@ -428,15 +311,19 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 );
                 return Ok(EXIT_ERROR);
             };
-            let log = match (a.log.or(file.log), a.token_file.or(file.token_file)) {
-                (Some(url), Some(token)) => Some((url, token)),
-                (None, None) => None,
-                (Some(_), None) => {
-                    eprintln!("error: --log needs --token-file (or `token_file:` in the settings)");
-                    return Ok(EXIT_ERROR);
-                }
-                (None, Some(_)) => None,
-            };
+            let token_file = a.token_file.or(file.token_file);
+            let log = a.log.or(file.log).map(|url| tend::report::send::Endpoint {
+                url,
+                token_file: token_file.unwrap_or_else(|| state_dir.join("token")),
+                ca: a.log_ca.or(file.log_ca),
+                enroll_token_file: a.enroll_token_file.or(file.enroll_token_file),
+            });
+            if let Some(endpoint) = &log
+                && let Err(e) = tend::report::client::check_url(&endpoint.url)
+            {
+                eprintln!("error: --log: {e}");
+                return Ok(EXIT_ERROR);
+            }
             let settings = tend::agent::Settings {
                 source,
                 reference: a
@@ -469,109 +356,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 Ok(0)
             }
         }
-        Command::Log(command) => commands::log::run(match command {
-            LogCommand::Serve {
-                listen,
-                db,
-                body_limit,
-                retain,
-                notify,
-                notify_window,
-                source,
-                reference,
-                mirror_dir,
-            } => commands::log::Log::Serve(tend::log::ServeOptions {
-                mirror_dir: mirror_dir.unwrap_or_else(|| match &db {
-                    tend::log::Database::Sqlite(path) => path
-                        .parent()
-                        .unwrap_or_else(|| std::path::Path::new("."))
-                        .join("mirror"),
-                    tend::log::Database::Postgres(_) => PathBuf::from("/var/lib/tend-log/mirror"),
-                }),
-                listen,
-                db,
-                body_limit,
-                retain,
-                notify,
-                notify_window,
-                source: source.map(|url| (url, reference)),
-            }),
-            LogCommand::Token(TokenCommand::Create { host, operator, db }) => {
-                commands::log::Log::TokenCreate {
-                    name: match (host, operator) {
-                        (Some(host), _) => commands::log::TokenFor::Host(host),
-                        (None, Some(name)) => commands::log::TokenFor::Operator(name),
-                        (None, None) => unreachable!("clap requires one"),
-                    },
-                    db,
-                }
-            }
-            LogCommand::Rollout(r) => match r {
-                RolloutCommand::Status {
-                    env,
-                    commit,
-                    server,
-                    format,
-                } => commands::log::Log::RolloutStatus {
-                    env,
-                    commit,
-                    server,
-                    json: matches!(format, ReportFormat::Json),
-                },
-                RolloutCommand::Resume {
-                    env,
-                    commit,
-                    server,
-                    token_file,
-                } => commands::log::Log::RolloutAct {
-                    action: "resume",
-                    env,
-                    commit,
-                    server,
-                    token_file,
-                },
-                RolloutCommand::Abort {
-                    env,
-                    commit,
-                    server,
-                    token_file,
-                } => commands::log::Log::RolloutAct {
-                    action: "abort",
-                    env,
-                    commit,
-                    server,
-                    token_file,
-                },
-            },
-            LogCommand::Token(TokenCommand::List { db }) => commands::log::Log::TokenList { db },
-            LogCommand::Token(TokenCommand::Revoke { host, db }) => {
-                commands::log::Log::TokenRevoke { host, db }
-            }
-            LogCommand::Show {
-                server,
-                host,
-                env,
-                since,
-                status,
-                commit,
-                limit,
-                format,
-            } => commands::log::Log::Show {
-                server,
-                filters: [
-                    ("host", host),
-                    ("env", env),
-                    ("since", since),
-                    ("status", status),
-                    ("commit", commit),
-                    ("limit", Some(limit.to_string())),
-                ]
-                .into_iter()
-                .filter_map(|(k, v)| v.map(|v| (k, v)))
-                .collect(),
-                json: matches!(format, ReportFormat::Json),
-            },
-        }),
+        Command::Log(command) => commands::log::run(command),
         Command::Parity {
             env_a,
             env_b,
@@ -591,7 +376,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
             (&rev_a, &rev_b),
             env.as_deref(),
             host.as_deref(),
-            log.as_deref(),
+            log.read().as_ref(),
             matches!(format, ReportFormat::Json),
         ),
         Command::Flags(FlagsCommand::Preview {
@@ -604,7 +389,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
             &repo,
             &env,
             &setting,
-            log.as_deref(),
+            log.read().as_ref(),
             matches!(format, ReportFormat::Json),
         ),
         Command::Rollout(PreviewCommand::Preview {
@@ -615,7 +400,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
         }) => commands::rollout::preview(
             &repo,
             &env,
-            log.as_deref(),
+            log.read().as_ref(),
             matches!(format, ReportFormat::Json),
         ),
         Command::Status { state_dir, format } => {
@@ -679,6 +464,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
             no_cache,
             report_to,
             token_file,
+            log_ca,
         } => {
             let options = converge::Options {
                 repo: &repo,
@@ -687,7 +473,14 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 dry_run,
                 state_dir,
                 no_cache,
-                report_to: report_to.zip(token_file),
+                report_to: report_to.zip(token_file).map(|(url, token_file)| {
+                    tend::report::send::Endpoint {
+                        url,
+                        token_file,
+                        ca: log_ca,
+                        enroll_token_file: None,
+                    }
+                }),
                 source: None,
             };
             match converge::converge(&options)? {

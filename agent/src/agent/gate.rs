@@ -72,13 +72,18 @@ pub fn ask(settings: &super::Settings, host: &str, checkout: &Path, commit: &str
             format!("{why}; applying it without admission (--rollout-offline proceed)"),
         ))),
     };
-    let Some((url, token_file)) = &settings.log else {
+    let Some(endpoint) = &settings.log else {
         return offline(format!(
             "environment `{}` rolls out in waves and no --log is set to ask",
             env.name
         ));
     };
-    let sender = match Sender::new(url, token_file) {
+    match crate::report::enroll::ensure(endpoint, host, &env.name) {
+        Ok(true) => tracing::info!(host, environment = %env.name, "enrolled with the log"),
+        Ok(false) => {}
+        Err(e) => return offline(format!("cannot enroll with the log: {e}")),
+    }
+    let sender = match Sender::new(endpoint) {
         Ok(sender) => sender,
         Err(e) => return offline(format!("cannot ask the log: {e}")),
     };

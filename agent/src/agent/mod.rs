@@ -29,8 +29,9 @@ pub struct Settings {
     pub interval: Duration,
     pub splay: Duration,
     pub state_dir: PathBuf,
-    /// The central log, and this host's token for it.
-    pub log: Option<(String, PathBuf)>,
+    /// The central log, this host's token for it (or a join token to get
+    /// one with), and a private CA to trust.
+    pub log: Option<crate::report::send::Endpoint>,
     pub environment: Option<String>,
     pub host: Option<String>,
     /// Apply only commits `git verify-commit` accepts.
@@ -438,11 +439,12 @@ fn waiting(settings: &Settings) -> bool {
 
 /// Sends what waits in the spool; whether some still wait.
 fn deliver_waiting(settings: &Settings) -> bool {
-    let Some((url, token)) = &settings.log else {
+    let Some(endpoint) = &settings.log else {
         return false;
     };
     let spool = crate::report::spool::Spool::new(settings.state_dir.join("spool"));
-    match crate::report::send::Sender::new(url, token) {
+    enroll_for_waiting(endpoint, &spool);
+    match crate::report::send::Sender::new(endpoint) {
         Ok(sender) => {
             let round = spool.deliver(&sender);
             tracing::info!(
@@ -456,6 +458,33 @@ fn deliver_waiting(settings: &Settings) -> bool {
             tracing::warn!(error = %e, "cannot send reports");
             true
         }
+    }
+}
+
+/// Enrolls, when the host has no token yet, as the host and in the
+/// environment of the oldest report waiting.
+fn enroll_for_waiting(
+    endpoint: &crate::report::send::Endpoint,
+    spool: &crate::report::spool::Spool,
+) {
+    if endpoint.enroll_token_file.is_none() || endpoint.token_file.exists() {
+        return;
+    }
+    let Some(first) = spool.pending().into_iter().next() else {
+        return;
+    };
+    let Ok(report) = fs_err::read(&first)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice::<Report>(&b).map_err(|e| e.to_string()))
+    else {
+        return;
+    };
+    match crate::report::enroll::ensure(endpoint, &report.host, &report.environment) {
+        Ok(true) => {
+            tracing::info!(host = %report.host, environment = %report.environment, "enrolled with the log")
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot enroll with the log"),
     }
 }
 

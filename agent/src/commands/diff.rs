@@ -13,7 +13,7 @@ pub fn run(
     revs: (&str, &str),
     environment: Option<&str>,
     host: Option<&str>,
-    log: Option<&str>,
+    log: Option<&super::LogRead>,
     json: bool,
 ) -> anyhow::Result<u8> {
     let hosts = match (host, log) {

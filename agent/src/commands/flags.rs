@@ -9,7 +9,7 @@ pub fn preview(
     repo: &Path,
     env: &str,
     setting: &str,
-    log: Option<&str>,
+    log: Option<&super::LogRead>,
     json: bool,
 ) -> anyhow::Result<u8> {
     let manifests = super::open_repo(repo)?;

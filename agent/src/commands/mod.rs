@@ -15,6 +15,53 @@ use std::path::Path;
 use crate::manifest::Repo;
 use crate::manifest::diagnostic::Diagnostic;
 
+/// How results are printed: for people, or as JSON.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+impl Format {
+    pub fn is_json(self) -> bool {
+        matches!(self, Format::Json)
+    }
+}
+
+/// Reading the central log's host list from another command (`--log URL
+/// --token-file FILE [--log-ca FILE]`).
+#[derive(Debug, Clone)]
+pub struct LogRead {
+    pub url: String,
+    pub token_file: Option<std::path::PathBuf>,
+    pub ca: Option<std::path::PathBuf>,
+}
+
+/// `--log URL [--token-file FILE] [--log-ca FILE]`: every host the central
+/// log has heard from (a viewer's token reads it).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogReadArgs {
+    /// Every host the central log at URL has heard from, by name.
+    #[arg(long, value_name = "URL")]
+    pub log: Option<String>,
+    /// A viewer's or operator's token for the log.
+    #[arg(long, value_name = "FILE", requires = "log")]
+    pub token_file: Option<std::path::PathBuf>,
+    /// A CA certificate (PEM) to trust for the log, besides the system's.
+    #[arg(long, value_name = "FILE", requires = "log")]
+    pub log_ca: Option<std::path::PathBuf>,
+}
+
+impl LogReadArgs {
+    pub fn read(&self) -> Option<LogRead> {
+        self.log.as_ref().map(|url| LogRead {
+            url: url.clone(),
+            token_file: self.token_file.clone(),
+            ca: self.log_ca.clone(),
+        })
+    }
+}
+
 /// Exit code for usage, manifest and template errors (nothing was touched).
 pub const EXIT_ERROR: u8 = 1;
 
@@ -40,16 +87,25 @@ pub fn open_repo(root: &Path) -> anyhow::Result<Repo> {
 
 /// Every host the central log at `url` has heard from, with its
 /// environment (`GET /v1/hosts`).
-pub fn hosts_from_log(url: &str) -> anyhow::Result<Vec<(Option<String>, String)>> {
-    let url = format!("{}/v1/hosts", url.trim_end_matches('/'));
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(std::time::Duration::from_secs(20)))
-        .build()
-        .into();
-    let mut response = agent
-        .get(&url)
-        .call()
-        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+pub fn hosts_from_log(log: &LogRead) -> anyhow::Result<Vec<(Option<String>, String)>> {
+    let client = crate::report::client::Client::new(
+        &log.url,
+        log.ca.as_deref(),
+        std::time::Duration::from_secs(20),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let url = client.url("/v1/hosts");
+    let mut request = client.agent.get(&url);
+    if let Some(file) = &log.token_file {
+        let token = fs_err::read_to_string(file)?.trim().to_owned();
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let mut response = request.call().map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    if response.status().as_u16() != 200 {
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        anyhow::bail!("{url} answered {status}: {}", body.trim());
+    }
     let list: serde_json::Value = serde_json::from_str(&response.body_mut().read_to_string()?)?;
     Ok(list["hosts"]
         .as_array()

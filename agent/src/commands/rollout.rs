@@ -6,7 +6,12 @@ use std::path::Path;
 
 use crate::rollout::{Policy, bucket};
 
-pub fn preview(repo: &Path, env: &str, log: Option<&str>, json: bool) -> anyhow::Result<u8> {
+pub fn preview(
+    repo: &Path,
+    env: &str,
+    log: Option<&super::LogRead>,
+    json: bool,
+) -> anyhow::Result<u8> {
     let manifests = super::open_repo(repo)?;
     if !manifests.diagnostics.is_empty() {
         super::print_diagnostics(&manifests, &manifests.diagnostics);

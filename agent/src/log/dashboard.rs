@@ -45,11 +45,24 @@ const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}table{border-collapse:collapse;width:100%}\
 th,td{text-align:left;padding:.25em .6em;border-bottom:1px solid #ddd;vertical-align:top}\
 .changed{color:#0a5}.drift{color:#b60}.failed{color:#c00;font-weight:bold}.silent{color:#c00}\
-pre{background:#f6f6f6;padding:.6em;overflow:auto}code{font-size:.95em}a{color:#036}";
+pre{background:#f6f6f6;padding:.6em;overflow:auto}code{font-size:.95em}a{color:#036}\
+nav{display:flex;justify-content:space-between}form.out{display:inline}.login{max-width:28em}\
+.login input{width:100%;font:inherit;padding:.3em}.error{color:#c00}";
+
+/// The sign-in page: a viewer's or operator's token, once, for a session.
+pub fn login(error: Option<&str>, next: &str) -> String {
+    let error = error.map_or(String::new(), |e| {
+        format!("<p class=\"error\">{}</p>", esc(e))
+    });
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign in · tend</title><style>{STYLE}</style></head>\n<body class=\"login\"><h1>tend log</h1>{error}\n<form method=\"post\" action=\"/login\"><p><label for=\"token\">A viewer's or operator's token (<code>tend log token create --viewer NAME</code>)</label></p><p><input type=\"password\" id=\"token\" name=\"token\" autocomplete=\"off\" autofocus></p><input type=\"hidden\" name=\"next\" value=\"{}\"><p><button>Sign in</button></p></form></body></html>\n",
+        esc(next)
+    )
+}
 
 fn page(title: &str, body: &str) -> String {
     format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} · tend</title><style>{STYLE}</style></head>\n<body><p><a href=\"/\">tend log</a></p>\n<h1>{}</h1>\n{body}</body></html>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} · tend</title><style>{STYLE}</style></head>\n<body><nav><a href=\"/\">tend log</a> <form method=\"post\" action=\"/logout\" class=\"out\"><button>Sign out</button></form></nav>\n<h1>{}</h1>\n{body}</body></html>\n",
         esc(title),
         esc(title)
     )
@@ -168,8 +181,12 @@ pub fn home(commits: &[CommitRow], hosts: &[HostRow], rollouts: &[RolloutRow]) -
     for h in sorted {
         let _ = write!(
             b,
-            "<tr><td>{}</td><td>{}</td>{}<td><code>{}</code></td><td>{}</td><td>{}</td><td><a href=\"/reports/{}\">{}</a>{}</td></tr>",
+            "<tr><td>{}{}</td><td>{}</td>{}<td><code>{}</code></td><td>{}</td><td>{}</td><td><a href=\"/reports/{}\">{}</a>{}</td></tr>",
             esc(&h.host),
+            h.re_enrolled_unix.map_or(String::new(), |t| format!(
+                " <small class=\"re-enrolled\">re-enrolled at {}</small>",
+                esc(&super::identity::when(t))
+            )),
             esc(&h.environment),
             status_cell(&h.status),
             esc(h.commit.as_deref().map_or("", short)),

@@ -10,19 +10,21 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Extension, Form, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use super::dashboard;
+use super::identity::{self, Identity, Kind};
 use super::metrics::Metrics;
 use super::mirror::Mirror;
 use super::rollouts::{Action, History};
 use super::store::{Incoming, Question, ReportQuery, Store, StoreError, Stored, word};
-use super::{OPERATOR_PREFIX, ServeOptions, now_unix, token_hash};
+use super::{ServeOptions, now_unix, store};
 use crate::report::Report;
 use crate::rollout::{Admission, AdmitRequest};
 
@@ -42,10 +44,29 @@ struct App {
     mirror: Option<Arc<Mirror>>,
     metrics: Arc<Metrics>,
     notifier: Option<super::notify::Notifier>,
+    /// When each token was last used, written to the store now and then.
+    last_use: Arc<std::sync::Mutex<HashMap<i64, i64>>>,
+    /// `/metrics` without a token.
+    public_metrics: bool,
+    /// Served over TLS: session cookies are `Secure`.
+    secure_cookies: bool,
 }
 
 pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Result<()> {
-    let (writes, queue) = mpsc::channel(4096);
+    let tls = match &options.tls {
+        Some((cert, key)) => Some(Arc::new(
+            super::listen::Tls::load(cert, key).map_err(anyhow::Error::msg)?,
+        )),
+        None => {
+            super::listen::check_plain(options.listen, options.plain_http)
+                .map_err(anyhow::Error::msg)?;
+            if !options.listen.ip().is_loopback() {
+                tracing::warn!(listen = %options.listen, "serving plain HTTP beyond loopback (--plain-http): tokens and reports cross the network in clear unless a TLS proxy is in front");
+            }
+            None
+        }
+    };
+    let (writes, queue) = mpsc::channel(options.max_waiting);
     let writer_store = Arc::clone(&store);
     let notifier = options
         .notify
@@ -66,7 +87,7 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
         }
         None => None,
     };
-    let (admissions, admit_queue) = mpsc::channel(4096);
+    let (admissions, admit_queue) = mpsc::channel(options.max_waiting);
     let admit_store = Arc::clone(&store);
     let admit_mirror = mirror.clone();
     let admitter = std::thread::Builder::new()
@@ -100,7 +121,14 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
         mirror,
         metrics: Arc::new(Metrics::default()),
         notifier,
+        last_use: Arc::default(),
+        public_metrics: options.public_metrics,
+        secure_cookies: options.tls.is_some(),
     };
+    tokio::spawn(record_use_forever(
+        Arc::clone(&app.store),
+        Arc::clone(&app.last_use),
+    ));
     let router = Router::new()
         .route("/", get(dashboard_home))
         .route("/commits/{commit}", get(dashboard_commit))
@@ -114,13 +142,20 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
         .route("/v1/rollouts/admit", post(admit))
         .route("/v1/rollouts/resume", post(resume))
         .route("/v1/rollouts/abort", post(abort))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route(
+            "/v1/enroll",
+            post(enroll).layer(DefaultBodyLimit::max(ENROLL_BODY_LIMIT)),
+        )
         .layer(DefaultBodyLimit::max(options.body_limit))
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .layer(middleware::from_fn(deadline))
+        .layer(middleware::from_fn(security_headers))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
-    tracing::info!(listen = %listener.local_addr()?, "log server listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    tracing::info!(listen = %listener.local_addr()?, tls = tls.is_some(), "log server listening");
+    super::listen::run(listener, router, tls, options.max_connections, shutdown()).await;
     // The router (and its senders) are gone: the writer drains and ends.
     let _ = writer.join();
     let _ = admitter.join();
@@ -241,6 +276,23 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
+/// Seconds a sender is told to wait when a queue is full.
+const RETRY_AFTER_S: u64 = 5;
+
+/// A full queue (or a stopping server): 503 with Retry-After, so that
+/// waiting senders never pile up in memory.
+fn busy<T>(why: &mpsc::error::TrySendError<T>) -> Response {
+    let message = match why {
+        mpsc::error::TrySendError::Full(_) => "the log is busy: try again shortly",
+        mpsc::error::TrySendError::Closed(_) => "the log is shutting down",
+    };
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+    response
+}
+
 /// Runs a store call off the event loop.
 async fn blocking<T: Send + 'static>(
     app: &App,
@@ -254,43 +306,427 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// The host a request's bearer token belongs to.
-async fn authenticate(app: &App, headers: &HeaderMap) -> Result<String, Response> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(error(
-            StatusCode::UNAUTHORIZED,
-            "no token: send `Authorization: Bearer <token>` (`tend log token create HOST` makes one)",
-        ));
-    };
+/// What a route needs of whoever asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Signing in, and enrolling (which carries a join token of its own).
+    Anyone,
+    /// A host's token: its own reports and rollout questions.
+    Host,
+    /// A viewer's or an operator's token, or a browser session.
+    Reader,
+    /// An operator's token: resume, abort.
+    Operator,
+}
+
+fn access(method: &Method, path: &str, public_metrics: bool) -> Access {
+    match (method.as_str(), path) {
+        ("POST", "/v1/reports" | "/v1/rollouts/admit") => Access::Host,
+        ("POST", "/v1/rollouts/resume" | "/v1/rollouts/abort") => Access::Operator,
+        ("GET" | "POST", "/login") | ("POST", "/logout" | "/v1/enroll") => Access::Anyone,
+        ("GET", "/metrics") if public_metrics => Access::Anyone,
+        _ => Access::Reader,
+    }
+}
+
+/// The dashboard's pages (a browser without a session is sent to sign in),
+/// as against the API (which answers 401).
+fn is_page(path: &str) -> bool {
+    !path.starts_with("/v1/") && path != "/metrics"
+}
+
+/// The session cookie's name.
+const COOKIE: &str = "tend_session";
+
+/// Bodies of `POST /v1/enroll` are small.
+const ENROLL_BODY_LIMIT: usize = 4096;
+
+/// The bearer token of a request: `None` without the header, an error when
+/// the header is not `Bearer <token>`.
+fn bearer(headers: &HeaderMap) -> Option<Result<String, Response>> {
+    let value = headers.get(header::AUTHORIZATION)?;
     let token = value
         .to_str()
         .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .unwrap_or_default();
-    if token.is_empty() {
-        return Err(error(
+    Some(if token.is_empty() {
+        Err(error(
             StatusCode::UNAUTHORIZED,
             "the Authorization header is not `Bearer <token>`",
-        ));
+        ))
+    } else {
+        Ok(token.to_owned())
+    })
+}
+
+/// The session cookie's secret, if the request carries one.
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Who sent a request: by its bearer token, else (for reading pages and
+/// signing out: never for a write) by its session cookie.
+async fn identify(
+    app: &App,
+    bearer: Option<Result<String, Response>>,
+    cookie: Option<String>,
+) -> Result<Option<Identity>, Response> {
+    let now = now_unix();
+    if let Some(token) = bearer {
+        let token = token?;
+        let found = blocking(app, move |s| {
+            store::read(s, |sql| identity::authenticate(sql, &token, now))
+        })
+        .await?;
+        return match found {
+            Ok(who) => Ok(Some(who)),
+            Err(denied) => Err(error(StatusCode::UNAUTHORIZED, denied.to_string())),
+        };
     }
-    let hash = token_hash(token);
-    match blocking(app, move |s| s.token_host(&hash)).await? {
-        Some(host) => Ok(host),
-        None => Err(error(StatusCode::UNAUTHORIZED, "unknown or revoked token")),
+    match cookie {
+        Some(secret) => {
+            blocking(app, move |s| {
+                store::read(s, |sql| identity::session(sql, &secret, now))
+            })
+            .await
+        }
+        None => Ok(None),
     }
 }
 
-/// The host a request's token belongs to; operators' tokens are refused.
-async fn authenticate_host(app: &App, headers: &HeaderMap) -> Result<String, Response> {
-    let who = authenticate(app, headers).await?;
-    if who.starts_with(OPERATOR_PREFIX) {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "this is an operator's token; hosts report and ask with their own",
+/// Every request passes here before its body is read: who sent it, and
+/// may they do this? A refusal costs a header's worth of reading, never a
+/// body's.
+async fn guard(State(app): State<App>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let need = access(request.method(), &path, app.public_metrics);
+    if need == Access::Anyone {
+        return next.run(request).await;
+    }
+    let by_cookie = request.method() == Method::GET || path == "/logout";
+    let cookie = session_cookie(request.headers()).filter(|_| by_cookie);
+    let who = match identify(&app, bearer(request.headers()), cookie).await {
+        Ok(Some(who)) => who,
+        Ok(None) if is_page(&path) && request.method() == Method::GET => {
+            let next_page = request
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
+            return see_other(&format!("/login?next={}", percent_encode(&next_page)));
+        }
+        Ok(None) => {
+            app.metrics.refused();
+            return error(
+                StatusCode::UNAUTHORIZED,
+                match need {
+                    Access::Host => {
+                        "no token: send `Authorization: Bearer <token>` (`tend log token create HOST --env ENV` or `tend log enroll create` makes one)"
+                    }
+                    _ => {
+                        "no token: send `Authorization: Bearer <token>` with a viewer's or operator's token (`tend log token create --viewer NAME`), or sign in at /login"
+                    }
+                },
+            );
+        }
+        Err(response) => {
+            app.metrics.refused();
+            return response;
+        }
+    };
+    let refusal = match need {
+        Access::Host if who.kind != Kind::Host => Some(format!(
+            "this is {}'s token ({}); hosts report and ask with their own",
+            who.name,
+            who.kind.word()
+        )),
+        Access::Reader if !who.reads() => Some(format!(
+            "this is the host token of `{}`: it reports and asks the gate, and reads nothing; read with a viewer's token (`tend log token create --viewer NAME`)",
+            who.name
+        )),
+        Access::Operator if who.kind != Kind::Operator => Some(
+            "only an operator may resume or abort a rollout: use a token made by `tend log token create --operator NAME`".to_owned(),
+        ),
+        _ => None,
+    };
+    if let Some(why) = refusal {
+        app.metrics.refused();
+        return error(StatusCode::FORBIDDEN, why);
+    }
+    app.last_use
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(who.id, now_unix());
+    request.extensions_mut().insert(who);
+    next.run(request).await
+}
+
+/// A host's write is about itself, in its own environment; else why not
+/// (a 403).
+fn bound(who: &Identity, host: &str, environment: &str, doing: &str) -> Result<(), String> {
+    if who.name != host {
+        return Err(format!(
+            "this token is `{}`'s; it cannot {doing} for `{host}`",
+            who.name
         ));
     }
-    Ok(who)
+    match &who.environment {
+        None => Err(format!(
+            "the token of `{host}` is bound to no environment (it was made before tokens were); make a new one: `tend log token create {host} --env ENV --replace`"
+        )),
+        Some(bound) if bound != environment => Err(format!(
+            "the token of `{host}` is for the environment `{bound}`; it cannot {doing} for `{environment}`"
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Writes down, every 30 s, which tokens were used and when (not on
+/// every request: that would be a write per report).
+/// (It holds the store and the map, not the app: the app's queues must
+/// close at shutdown for the writer to finish.)
+async fn record_use_forever(
+    store: Arc<dyn Store>,
+    last_use: Arc<std::sync::Mutex<HashMap<i64, i64>>>,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
+    loop {
+        every.tick().await;
+        let used: Vec<(i64, i64)> =
+            std::mem::take(&mut *last_use.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_iter()
+                .collect();
+        if used.is_empty() {
+            continue;
+        }
+        let store = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || {
+            store::write(&*store, |sql| identity::touch(sql, &used))
+        })
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot record when tokens were used"),
+            Err(e) => tracing::warn!(error = %e, "cannot record when tokens were used"),
+        }
+    }
+}
+
+/// The headers every answer carries: no scripts, no framing, no sniffing.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// How long one request may take, its body included.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A request that takes longer than [`REQUEST_TIMEOUT`] (a body sent a
+/// byte at a time) is answered 408 and its connection closed.
+async fn deadline(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response = error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request took longer than 60 s",
+            );
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
+}
+
+fn see_other(location: &str) -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, location.to_owned())],
+    )
+        .into_response()
+}
+
+/// Percent-encodes everything but unreserved characters and `/`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Where to go after signing in: a path on this server, never another site.
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+async fn login_page(Query(q): Query<HashMap<String, String>>) -> Response {
+    html(dashboard::login(
+        None,
+        &local_path(q.get("next").map(String::as_str)),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// Signs a browser in with a viewer's or operator's token: a session
+/// cookie (HttpOnly, SameSite=Strict, Secure under TLS) kept in the store,
+/// so that any log server on the same database knows it.
+async fn login(State(app): State<App>, Form(form): Form<LoginForm>) -> Response {
+    let next = local_path(form.next.as_deref());
+    let token = form.token.trim().to_owned();
+    let now = now_unix();
+    let refused = |status: StatusCode, why: String| {
+        app.metrics.refused();
+        (status, html(dashboard::login(Some(&why), &next))).into_response()
+    };
+    if token.is_empty() {
+        return refused(StatusCode::UNAUTHORIZED, "no token given".into());
+    }
+    let opened = blocking(&app, move |s| {
+        store::write(s, |sql| {
+            Ok(match identity::authenticate(sql, &token, now)? {
+                Ok(who) if who.reads() => Ok(identity::open_session(sql, &who, now)?),
+                Ok(who) => Err((
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "that is the host token of `{}`; sign in with a viewer's or operator's",
+                        who.name
+                    ),
+                )),
+                Err(denied) => Err((StatusCode::UNAUTHORIZED, denied.to_string())),
+            })
+        })
+    })
+    .await;
+    match opened {
+        Ok(Ok(secret)) => {
+            let secure = if app.secure_cookies { "; Secure" } else { "" };
+            let mut response = see_other(&next);
+            if let Ok(value) = HeaderValue::from_str(&format!(
+                "{COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+                identity::SESSION_SECONDS
+            )) {
+                response.headers_mut().insert(header::SET_COOKIE, value);
+            }
+            response
+        }
+        Ok(Err((status, why))) => refused(status, why),
+        Err(response) => response,
+    }
+}
+
+/// Ends the browser's session.
+async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
+    if let Some(secret) = session_cookie(&headers)
+        && let Err(response) = blocking(&app, move |s| {
+            store::write(s, |sql| identity::close_session(sql, &secret))
+        })
+        .await
+    {
+        return response;
+    }
+    let mut response = see_other("/login");
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("tend_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    response
+}
+
+/// The body of `POST /v1/enroll`.
+#[derive(serde::Deserialize)]
+struct Enroll {
+    host: String,
+    environment: String,
+}
+
+/// A host exchanges a join token (its bearer) for a host token of its own.
+async fn enroll(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let join_token = match bearer(&headers) {
+        Some(Ok(token)) => token,
+        Some(Err(response)) => return response,
+        None => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "no join token: send `Authorization: Bearer <join token>` (`tend log enroll create` makes one)",
+            );
+        }
+    };
+    let request: Enroll = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"host\": …, \"environment\": …}}: {e}"),
+            );
+        }
+    };
+    let now = now_unix();
+    let (host, environment) = (request.host.clone(), request.environment.clone());
+    match blocking(&app, move |s| {
+        store::write(s, |sql| {
+            identity::enroll(sql, &join_token, &host, &environment, now)
+        })
+    })
+    .await
+    {
+        Ok(Ok(enrolled)) => {
+            tracing::info!(host = %request.host, environment = %request.environment, rebuilt = enrolled.rebuilt, "host enrolled");
+            (
+                StatusCode::CREATED,
+                axum::Json(json!({
+                    "host": request.host,
+                    "environment": request.environment,
+                    "token": enrolled.token,
+                    "rebuilt": enrolled.rebuilt,
+                })),
+            )
+                .into_response()
+        }
+        Ok(Err(why)) => {
+            app.metrics.refused();
+            tracing::warn!(host = %request.host, environment = %request.environment, reason = %why, "enrollment refused");
+            error(StatusCode::FORBIDDEN, why)
+        }
+        Err(response) => response,
+    }
 }
 
 /// What SPEC §5 asks of a report beyond its shape.
@@ -328,15 +764,15 @@ pub(super) fn check(report: &Report) -> Result<(), String> {
     Ok(())
 }
 
-async fn post_report(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+async fn post_report(
+    State(app): State<App>,
+    Extension(who): Extension<Identity>,
+    body: Bytes,
+) -> Response {
     let arrived = std::time::Instant::now();
     let refuse = |response: Response| {
         app.metrics.refused();
         response
-    };
-    let host = match authenticate_host(&app, &headers).await {
-        Ok(host) => host,
-        Err(response) => return refuse(response),
     };
     let report: Report = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -347,14 +783,8 @@ async fn post_report(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
             ));
         }
     };
-    if report.host != host {
-        return refuse(error(
-            StatusCode::FORBIDDEN,
-            format!(
-                "this token is `{host}`'s; it cannot report for `{}`",
-                report.host
-            ),
-        ));
+    if let Err(why) = bound(&who, &report.host, &report.environment, "report") {
+        return refuse(error(StatusCode::FORBIDDEN, why));
     }
     if let Err(e) = check(&report) {
         return refuse(error(
@@ -371,8 +801,8 @@ async fn post_report(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
         received_unix: now_unix(),
     };
     let (reply, answer) = oneshot::channel();
-    if app.writes.send((incoming, reply)).await.is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the log is shutting down");
+    if let Err(full) = app.writes.try_send((incoming, reply)) {
+        return busy(&full);
     }
     match answer.await {
         Ok(Ok(Stored::New)) => {
@@ -503,8 +933,23 @@ async fn one_report(State(app): State<App>, Path(id): Path<String>) -> Response 
     }
 }
 
+/// The hosts, each with when it last enrolled again as a rebuilt host.
+fn hosts_with_enrollments(
+    store: &dyn Store,
+    now: i64,
+) -> Result<Vec<super::store::HostRow>, StoreError> {
+    let mut hosts = store.hosts(now)?;
+    let again: HashMap<String, i64> = store::read(store, identity::re_enrolled)?
+        .into_iter()
+        .collect();
+    for h in &mut hosts {
+        h.re_enrolled_unix = again.get(&h.host).copied();
+    }
+    Ok(hosts)
+}
+
 async fn hosts(State(app): State<App>) -> Response {
-    match blocking(&app, |s| s.hosts(now_unix())).await {
+    match blocking(&app, |s| hosts_with_enrollments(s, now_unix())).await {
         Ok(rows) => axum::Json(json!({ "hosts": rows })).into_response(),
         Err(r) => r,
     }
@@ -559,7 +1004,11 @@ async fn metrics(State(app): State<App>) -> Response {
 async fn dashboard_home(State(app): State<App>) -> Response {
     let now = now_unix();
     match blocking(&app, move |s| {
-        Ok((s.commits(50)?, s.hosts(now)?, s.rollouts(None, None, 20)?))
+        Ok((
+            s.commits(50)?,
+            hosts_with_enrollments(s, now)?,
+            s.rollouts(None, None, 20)?,
+        ))
     })
     .await
     {
@@ -603,11 +1052,11 @@ async fn dashboard_report(State(app): State<App>, Path(id): Path<String>) -> Res
     }
 }
 
-async fn admit(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let host = match authenticate_host(&app, &headers).await {
-        Ok(host) => host,
-        Err(response) => return response,
-    };
+async fn admit(
+    State(app): State<App>,
+    Extension(who): Extension<Identity>,
+    body: Bytes,
+) -> Response {
     let request: AdmitRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -617,14 +1066,9 @@ async fn admit(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
             );
         }
     };
-    if request.host != host {
-        return error(
-            StatusCode::FORBIDDEN,
-            format!(
-                "this token is `{host}`'s; it cannot ask for `{}`",
-                request.host
-            ),
-        );
+    if let Err(why) = bound(&who, &request.host, &request.environment, "ask") {
+        app.metrics.refused();
+        return error(StatusCode::FORBIDDEN, why);
     }
     if request.environment.trim().is_empty() || request.commit.trim().is_empty() {
         return error(
@@ -664,8 +1108,8 @@ async fn admit(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
         Err(r) => return r,
     }
     let (reply, answer) = oneshot::channel();
-    if app.admissions.send((question, reply)).await.is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the log is shutting down");
+    if let Err(full) = app.admissions.try_send((question, reply)) {
+        return busy(&full);
     }
     match answer.await {
         Ok(Ok(answer)) => axum::Json(answer).into_response(),
@@ -702,17 +1146,8 @@ struct Act {
     commit: Option<String>,
 }
 
-async fn act(app: App, headers: HeaderMap, body: Bytes, action: Action) -> Response {
-    let who = match authenticate(&app, &headers).await {
-        Ok(who) => who,
-        Err(response) => return response,
-    };
-    let Some(operator) = who.strip_prefix(OPERATOR_PREFIX).map(str::to_owned) else {
-        return error(
-            StatusCode::FORBIDDEN,
-            "only an operator may resume or abort a rollout: use a token made by `tend log token create --operator NAME`",
-        );
-    };
+async fn act(app: App, who: Identity, body: Bytes, action: Action) -> Response {
+    let operator = who.name;
     let request: Act = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -740,10 +1175,18 @@ async fn act(app: App, headers: HeaderMap, body: Bytes, action: Action) -> Respo
     }
 }
 
-async fn resume(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    act(app, headers, body, Action::Resume).await
+async fn resume(
+    State(app): State<App>,
+    Extension(who): Extension<Identity>,
+    body: Bytes,
+) -> Response {
+    act(app, who, body, Action::Resume).await
 }
 
-async fn abort(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    act(app, headers, body, Action::Abort).await
+async fn abort(
+    State(app): State<App>,
+    Extension(who): Extension<Identity>,
+    body: Bytes,
+) -> Response {
+    act(app, who, body, Action::Abort).await
 }

@@ -8,11 +8,15 @@
 
 mod dashboard;
 mod http;
+pub mod identity;
+mod listen;
 mod metrics;
 pub mod mirror;
 pub mod notify;
+mod pg_tls;
 pub mod postgres;
 pub mod rollouts;
+pub mod sql;
 pub mod sqlite;
 pub mod store;
 
@@ -83,16 +87,35 @@ pub struct ServeOptions {
     pub source: Option<(String, String)>,
     /// Where the mirror lives.
     pub mirror_dir: PathBuf,
+    /// The certificate and key files (PEM) to serve TLS with.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Plain HTTP on a non-loopback address (a TLS-terminating proxy in front).
+    pub plain_http: bool,
+    pub max_connections: usize,
+    /// `/metrics` without a token (counts only, never a host's name).
+    pub public_metrics: bool,
+    /// Reports (and admission questions) waiting for the writer.
+    pub max_waiting: usize,
 }
+
+/// Reports waiting to be stored by default.
+pub const DEFAULT_MAX_WAITING: usize = 4096;
+
+/// Connections served at once by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// Runs the log server until SIGTERM or SIGINT.
 pub fn serve(options: &ServeOptions) -> anyhow::Result<()> {
     let store = open(&options.db)?;
+    // Declared after the store, so dropped before it: the background
+    // tasks' handles on the store go with the runtime, and the store
+    // itself is closed out of it (PostgreSQL's client cannot close inside
+    // a runtime).
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(http::serve(store, options))
+    runtime.block_on(http::serve(Arc::clone(&store), options))
 }
 
 /// A report body as the log takes it: parsed and checked against SPEC §5

@@ -1,8 +1,15 @@
 //! `--notify URL`: a chat message (Slack-compatible `{"text": …}`) when runs
-//! change, drift or fail. Runs of one commit that land within a window
-//! make one message, not one per host. Sending happens beside ingestion:
-//! a full queue drops the event (counted in the log's output), and a chat
-//! service that is down is retried with backoff, never holding a report.
+//! change, drift or fail, and when a rollout halts. Runs of one commit
+//! that land within a window make one message, not one per host. Sending
+//! happens beside ingestion, one message at a time, retried with backoff
+//! when the chat service is down, never holding a report.
+//!
+//! Bounded: events wait in a queue of their own (full: dropped, logged),
+//! a window's events become one message per commit, and messages wait in
+//! a bounded outbox. Halts have an outbox of their own that is sent
+//! first, so no flood of runs can push a halt out. Every text is escaped
+//! for Slack (`&`, `<`, `>`): a commit subject cannot ping `<!channel>`
+//! or hide a link.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -25,27 +32,31 @@ pub struct Event {
 #[derive(Clone)]
 pub struct Notifier {
     events: mpsc::Sender<Event>,
-    url: String,
-    runtime: tokio::runtime::Handle,
+    halts: mpsc::Sender<String>,
 }
 
+/// Messages of runs waiting to be sent; more are dropped.
+const OUTBOX: usize = 256;
+/// Halt messages waiting to be sent (one per halted rollout).
+const HALTS: usize = 1024;
+
 impl Notifier {
-    /// Starts the notifier task on the current runtime.
+    /// Starts the notifier tasks on the current runtime.
     pub fn start(url: String, window: Duration) -> Notifier {
         let (events, queue) = mpsc::channel(10_000);
-        tokio::spawn(run(url.clone(), window, queue));
-        Notifier {
-            events,
-            url,
-            runtime: tokio::runtime::Handle::current(),
-        }
+        let (summaries, outbox) = mpsc::channel(OUTBOX);
+        let (halts, halt_box) = mpsc::channel(HALTS);
+        tokio::spawn(run(window, queue, summaries));
+        tokio::spawn(send_forever(url, halt_box, outbox));
+        Notifier { events, halts }
     }
 
-    /// Sends a message of its own at once (a halted rollout), from any
-    /// thread.
+    /// A halted rollout: sent before any waiting message of runs. From
+    /// any thread; never waits.
     pub fn alert(&self, text: String) {
-        self.runtime
-            .spawn(send_with_retries(self.url.clone(), text));
+        if self.halts.try_send(text).is_err() {
+            tracing::error!("the chat's halt queue is full; a halt message was dropped");
+        }
     }
 
     /// Never waits: a full queue drops the event.
@@ -56,7 +67,7 @@ impl Notifier {
     }
 }
 
-async fn run(url: String, window: Duration, mut queue: mpsc::Receiver<Event>) {
+async fn run(window: Duration, mut queue: mpsc::Receiver<Event>, outbox: mpsc::Sender<String>) {
     while let Some(first) = queue.recv().await {
         // Gather what lands within the window, by commit.
         let mut by_commit: BTreeMap<Option<String>, Vec<Event>> = BTreeMap::new();
@@ -72,11 +83,36 @@ async fn run(url: String, window: Duration, mut queue: mpsc::Receiver<Event>) {
                 .push(event);
         }
         for events in by_commit.into_values() {
-            let text = message(&events);
-            let url = url.clone();
-            tokio::spawn(send_with_retries(url, text));
+            if outbox.try_send(message(&events)).is_err() {
+                tracing::warn!("the chat outbox is full; a message of runs was dropped");
+            }
         }
     }
+}
+
+/// One message at a time, halts first.
+async fn send_forever(
+    url: String,
+    mut halts: mpsc::Receiver<String>,
+    mut outbox: mpsc::Receiver<String>,
+) {
+    loop {
+        let text = tokio::select! {
+            biased;
+            Some(text) = halts.recv() => text,
+            Some(text) = outbox.recv() => text,
+            else => return,
+        };
+        send_with_retries(&url, &text).await;
+    }
+}
+
+/// Text as Slack shows it literally: `&`, `<` and `>` escaped, so `<!channel>`
+/// and `<https://…|label>` from a commit subject stay text.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// `commit 9f3c0a1b2c by Ana Diaz (web: 8 workers): 12 hosts — 10 changed,
@@ -160,11 +196,11 @@ pub fn halt_message(r: &super::rollouts::RolloutRow) -> String {
     text
 }
 
-async fn send_with_retries(url: String, text: String) {
-    let body = serde_json::json!({ "text": text }).to_string();
+async fn send_with_retries(url: &str, text: &str) {
+    let body = serde_json::json!({ "text": escape(text) }).to_string();
     let mut wait = Duration::from_secs(1);
     for attempt in 1..=6 {
-        let (url2, body2) = (url.clone(), body.clone());
+        let (url2, body2) = (url.to_owned(), body.clone());
         let sent = tokio::task::spawn_blocking(move || post(&url2, &body2)).await;
         match sent {
             Ok(Ok(())) => return,

@@ -10,9 +10,12 @@
 
 use std::sync::Mutex;
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 
-use super::rollouts::{self, Cell, Halt, History, RolloutRow, Sql};
+use super::pg_tls::{self, MakeRustls};
+
+use super::rollouts::{self, Halt, History, RolloutRow};
+use super::sql::{Cell, Sql};
 use super::store::Question;
 use super::store::{
     CommitRow, HostRow, Incoming, Inserted, Page, Param, ReportQuery, ReportRow, Store, StoreError,
@@ -193,14 +196,74 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE rollout_hosts ADD COLUMN previous_commit TEXT, ADD COLUMN clean_unix BIGINT,
         ADD COLUMN failure TEXT, ADD COLUMN drifted_by TEXT, ADD COLUMN forgiven BIGINT NOT NULL DEFAULT 0;
     CREATE INDEX rollouts_due ON rollouts (state, next_check_unix);",
+    // 6: the trust model (SPEC §6): tokens of hosts (bound to a name and an
+    // environment), viewers and operators, with expiry, last use and
+    // revocation; join tokens and who enrolled with them; browser sessions.
+    // Old host tokens take the environment of the host's last report.
+    "CREATE TABLE identities (
+        id BIGSERIAL PRIMARY KEY,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        environment TEXT,
+        lookup TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created_unix BIGINT NOT NULL,
+        created_by TEXT NOT NULL,
+        expires_unix BIGINT,
+        last_used_unix BIGINT,
+        revoked_unix BIGINT
+    );
+    CREATE INDEX identities_by_lookup ON identities (lookup);
+    CREATE INDEX identities_by_name ON identities (kind, name);
+    INSERT INTO identities (kind, name, environment, lookup, hash, created_unix, created_by)
+        SELECT CASE WHEN t.host LIKE 'operator:%' THEN 'operator' ELSE 'host' END,
+               CASE WHEN t.host LIKE 'operator:%' THEN substr(t.host, 10) ELSE t.host END,
+               (SELECT r.environment FROM hosts h JOIN reports r ON r.seq = h.last_seq WHERE h.host = t.host),
+               substr(t.hash, 1, 16), t.hash, t.created_unix, 'tend log token create'
+        FROM tokens t;
+    DROP TABLE tokens;
+    CREATE TABLE joins (
+        id BIGSERIAL PRIMARY KEY,
+        environment TEXT NOT NULL,
+        pattern TEXT NOT NULL,
+        lookup TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        max_uses BIGINT,
+        uses BIGINT NOT NULL DEFAULT 0,
+        allow_rebuild BIGINT NOT NULL DEFAULT 0,
+        created_unix BIGINT NOT NULL,
+        created_by TEXT NOT NULL,
+        expires_unix BIGINT,
+        revoked_unix BIGINT
+    );
+    CREATE INDEX joins_by_lookup ON joins (lookup);
+    CREATE TABLE enrollments (
+        id BIGSERIAL PRIMARY KEY,
+        join_id BIGINT NOT NULL,
+        host TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        enrolled_unix BIGINT NOT NULL,
+        rebuilt BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE INDEX enrollments_by_host ON enrollments (host, enrolled_unix);
+    CREATE TABLE sessions (
+        lookup TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        identity_id BIGINT NOT NULL,
+        created_unix BIGINT NOT NULL,
+        expires_unix BIGINT NOT NULL
+    );
+    CREATE INDEX sessions_by_lookup ON sessions (lookup);",
 ];
 
 /// An arbitrary constant: the advisory lock migrations run under.
 const MIGRATION_LOCK: i64 = 0x7465_6e64_6c6f_6701;
 
 pub struct PostgresStore {
-    /// For connecting again after PostgreSQL restarted.
+    /// For connecting again after PostgreSQL restarted (as the client
+    /// library takes it), with TLS as the URL's `sslmode` says.
     url: String,
+    tls: MakeRustls,
     writer: Mutex<Client>,
     /// Queries and the gate's read-only answers, several at a time.
     readers: Vec<Mutex<Client>>,
@@ -211,20 +274,33 @@ pub struct PostgresStore {
 /// Reading connections per server.
 const READERS: usize = 4;
 
+/// The error with its causes (a TLS handshake's says which certificate
+/// check failed).
 fn db(e: postgres::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    StoreError::Database(text)
 }
 
 impl PostgresStore {
     pub fn open(url: &str) -> Result<PostgresStore, StoreError> {
-        let mut writer = Client::connect(url, NoTls).map_err(db)?;
+        let (url, tls) = pg_tls::connector(url).map_err(StoreError::Database)?;
+        let mut writer = Client::connect(&url, tls.clone()).map_err(db)?;
         migrate(&mut writer)?;
         let readers = (0..READERS)
-            .map(|_| Client::connect(url, NoTls).map(Mutex::new))
+            .map(|_| Client::connect(&url, tls.clone()).map(Mutex::new))
             .collect::<Result<_, _>>()
             .map_err(db)?;
         Ok(PostgresStore {
-            url: url.to_owned(),
+            url,
+            tls,
             writer: Mutex::new(writer),
             readers,
             next_reader: std::sync::atomic::AtomicUsize::new(0),
@@ -244,7 +320,7 @@ impl PostgresStore {
         mut client: std::sync::MutexGuard<'a, Client>,
     ) -> std::sync::MutexGuard<'a, Client> {
         if client.is_closed() {
-            match Client::connect(&self.url, NoTls) {
+            match Client::connect(&self.url, self.tls.clone()) {
                 Ok(fresh) => {
                     tracing::info!("connected to PostgreSQL again");
                     *client = fresh;
@@ -634,41 +710,21 @@ impl Store for PostgresStore {
         Ok(Inserted { stored: out, halts })
     }
 
-    fn token_host(&self, hash: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .reader()
-            .query_opt("SELECT host FROM tokens WHERE hash = $1", &[&hash])
-            .map_err(db)?
-            .map(|r| r.get(0)))
+    fn write(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Sql) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut client = self.writer();
+        let mut tx = client.transaction().map_err(db)?;
+        work(&mut Pg(&mut tx, &self.rollouts))?;
+        tx.commit().map_err(db)
     }
 
-    fn put_token(&self, host: &str, hash: &str) -> Result<(), StoreError> {
-        self.writer()
-            .execute(
-                "INSERT INTO tokens (host, hash, created_unix) VALUES ($1, $2, $3)
-                 ON CONFLICT (host) DO UPDATE SET hash = excluded.hash, created_unix = excluded.created_unix",
-                &[&host, &hash, &super::now_unix()],
-            )
-            .map_err(db)?;
-        Ok(())
-    }
-
-    fn revoke_token(&self, host: &str) -> Result<bool, StoreError> {
-        let n = self
-            .writer()
-            .execute("DELETE FROM tokens WHERE host = $1", &[&host])
-            .map_err(db)?;
-        Ok(n > 0)
-    }
-
-    fn tokens(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(self
-            .reader()
-            .query("SELECT host, created_unix FROM tokens ORDER BY host", &[])
-            .map_err(db)?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect())
+    fn read(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Sql) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        work(&mut Pg(&mut *self.reader(), &self.rollouts))
     }
 
     fn reports(&self, q: &ReportQuery) -> Result<Page, StoreError> {
@@ -735,6 +791,7 @@ impl Store for PostgresStore {
                     failed: r.get(8),
                     interval_s: interval,
                     silent: now_unix - received > 2 * interval.unwrap_or(30 * 60),
+                    re_enrolled_unix: None,
                 }
             })
             .collect())

@@ -12,6 +12,7 @@
 
 use serde::Serialize;
 
+use super::sql::{Cell, Sql};
 use super::store::{Param, StoreError};
 use crate::report::{Report, RunMode, Status};
 use crate::rollout::gate::{self, Event, Failure, Holding, Member, Outcome, Phase, Rollout};
@@ -19,54 +20,6 @@ use crate::rollout::{Admission, AdmitRequest, Policy};
 use crate::source::Revision;
 
 pub use gate::HaltedBy;
-
-/// A value read back.
-#[derive(Debug, Clone)]
-pub enum Cell {
-    Null,
-    Int(i64),
-    Text(String),
-}
-
-impl Cell {
-    fn int(&self) -> i64 {
-        match self {
-            Cell::Int(n) => *n,
-            _ => 0,
-        }
-    }
-    fn opt_int(&self) -> Option<i64> {
-        match self {
-            Cell::Int(n) => Some(*n),
-            _ => None,
-        }
-    }
-    fn text(&self) -> String {
-        match self {
-            Cell::Text(t) => t.clone(),
-            Cell::Int(n) => n.to_string(),
-            Cell::Null => String::new(),
-        }
-    }
-    fn opt_text(&self) -> Option<String> {
-        match self {
-            Cell::Text(t) if !t.is_empty() => Some(t.clone()),
-            _ => None,
-        }
-    }
-}
-
-/// What the gate needs of a database, inside one transaction. SQL is
-/// written with `$1` placeholders and integer (not boolean) columns, which
-/// both stores read alike.
-pub trait Sql {
-    fn exec(&mut self, sql: &str, args: &[Param]) -> Result<u64, StoreError>;
-    fn rows(&mut self, sql: &str, args: &[Param]) -> Result<Vec<Vec<Cell>>, StoreError>;
-    /// Holds the environment's rollout lock until the transaction ends.
-    fn lock_environment(&mut self, environment: &str) -> Result<(), StoreError>;
-    /// This server's rollouts as it last read or wrote them.
-    fn cache(&self) -> &Cache;
-}
 
 /// The members of the rollouts this server decided last, each with the
 /// version of the rollout it saw. A decision whose rollout row still has

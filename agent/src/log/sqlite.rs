@@ -8,7 +8,8 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::rollouts::{self, Cell, Halt, History, RolloutRow, Sql};
+use super::rollouts::{self, Halt, History, RolloutRow};
+use super::sql::{Cell, Sql};
 use super::store::Question;
 use super::store::{
     CommitRow, HostRow, Incoming, Inserted, Page, Param, ReportQuery, ReportRow, Store, StoreError,
@@ -125,6 +126,64 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE rollout_hosts ADD COLUMN forgiven INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE rollouts ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX rollouts_due ON rollouts (state, next_check_unix);",
+    // 5: the trust model (SPEC §6): tokens of hosts (bound to a name and an
+    // environment), viewers and operators, with expiry, last use and
+    // revocation; join tokens and who enrolled with them; browser sessions.
+    // Old host tokens take the environment of the host's last report.
+    "CREATE TABLE identities (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        environment TEXT,
+        lookup TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created_unix INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        expires_unix INTEGER,
+        last_used_unix INTEGER,
+        revoked_unix INTEGER
+    );
+    CREATE INDEX identities_by_lookup ON identities (lookup);
+    CREATE INDEX identities_by_name ON identities (kind, name);
+    INSERT INTO identities (kind, name, environment, lookup, hash, created_unix, created_by)
+        SELECT CASE WHEN t.host LIKE 'operator:%' THEN 'operator' ELSE 'host' END,
+               CASE WHEN t.host LIKE 'operator:%' THEN substr(t.host, 10) ELSE t.host END,
+               (SELECT r.environment FROM hosts h JOIN reports r ON r.seq = h.last_seq WHERE h.host = t.host),
+               substr(t.hash, 1, 16), t.hash, t.created_unix, 'tend log token create'
+        FROM tokens t;
+    DROP TABLE tokens;
+    CREATE TABLE joins (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        environment TEXT NOT NULL,
+        pattern TEXT NOT NULL,
+        lookup TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        max_uses INTEGER,
+        uses INTEGER NOT NULL DEFAULT 0,
+        allow_rebuild INTEGER NOT NULL DEFAULT 0,
+        created_unix INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        expires_unix INTEGER,
+        revoked_unix INTEGER
+    );
+    CREATE INDEX joins_by_lookup ON joins (lookup);
+    CREATE TABLE enrollments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        join_id INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        enrolled_unix INTEGER NOT NULL,
+        rebuilt INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX enrollments_by_host ON enrollments (host, enrolled_unix);
+    CREATE TABLE sessions (
+        lookup TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        identity_id INTEGER NOT NULL,
+        created_unix INTEGER NOT NULL,
+        expires_unix INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_by_lookup ON sessions (lookup);",
 ];
 
 pub struct SqliteStore {
@@ -479,44 +538,19 @@ impl Store for SqliteStore {
         Ok(Inserted { stored: out, halts })
     }
 
-    fn token_host(&self, hash: &str) -> Result<Option<String>, StoreError> {
-        self.reader()
-            .query_row("SELECT host FROM tokens WHERE hash = ?1", [hash], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(db)
+    fn write(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Sql) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.gate(|sql| work(sql))
     }
 
-    fn put_token(&self, host: &str, hash: &str) -> Result<(), StoreError> {
-        let now = super::now_unix();
-        self.writer()
-            .execute(
-                "INSERT INTO tokens (host, hash, created_unix) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (host) DO UPDATE SET hash = excluded.hash, created_unix = excluded.created_unix",
-                params![host, hash, now],
-            )
-            .map_err(db)?;
-        Ok(())
-    }
-
-    fn revoke_token(&self, host: &str) -> Result<bool, StoreError> {
-        let n = self
-            .writer()
-            .execute("DELETE FROM tokens WHERE host = ?1", [host])
-            .map_err(db)?;
-        Ok(n > 0)
-    }
-
-    fn tokens(&self) -> Result<Vec<(String, i64)>, StoreError> {
+    fn read(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Sql) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let conn = self.reader();
-        let mut stmt = conn
-            .prepare("SELECT host, created_unix FROM tokens ORDER BY host")
-            .map_err(db)?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(db)?;
-        rows.collect::<Result<_, _>>().map_err(db)
+        work(&mut Lite(&conn, &self.rollouts))
     }
 
     fn reports(&self, q: &ReportQuery) -> Result<Page, StoreError> {
@@ -587,6 +621,7 @@ impl Store for SqliteStore {
                     failed: r.get(8)?,
                     interval_s: interval,
                     silent: now_unix - received > 2 * every,
+                    re_enrolled_unix: None,
                 })
             })
             .map_err(db)?;

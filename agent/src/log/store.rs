@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::rollouts::{Action, CommitFacts, Halt, History, RolloutRow};
+use super::sql::Sql;
 use crate::report::Report;
 use crate::rollout::{Admission, AdmitRequest};
 
@@ -150,6 +151,9 @@ pub struct HostRow {
     pub interval_s: Option<i64>,
     /// Not heard from for more than two of its intervals.
     pub silent: bool,
+    /// When a rebuilt host of this name last enrolled again (its old
+    /// token revoked).
+    pub re_enrolled_unix: Option<i64>,
 }
 
 /// One commit in the deploy log.
@@ -242,13 +246,17 @@ pub trait Store: Send + Sync + 'static {
         who: &str,
         now_unix: i64,
     ) -> Result<Result<RolloutRow, String>, StoreError>;
-    /// The host a token hash belongs to.
-    fn token_host(&self, hash: &str) -> Result<Option<String>, StoreError>;
-    /// Stores a host's token hash, replacing its old one.
-    fn put_token(&self, host: &str, hash: &str) -> Result<(), StoreError>;
-    fn revoke_token(&self, host: &str) -> Result<bool, StoreError>;
-    /// Hosts with a token, and when it was made.
-    fn tokens(&self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Runs `work` in one writing transaction (identities, join tokens,
+    /// sessions: written once for both stores over [`Sql`]).
+    fn write(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Sql) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+    /// Runs `work` on a reading connection.
+    fn read(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Sql) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
     fn reports(&self, query: &ReportQuery) -> Result<Page, StoreError>;
     /// A report as it was sent.
     fn report(&self, id: &str) -> Result<Option<String>, StoreError>;
@@ -256,4 +264,36 @@ pub trait Store: Send + Sync + 'static {
     fn commits(&self, limit: usize) -> Result<Vec<CommitRow>, StoreError>;
     /// Removes reports received before `before_unix`; how many.
     fn prune(&self, before_unix: i64) -> Result<usize, StoreError>;
+}
+
+/// [`Store::write`] with a value out.
+pub fn write<T>(
+    store: &dyn Store,
+    work: impl FnOnce(&mut dyn Sql) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut work = Some(work);
+    let mut out = None;
+    store.write(&mut |sql| {
+        if let Some(work) = work.take() {
+            out = Some(work(sql)?);
+        }
+        Ok(())
+    })?;
+    out.ok_or(StoreError::Closed("the transaction did not run"))
+}
+
+/// [`Store::read`] with a value out.
+pub fn read<T>(
+    store: &dyn Store,
+    work: impl FnOnce(&mut dyn Sql) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut work = Some(work);
+    let mut out = None;
+    store.read(&mut |sql| {
+        if let Some(work) = work.take() {
+            out = Some(work(sql)?);
+        }
+        Ok(())
+    })?;
+    out.ok_or(StoreError::Closed("the query did not run"))
 }

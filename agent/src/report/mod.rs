@@ -2,6 +2,8 @@
 //! log and as the plan/apply listing people read; its spool and its way to
 //! the log.
 
+pub mod client;
+pub mod enroll;
 pub mod send;
 pub mod spool;
 

@@ -1,7 +1,7 @@
 //! Sending a report to the central log: `POST /v1/reports` with the host's
 //! token. One sender for `tend converge --report-to` and the agent.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How long one request may take in all: a log that hangs must not hold a
@@ -25,27 +25,56 @@ pub enum Refused {
     ForGood(String),
 }
 
-impl Sender {
-    /// A sender to the log at `base` (e.g. `http://log.example.com:8140`)
-    /// with the token in `token_file`.
-    pub fn new(base: &str, token_file: &Path) -> Result<Sender, String> {
-        let token = fs_err::read_to_string(token_file)
-            .map_err(|e| format!("cannot read the token: {e}"))?
-            .trim()
-            .to_owned();
-        if token.is_empty() {
-            return Err(format!("`{}` holds no token", token_file.display()));
+/// Where a host's reports go: the log's URL, the file holding this host's
+/// token, a private CA to trust, and a join token to enroll with when the
+/// token file does not exist yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    pub token_file: PathBuf,
+    pub ca: Option<PathBuf>,
+    pub enroll_token_file: Option<PathBuf>,
+}
+
+impl Endpoint {
+    pub fn new(url: &str, token_file: &Path) -> Endpoint {
+        Endpoint {
+            url: url.to_owned(),
+            token_file: token_file.to_owned(),
+            ca: None,
+            enroll_token_file: None,
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(TIMEOUT))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let base = base.trim_end_matches('/').to_owned();
+    }
+}
+
+impl Sender {
+    /// A sender to the log at `endpoint.url` (e.g.
+    /// `https://log.example.com:8140`) with the token in its token file.
+    pub fn new(endpoint: &Endpoint) -> Result<Sender, String> {
+        let client = super::client::Client::new(&endpoint.url, endpoint.ca.as_deref(), TIMEOUT)?;
+        let token = match fs_err::read_to_string(&endpoint.token_file) {
+            Ok(token) => token.trim().to_owned(),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && endpoint.enroll_token_file.is_some() =>
+            {
+                return Err(format!(
+                    "not enrolled yet: `{}` does not exist",
+                    endpoint.token_file.display()
+                ));
+            }
+            Err(e) => return Err(format!("cannot read the token: {e}")),
+        };
+        if token.is_empty() {
+            return Err(format!(
+                "`{}` holds no token",
+                endpoint.token_file.display()
+            ));
+        }
         Ok(Sender {
-            agent,
-            url: format!("{base}/v1/reports"),
-            base,
+            agent: client.agent.clone(),
+            url: client.url("/v1/reports"),
+            base: client.base,
             token,
         })
     }
@@ -86,16 +115,16 @@ impl Sender {
             .send(body)
             .map_err(|e| Refused::ForNow(format!("{}: {e}", self.url)))?;
         let status = response.status().as_u16();
-        let answer = || {
-            let mut response = response;
-            let text = response
-                .body_mut()
-                .with_config()
-                .limit(4096)
-                .read_to_string()
-                .unwrap_or_default();
-            format!("{} answered {status}: {}", self.url, text.trim())
-        };
+        // The answer is read whole (it is small) so that the connection is
+        // kept for the next report of a spool being emptied.
+        let mut response = response;
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(4096)
+            .read_to_string()
+            .unwrap_or_default();
+        let answer = || format!("{} answered {status}: {}", self.url, text.trim());
         match status {
             200..=299 => Ok(()),
             401 | 403 => Err(Refused::ForNow(format!(
