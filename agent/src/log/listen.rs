@@ -237,3 +237,31 @@ async fn reload_on_sighup(tls: Arc<Tls>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_beyond_loopback_needs_to_be_asked_for() {
+        let loopback: SocketAddr = "127.0.0.1:8140".parse().unwrap();
+        let everywhere: SocketAddr = "0.0.0.0:8140".parse().unwrap();
+        let v6: SocketAddr = "[::1]:8140".parse().unwrap();
+        assert!(check_plain(loopback, false).is_ok());
+        assert!(check_plain(v6, false).is_ok());
+        let refused = check_plain(everywhere, false).unwrap_err();
+        assert!(refused.contains("--tls-cert") && refused.contains("--plain-http"));
+        assert!(check_plain(everywhere, true).is_ok());
+    }
+
+    #[test]
+    fn a_certificate_that_does_not_load_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        fs_err::write(&cert, "not a certificate\n").unwrap();
+        fs_err::write(&key, "not a key\n").unwrap();
+        let error = Tls::load(&cert, &key).err().unwrap();
+        assert!(error.contains("cert.pem"), "{error}");
+    }
+}
