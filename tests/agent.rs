@@ -639,12 +639,19 @@ fn the_real_log_server_shows_the_agents_commits_in_its_deploy_log() {
     f.cycle(&log.url, &[]).expect_code(2);
     let (_, commits) = log.get("/v1/commits");
     let commits = commits["commits"].as_array().unwrap();
-    assert_eq!(commits.len(), 2, "{commits:?}");
+    // The broken commit is in the deploy log too, refused by the host.
+    assert_eq!(commits.len(), 3, "{commits:?}");
     assert_eq!(commits[0]["commit"], two.as_str());
     assert_eq!(commits[0]["author"], "Ana Diaz <ana@example.com>");
     assert_eq!(commits[0]["subject"], "main: two");
     assert_eq!(commits[0]["hosts_changed"], 1);
-    assert_eq!(commits[1]["commit"], one.as_str());
+    assert_eq!(commits[1]["commit"], bad.as_str());
+    assert_eq!(commits[1]["author"], "Bo Berg <bo@example.com>");
+    assert_eq!(commits[1]["hosts_refused"], 1);
+    assert_eq!(commits[1]["hosts"], 0);
+    assert_eq!(commits[2]["commit"], one.as_str());
+    let (_, refusing) = log.get(&format!("/v1/reports?commit={bad}"));
+    assert_eq!(refusing["reports"][0]["status"], "refused", "{refusing}");
     let (_, refused) = log.get(&format!("/v1/reports?commit={one}"));
     let refused_report = refused["reports"]
         .as_array()

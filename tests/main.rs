@@ -7,6 +7,7 @@ mod cache;
 mod converge;
 mod crash;
 mod delivery;
+mod deploy_log;
 mod devboxes;
 mod diagnostics;
 mod e2e;

@@ -875,6 +875,11 @@ fn ten_thousand_senders_at_once_are_answered_503_rather_than_queued() {
     let log = LogServer::start(&["--max-connections", "20000", "--max-waiting", "64"]);
     let token = read_token(&log.token("web-1", "test"));
     let address = log.url.trim_start_matches("http://").to_owned();
+    // The database is held by another writer while they come (as a long
+    // transaction or a slow disk would): the writer waits, its queue fills.
+    let path = log.db.strip_prefix("sqlite:").unwrap().to_owned();
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     let mut streams = Vec::with_capacity(senders);
     for i in 0..senders {
         let body = report("web-1", "test", &format!("flood-{i}"));
@@ -886,6 +891,9 @@ fn ten_thousand_senders_at_once_are_answered_503_rather_than_queued() {
         stream.write_all(request.as_bytes()).unwrap();
         streams.push(stream);
     }
+    // Everything is sent: the database goes free.
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
     let (mut created, mut busy) = (0, 0);
     for mut stream in streams {
         stream

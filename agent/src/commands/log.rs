@@ -769,6 +769,14 @@ fn show(server: &ServerArgs, filters: &[(&str, String)], json: bool) -> anyhow::
             s("subject"),
             s("author"),
         );
+        let refused = s("refused_commit");
+        if !refused.is_empty() {
+            let _ = writeln!(
+                out,
+                "    refused {}: it does not compile for this host",
+                refused.get(..10).unwrap_or(&refused)
+            );
+        }
     }
     print!("{}", crate::report::inert(&out));
     Ok(0)

@@ -37,6 +37,37 @@ fn seg(text: &str) -> String {
     out
 }
 
+/// How long ago, for people ("4 min ago"), from seconds.
+pub fn ago(seconds: i64) -> String {
+    let (n, unit) = match seconds.abs() {
+        s if s < 60 => (s, "s"),
+        s if s < 3600 => (s / 60, "min"),
+        s if s < 86_400 => (s / 3600, "h"),
+        s => (s / 86_400, if s / 86_400 == 1 { "day" } else { "days" }),
+    };
+    if seconds < 0 {
+        format!("in {n} {unit}")
+    } else {
+        format!("{n} {unit} ago")
+    }
+}
+
+/// An RFC 3339 time shown relative to now, the absolute time on hover
+/// (and to machines, in `datetime`).
+fn time(rfc3339: &str) -> String {
+    let then = super::store::unix(rfc3339);
+    let relative = if then == 0 {
+        rfc3339.to_owned()
+    } else {
+        ago(super::now_unix() - then)
+    };
+    format!(
+        "<time datetime=\"{0}\" title=\"{0}\">{1}</time>",
+        esc(rfc3339),
+        esc(&relative)
+    )
+}
+
 fn short(commit: &str) -> &str {
     commit.get(..10).unwrap_or(commit)
 }
@@ -44,7 +75,7 @@ fn short(commit: &str) -> &str {
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:72em;padding:0 1em;color:#222}\
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}table{border-collapse:collapse;width:100%}\
 th,td{text-align:left;padding:.25em .6em;border-bottom:1px solid #ddd;vertical-align:top}\
-.changed{color:#0a5}.drift{color:#b60}.failed{color:#c00;font-weight:bold}.silent{color:#c00}\
+.changed{color:#0a5}.drift{color:#b60}.failed{color:#c00;font-weight:bold}.silent{color:#c00}.refused{color:#a0a;font-weight:bold}\
 pre{background:#f6f6f6;padding:.6em;overflow:auto}code{font-size:.95em}a{color:#036}\
 nav{display:flex;justify-content:space-between}form.out{display:inline}.login{max-width:28em}\
 .login input{width:100%;font:inherit;padding:.3em}.error{color:#c00}";
@@ -139,12 +170,16 @@ pub fn home(commits: &[CommitRow], hosts: &[HostRow], rollouts: &[RolloutRow]) -
     let silent = hosts.iter().filter(|h| h.silent).count();
     let _ = write!(
         b,
-        "<p id=\"summary\">{} hosts: {} unchanged, {} changed, {} drift, {} failed; {} silent.</p>",
+        "<p id=\"summary\">{} hosts: {} unchanged, {} changed, {} drift, {} failed{}; {} silent.</p>",
         hosts.len(),
         count("unchanged"),
         count("changed"),
         count("drift"),
         count("failed"),
+        match count("refused") {
+            0 => String::new(),
+            n => format!(", {n} refusing a commit"),
+        },
         silent
     );
     if !rollouts.is_empty() {
@@ -153,10 +188,19 @@ pub fn home(commits: &[CommitRow], hosts: &[HostRow], rollouts: &[RolloutRow]) -
     }
     b.push_str("<h2>Deploy log</h2><table id=\"deploys\"><tr><th>last applied</th><th>commit</th><th>author</th><th>subject</th><th>hosts</th><th>changed</th><th>failed</th><th>pending</th></tr>");
     for c in commits {
+        let refused = if c.hosts_refused > 0 {
+            format!(
+                " <span class=\"refused\">does not compile: refused by {} host{}</span>",
+                c.hosts_refused,
+                if c.hosts_refused == 1 { "" } else { "s" }
+            )
+        } else {
+            String::new()
+        };
         let _ = write!(
             b,
-            "<tr><td>{}</td><td><a href=\"/commits/{}\"><code>{}</code></a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
-            esc(&c.last_applied),
+            "<tr><td>{}</td><td><a href=\"/commits/{}\"><code>{}</code></a></td><td>{}</td><td>{}{refused}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
+            time(&c.last_applied),
             seg(&c.commit),
             esc(short(&c.commit)),
             esc(c.author.as_deref().unwrap_or("")),
@@ -173,15 +217,17 @@ pub fn home(commits: &[CommitRow], hosts: &[HostRow], rollouts: &[RolloutRow]) -
     // Failed first, then drift, changed, unchanged: what needs eyes on top.
     let rank = |s: &str| match s {
         "failed" => 0,
-        "drift" => 1,
-        "changed" => 2,
-        _ => 3,
+        "refused" => 1,
+        "drift" => 2,
+        "changed" => 3,
+        _ => 4,
     };
     sorted.sort_by_key(|h| (rank(&h.status), h.host.clone()));
     for h in sorted {
         let _ = write!(
             b,
-            "<tr><td>{}{}</td><td>{}</td>{}<td><code>{}</code></td><td>{}</td><td>{}</td><td><a href=\"/reports/{}\">{}</a>{}</td></tr>",
+            "<tr><td><a href=\"/hosts/{}\">{}</a>{}</td><td>{}</td>{}<td><code>{}</code></td><td>{}</td><td>{}</td><td><a href=\"/reports/{}\">{}</a>{}</td></tr>",
+            seg(&h.host),
             esc(&h.host),
             h.re_enrolled_unix.map_or(String::new(), |t| format!(
                 " <small class=\"re-enrolled\">re-enrolled at {}</small>",
@@ -193,7 +239,7 @@ pub fn home(commits: &[CommitRow], hosts: &[HostRow], rollouts: &[RolloutRow]) -
             h.drift,
             h.failed,
             seg(&h.last_report),
-            esc(&h.last_started_at),
+            time(&h.last_started_at),
             if h.silent {
                 " <span class=\"silent\">silent</span>"
             } else {
@@ -223,9 +269,41 @@ pub fn home(commits: &[CommitRow], hosts: &[HostRow], rollouts: &[RolloutRow]) -
     page("Hosts and deploys", &b)
 }
 
-pub fn commit(commit: &str, reports: &[ReportRow], rollouts: &[RolloutRow]) -> String {
+/// A commit's page; `refusal` is the `rejected` part of a report that
+/// refused it (who made it, what it says, and the errors).
+pub fn commit(
+    commit: &str,
+    reports: &[ReportRow],
+    rollouts: &[RolloutRow],
+    refusal: Option<&serde_json::Value>,
+) -> String {
     let mut b = String::new();
-    if let Some(first) = reports.first() {
+    if let Some(rejected) = refusal {
+        let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+        let refusing: std::collections::BTreeSet<&str> = reports
+            .iter()
+            .filter(|r| r.refused_commit.as_deref() == Some(commit))
+            .map(|r| r.host.as_str())
+            .collect();
+        let _ = write!(
+            b,
+            "<p id=\"commit\"><code>{}</code> by {}: {}</p><h2>Does not compile</h2><p id=\"refused\" class=\"refused\">refused by {} host{}: {}</p><ul id=\"refusal\">",
+            esc(commit),
+            esc(&s(&rejected["author"])),
+            esc(&s(&rejected["subject"])),
+            refusing.len(),
+            if refusing.len() == 1 { "" } else { "s" },
+            esc(&refusing.iter().copied().collect::<Vec<_>>().join(", "))
+        );
+        let errors = rejected["errors"].as_array().cloned().unwrap_or_default();
+        if errors.is_empty() {
+            let _ = write!(b, "<li>{}</li>", esc(&s(&rejected["reason"])));
+        }
+        for e in &errors {
+            let _ = write!(b, "<li><code>{}</code></li>", esc(&s(e)));
+        }
+        b.push_str("</ul>");
+    } else if let Some(first) = reports.first() {
         let _ = write!(
             b,
             "<p id=\"commit\"><code>{}</code> by {}: {}</p>",
@@ -244,7 +322,7 @@ pub fn commit(commit: &str, reports: &[ReportRow], rollouts: &[RolloutRow]) -> S
             b,
             "<tr><td><a href=\"/reports/{}\">{}</a></td><td>{}</td>{}<td>{}</td><td>{}</td><td>{}</td></tr>",
             seg(&r.id),
-            esc(&r.started_at),
+            time(&r.started_at),
             esc(&r.host),
             status_cell(&r.status),
             r.changed,
@@ -254,6 +332,106 @@ pub fn commit(commit: &str, reports: &[ReportRow], rollouts: &[RolloutRow]) -> S
     }
     b.push_str("</table>");
     page(&format!("Commit {}", short(commit)), &b)
+}
+
+/// A host's page: its last run, whether it was rebuilt, its history as a
+/// picture (one bar a run, coloured by status; a mark where its commit
+/// changed), and its runs.
+pub fn host(name: &str, row: Option<&HostRow>, runs: &[ReportRow]) -> String {
+    let mut b = String::new();
+    if let Some(h) = row {
+        let _ = write!(
+            b,
+            "<p id=\"host\">{} in {}: {} on <code>{}</code>, last run {}{}{}</p>",
+            esc(&h.host),
+            esc(&h.environment),
+            esc(&h.status),
+            esc(h.commit.as_deref().map_or("", short)),
+            time(&h.last_started_at),
+            if h.silent {
+                " <span class=\"silent\">silent</span>"
+            } else {
+                ""
+            },
+            h.re_enrolled_unix.map_or(String::new(), |t| format!(
+                "; re-enrolled at {}",
+                esc(&super::identity::when(t))
+            ))
+        );
+    }
+    b.push_str("<h2>History</h2>");
+    b.push_str(&history_svg(runs));
+    b.push_str("<h2>Runs</h2><table id=\"runs\"><tr><th>started</th><th>status</th><th>commit</th><th>changed</th><th>drift</th><th>failed</th></tr>");
+    for r in runs {
+        let commit = r
+            .refused_commit
+            .as_deref()
+            .or(r.commit.as_deref())
+            .unwrap_or("");
+        let _ = write!(
+            b,
+            "<tr><td><a href=\"/reports/{}\">{}</a></td>{}<td><a href=\"/commits/{}\"><code>{}</code></a> {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            seg(&r.id),
+            time(&r.started_at),
+            status_cell(&r.status),
+            seg(commit),
+            esc(short(commit)),
+            esc(r.subject.as_deref().unwrap_or("")),
+            r.changed,
+            r.drift,
+            r.failed
+        );
+    }
+    b.push_str("</table>");
+    page(&format!("Host {name}"), &b)
+}
+
+/// The colour of a run's status in pictures.
+fn colour(status: &str) -> &'static str {
+    match status {
+        "failed" => "#c00",
+        "refused" => "#a0a",
+        "drift" => "#d80",
+        "changed" => "#0a5",
+        _ => "#bbb",
+    }
+}
+
+/// A host's runs, oldest first, as one bar each (its status) with a mark
+/// where the commit changed; every text escaped (SVG is XML).
+fn history_svg(runs: &[ReportRow]) -> String {
+    const WIDTH: usize = 1200;
+    const HEIGHT: usize = 60;
+    let mut svg = format!(
+        "<svg id=\"history\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"100%\" role=\"img\" aria-label=\"runs by status, oldest first\">"
+    );
+    let n = runs.len().max(1);
+    let step = WIDTH as f64 / n as f64;
+    let mut previous: Option<&str> = None;
+    for (i, r) in runs.iter().rev().enumerate() {
+        let x = i as f64 * step;
+        let _ = write!(
+            svg,
+            "<rect class=\"run\" x=\"{x:.1}\" y=\"12\" width=\"{:.1}\" height=\"{}\" fill=\"{}\"><title>{} {}</title></rect>",
+            (step - 1.0).max(1.0),
+            HEIGHT - 12,
+            colour(&r.status),
+            esc(&r.started_at),
+            esc(&r.status)
+        );
+        let commit = r.commit.as_deref().unwrap_or("");
+        if previous.is_some_and(|p| p != commit) || (previous.is_none() && !commit.is_empty()) {
+            let _ = write!(
+                svg,
+                "<line class=\"commit\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"0\" y2=\"{HEIGHT}\" stroke=\"#036\" stroke-width=\"2\"><title>{} {}</title></line>",
+                esc(short(commit)),
+                esc(r.subject.as_deref().unwrap_or(""))
+            );
+        }
+        previous = Some(commit);
+    }
+    svg.push_str("</svg>");
+    svg
 }
 
 pub fn report(report: &serde_json::Value) -> String {
@@ -334,5 +512,20 @@ mod tests {
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
         );
         assert_eq!(seg("a/b c"), "a%2Fb%20c");
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::ago;
+
+    #[test]
+    fn times_read_as_people_say_them() {
+        assert_eq!(ago(5), "5 s ago");
+        assert_eq!(ago(4 * 60 + 59), "4 min ago");
+        assert_eq!(ago(3 * 3600), "3 h ago");
+        assert_eq!(ago(86_400), "1 day ago");
+        assert_eq!(ago(9 * 86_400), "9 days ago");
+        assert_eq!(ago(-120), "in 2 min");
     }
 }

@@ -142,6 +142,11 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
         .route("/v1/rollouts/admit", post(admit))
         .route("/v1/rollouts/resume", post(resume))
         .route("/v1/rollouts/abort", post(abort))
+        .route("/hosts/{host}", get(dashboard_host))
+        .route("/grafana", get(grafana_health))
+        .route("/grafana/annotations", post(grafana_annotations))
+        .route("/grafana/search", post(grafana_search))
+        .route("/grafana/query", post(grafana_query))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route(
@@ -279,6 +284,16 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 /// Seconds a sender is told to wait when a queue is full.
 const RETRY_AFTER_S: u64 = 5;
 
+/// A 503 with Retry-After: the store failed this time (a database
+/// restarting, a lock held too long).
+fn try_again(message: String) -> Response {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+    response
+}
+
 /// A full queue (or a stopping server): 503 with Retry-After, so that
 /// waiting senders never pile up in memory.
 fn busy<T>(why: &mpsc::error::TrySendError<T>) -> Response {
@@ -332,7 +347,7 @@ fn access(method: &Method, path: &str, public_metrics: bool) -> Access {
 /// The dashboard's pages (a browser without a session is sent to sign in),
 /// as against the API (which answers 401).
 fn is_page(path: &str) -> bool {
-    !path.starts_with("/v1/") && path != "/metrics"
+    !path.starts_with("/v1/") && path != "/metrics" && !path.starts_with("/grafana")
 }
 
 /// The session cookie's name.
@@ -830,17 +845,33 @@ async fn post_report(
         )
             .into_response()
         }
-        Ok(Err(e)) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not stored, try again: {e}"),
-        ),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "not stored, try again"),
+        Ok(Err(e)) => try_again(format!("not stored, try again: {e}")),
+        Err(_) => try_again("not stored, try again".to_owned()),
     }
 }
 
-/// A changed, drifted or failed real run, for the chat webhook.
+/// A changed, drifted, failed or refusing real run, for the chat webhook.
 fn notable(report: &Report) -> Option<super::notify::Event> {
     use crate::report::{RunMode, Status};
+    if report.mode == RunMode::Apply
+        && let Some(rejected) = &report.rejected
+    {
+        let rev = &rejected.revision;
+        return Some(super::notify::Event {
+            host: report.host.clone(),
+            status: "refused".to_owned(),
+            commit: Some(rev.commit.clone()),
+            author: Some(rev.author.clone()),
+            subject: Some(rev.subject.clone()),
+            failure: Some(
+                rejected
+                    .errors
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| rejected.reason.clone()),
+            ),
+        });
+    }
     if report.mode != RunMode::Apply
         || !matches!(
             report.status,
@@ -1029,14 +1060,32 @@ async fn dashboard_commit(State(app): State<App>, Path(commit): Path<String>) ->
     let exact = commit.clone();
     match blocking(&app, move |s| {
         let rollouts = s.rollouts(None, Some(&exact), 20)?;
-        Ok((s.reports(&query)?, rollouts))
+        let page = s.reports(&query)?;
+        // What a refusing run said of the commit: who, what, the errors.
+        let refusal = match page
+            .reports
+            .iter()
+            .find(|r| r.refused_commit.as_deref() == Some(exact.as_str()))
+        {
+            Some(r) => s
+                .report(&r.id)?
+                .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
+                .map(|v| v["rejected"].clone()),
+            None => None,
+        };
+        Ok((page, rollouts, refusal))
     })
     .await
     {
-        Ok((page, rollouts)) if page.reports.is_empty() && rollouts.is_empty() => {
+        Ok((page, rollouts, _)) if page.reports.is_empty() && rollouts.is_empty() => {
             error(StatusCode::NOT_FOUND, "no report of that commit")
         }
-        Ok((page, rollouts)) => html(dashboard::commit(&commit, &page.reports, &rollouts)),
+        Ok((page, rollouts, refusal)) => html(dashboard::commit(
+            &commit,
+            &page.reports,
+            &rollouts,
+            refusal.as_ref(),
+        )),
         Err(r) => r,
     }
 }
@@ -1113,11 +1162,8 @@ async fn admit(
     }
     match answer.await {
         Ok(Ok(answer)) => axum::Json(answer).into_response(),
-        Ok(Err(e)) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("no decision, ask again: {e}"),
-        ),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "no decision, ask again"),
+        Ok(Err(e)) => try_again(format!("no decision, ask again: {e}")),
+        Err(_) => try_again("no decision, ask again".to_owned()),
     }
 }
 
@@ -1189,4 +1235,136 @@ async fn abort(
     body: Bytes,
 ) -> Response {
     act(app, who, body, Action::Abort).await
+}
+
+async fn dashboard_host(State(app): State<App>, Path(host): Path<String>) -> Response {
+    let query = ReportQuery {
+        host: Some(host.clone()),
+        limit: 200,
+        ..ReportQuery::default()
+    };
+    let now = now_unix();
+    let name = host.clone();
+    match blocking(&app, move |s| {
+        let page = s.reports(&query)?;
+        let row = hosts_with_enrollments(s, now)?
+            .into_iter()
+            .find(|h| h.host == name);
+        Ok((page, row))
+    })
+    .await
+    {
+        Ok((page, None)) if page.reports.is_empty() => {
+            error(StatusCode::NOT_FOUND, "no report of that host")
+        }
+        Ok((page, row)) => html(dashboard::host(&host, row.as_ref(), &page.reports)),
+        Err(r) => r,
+    }
+}
+
+// --- Grafana ------------------------------------------------------------
+//
+// Deploy marks on any Grafana graph, through Grafana's JSON data source
+// (the simpod-json-datasource plugin, and the older SimpleJSON): its URL
+// is `https://LOG/grafana`, with the header `Authorization: Bearer
+// <viewer token>`. `GET /grafana` answers its connection test,
+// `POST /grafana/annotations` the commits applied in the dashboard's
+// time range, each a region from its first host to its last.
+
+async fn grafana_health() -> Response {
+    axum::Json(json!({ "status": "ok" })).into_response()
+}
+
+/// The part of Grafana's annotation request that is read.
+#[derive(serde::Deserialize)]
+struct AnnotationRequest {
+    range: GrafanaRange,
+    #[serde(default)]
+    annotation: serde_json::Value,
+}
+
+#[derive(serde::Deserialize)]
+struct GrafanaRange {
+    from: String,
+    to: String,
+}
+
+async fn grafana_annotations(State(app): State<App>, body: Bytes) -> Response {
+    let request: AnnotationRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("not a Grafana annotation request: {e}"),
+            );
+        }
+    };
+    let (from, to) = (
+        super::store::unix(&request.range.from),
+        super::store::unix(&request.range.to),
+    );
+    if from == 0 || to == 0 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`range.from` and `range.to` must be RFC 3339 times",
+        );
+    }
+    match blocking(&app, |s| s.commits(1000)).await {
+        Ok(commits) => {
+            let marks: Vec<serde_json::Value> = commits
+                .iter()
+                .filter_map(|c| {
+                    let first = super::store::unix(&c.first_applied);
+                    let last = super::store::unix(&c.last_applied).max(first);
+                    (last >= from && first <= to)
+                        .then(|| grafana_mark(c, first, last, &request.annotation))
+                })
+                .collect();
+            axum::Json(marks).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+/// One commit as a Grafana annotation: a region from its first host to its
+/// last, titled with the commit and its author, the subject and the hosts
+/// in the text.
+fn grafana_mark(
+    c: &super::store::CommitRow,
+    first: i64,
+    last: i64,
+    annotation: &serde_json::Value,
+) -> serde_json::Value {
+    let author = c.author.as_deref().unwrap_or("?");
+    let mut text = format!(
+        "{}: {} hosts, {} changed, {} failed",
+        c.subject.as_deref().unwrap_or(""),
+        c.hosts,
+        c.hosts_changed,
+        c.hosts_failed
+    );
+    if c.hosts_refused > 0 {
+        text.push_str(&format!(
+            ", does not compile: refused by {} hosts",
+            c.hosts_refused
+        ));
+    }
+    json!({
+        "annotation": annotation,
+        "time": first * 1000,
+        "timeEnd": last * 1000,
+        "isRegion": last > first,
+        "title": format!("commit {} by {author}", c.commit.get(..10).unwrap_or(&c.commit)),
+        "text": text,
+        "tags": ["tend", format!("commit:{}", c.commit), format!("author:{author}")],
+    })
+}
+
+async fn grafana_search() -> Response {
+    axum::Json(json!(["deploys"])).into_response()
+}
+
+/// No series of its own: the data source is for the marks.
+async fn grafana_query() -> Response {
+    axum::Json(json!([])).into_response()
 }

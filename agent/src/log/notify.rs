@@ -67,7 +67,12 @@ impl Notifier {
     }
 }
 
+/// Commits whose refusal was told (each once per server); forgotten past
+/// this many.
+const TOLD_REFUSALS: usize = 10_000;
+
 async fn run(window: Duration, mut queue: mpsc::Receiver<Event>, outbox: mpsc::Sender<String>) {
+    let mut told_refused: std::collections::HashSet<String> = std::collections::HashSet::new();
     while let Some(first) = queue.recv().await {
         // Gather what lands within the window, by commit.
         let mut by_commit: BTreeMap<Option<String>, Vec<Event>> = BTreeMap::new();
@@ -82,9 +87,26 @@ async fn run(window: Duration, mut queue: mpsc::Receiver<Event>, outbox: mpsc::S
                 .or_default()
                 .push(event);
         }
-        for events in by_commit.into_values() {
-            if outbox.try_send(message(&events)).is_err() {
-                tracing::warn!("the chat outbox is full; a message of runs was dropped");
+        for (commit, events) in by_commit {
+            let (refused, runs): (Vec<Event>, Vec<Event>) =
+                events.into_iter().partition(|e| e.status == "refused");
+            let mut texts = Vec::new();
+            if let Some(commit) = commit.filter(|_| !refused.is_empty()) {
+                // Hosts refuse a broken commit every cycle: told once.
+                if told_refused.len() >= TOLD_REFUSALS {
+                    told_refused.clear();
+                }
+                if told_refused.insert(commit) {
+                    texts.push(refusal_message(&refused));
+                }
+            }
+            if !runs.is_empty() {
+                texts.push(message(&runs));
+            }
+            for text in texts {
+                if outbox.try_send(text).is_err() {
+                    tracing::warn!("the chat outbox is full; a message of runs was dropped");
+                }
             }
         }
     }
@@ -151,6 +173,23 @@ pub fn message(events: &[Event]) -> String {
         let _ = write!(text, ": failed on {}", failed.join(", "));
     }
     text
+}
+
+/// `commit 1a2b3c4d5e by Cy Okafor (base: broken banner) does not compile:
+/// roles/base/role.yaml:3:11: …; refused by 5 hosts`.
+pub fn refusal_message(events: &[Event]) -> String {
+    let first = &events[0];
+    let commit = first.commit.as_deref().unwrap_or("?");
+    let hosts: std::collections::BTreeSet<&str> = events.iter().map(|e| e.host.as_str()).collect();
+    format!(
+        "commit {} by {} ({}) does not compile: {}; refused by {} host{}",
+        commit.get(..10).unwrap_or(commit),
+        first.author.as_deref().unwrap_or("?"),
+        first.subject.as_deref().unwrap_or(""),
+        first.failure.as_deref().unwrap_or("?"),
+        hosts.len(),
+        if hosts.len() == 1 { "" } else { "s" }
+    )
 }
 
 /// `rollout of 9f3c0a1b2c (web: 8 workers) by Ana Diaz in production

@@ -19,7 +19,7 @@ use super::sql::{Cell, Sql};
 use super::store::Question;
 use super::store::{
     CommitRow, HostRow, Incoming, Inserted, Page, Param, ReportQuery, ReportRow, Store, StoreError,
-    Stored, unix, word,
+    Stored, listed_status, refused_commit, unix, word,
 };
 use crate::rollout::Admission;
 
@@ -254,6 +254,13 @@ const MIGRATIONS: &[&str] = &[
         expires_unix BIGINT NOT NULL
     );
     CREATE INDEX sessions_by_lookup ON sessions (lookup);",
+    // 7: refused commits (SPEC §5): a run that refused a commit is
+    // `refused` for it in the listings; the commit is in the deploy log
+    // with the hosts that refused it.
+    "ALTER TABLE reports ADD COLUMN refused_commit TEXT;
+    ALTER TABLE commit_hosts ADD COLUMN refused BOOLEAN NOT NULL DEFAULT FALSE;
+    ALTER TABLE commits ADD COLUMN hosts_refused BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX reports_by_refused ON reports (refused_commit, seq);",
 ];
 
 /// An arbitrary constant: the advisory lock migrations run under.
@@ -377,7 +384,7 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
     tx.commit().map_err(db)
 }
 
-const ROW: &str = "id, host, environment, mode, status, commit_id, author, subject, started_at, duration_ms, changed, drift, failed, source_stale";
+const ROW: &str = "id, host, environment, mode, status, commit_id, author, subject, started_at, duration_ms, changed, drift, failed, source_stale, refused_commit";
 
 fn row(r: &postgres::Row) -> ReportRow {
     ReportRow {
@@ -395,6 +402,7 @@ fn row(r: &postgres::Row) -> ReportRow {
         drift: r.get(11),
         failed: r.get(12),
         source_stale: r.get(13),
+        refused_commit: r.get(14),
     }
 }
 
@@ -514,14 +522,46 @@ fn summarise(
         .map_err(db)?;
     }
     let touched: Vec<String> = commits.iter().map(|(c, _)| (*c).to_owned()).collect();
+    tx.execute(COUNT_HOSTS, &[&touched]).map_err(db)?;
+    Ok(())
+}
+
+/// Each touched commit's host counts, from its hosts' rows.
+const COUNT_HOSTS: &str = "UPDATE commits c SET hosts = s.n, hosts_changed = s.ch, hosts_failed = s.f, hosts_refused = s.r
+     FROM (SELECT commit_id, COUNT(*) FILTER (WHERE NOT refused) AS n, COUNT(*) FILTER (WHERE changed) AS ch,
+                  COUNT(*) FILTER (WHERE failed) AS f, COUNT(*) FILTER (WHERE refused) AS r
+           FROM commit_hosts WHERE commit_id = ANY($1) GROUP BY commit_id) s
+     WHERE c.commit_id = s.commit_id";
+
+/// A run that refused a commit: the commit is in the deploy log (with its
+/// author and subject, as the agent read them from git) and counts the
+/// host as refusing. Seeing the same refusal again moves nothing.
+fn refusal(
+    tx: &mut postgres::Transaction,
+    r: &crate::report::Report,
+    seq: i64,
+) -> Result<(), StoreError> {
+    let Some(rejected) = &r.rejected else {
+        return Ok(());
+    };
+    let rev = &rejected.revision;
     tx.execute(
-        "UPDATE commits c SET hosts = s.n, hosts_changed = s.ch, hosts_failed = s.f
-         FROM (SELECT commit_id, COUNT(*) AS n, COUNT(*) FILTER (WHERE changed) AS ch, COUNT(*) FILTER (WHERE failed) AS f
-               FROM commit_hosts WHERE commit_id = ANY($1) GROUP BY commit_id) s
-         WHERE c.commit_id = s.commit_id",
-        &[&touched],
+        "INSERT INTO commits (commit_id, author, committed_at, subject, first_applied, last_applied, last_seq)
+         VALUES ($1, $2, $3, $4, $5, $5, $6)
+         ON CONFLICT (commit_id) DO UPDATE SET
+            first_applied = LEAST(commits.first_applied, excluded.first_applied),
+            last_applied = GREATEST(commits.last_applied, excluded.last_applied)",
+        &[&rev.commit, &rev.author, &rev.committed_at, &rev.subject, &r.started_at, &seq],
     )
     .map_err(db)?;
+    tx.execute(
+        "INSERT INTO commit_hosts (commit_id, host, changed, failed, refused) VALUES ($1, $2, FALSE, FALSE, TRUE)
+         ON CONFLICT (commit_id, host) DO UPDATE SET refused = TRUE",
+        &[&rev.commit, &r.host],
+    )
+    .map_err(db)?;
+    tx.execute(COUNT_HOSTS, &[&vec![rev.commit.clone()]])
+        .map_err(db)?;
     Ok(())
 }
 
@@ -626,11 +666,11 @@ impl Store for PostgresStore {
         let mut client = self.writer();
         let mut tx = client.transaction().map_err(db)?;
         // Multi-row statements: one round trip for many reports (at most
-        // 65,535 parameters a statement, 19 a report).
+        // 65,535 parameters a statement, 20 a report).
         let mut seqs: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
         for chunk in batch.chunks(3000) {
             let mut sql = String::from(
-                "INSERT INTO reports (id, host, environment, mode, status, commit_id, author, committed_at, subject, started_at, started_unix, received_unix, duration_ms, changed, drift, failed, source_stale, interval_s, body) VALUES ",
+                "INSERT INTO reports (id, host, environment, mode, status, commit_id, author, committed_at, subject, started_at, started_unix, received_unix, duration_ms, changed, drift, failed, source_stale, interval_s, body, refused_commit) VALUES ",
             );
             let mut values: Vec<Box<dyn postgres::types::ToSql + Sync>> = Vec::new();
             for (i, item) in chunk.iter().enumerate() {
@@ -640,18 +680,18 @@ impl Store for PostgresStore {
                     sql.push(',');
                 }
                 sql.push('(');
-                for k in 0..19 {
+                for k in 0..20 {
                     if k > 0 {
                         sql.push(',');
                     }
-                    sql.push_str(&format!("${}", i * 19 + k + 1));
+                    sql.push_str(&format!("${}", i * 20 + k + 1));
                 }
                 sql.push(')');
                 values.push(Box::new(r.id.clone()));
                 values.push(Box::new(r.host.clone()));
                 values.push(Box::new(r.environment.clone()));
                 values.push(Box::new(word(&r.mode)));
-                values.push(Box::new(word(&r.status)));
+                values.push(Box::new(listed_status(r)));
                 values.push(Box::new(rev.map(|v| v.commit.clone())));
                 values.push(Box::new(rev.map(|v| v.author.clone())));
                 values.push(Box::new(rev.map(|v| v.committed_at.clone())));
@@ -668,6 +708,7 @@ impl Store for PostgresStore {
                     r.interval_s.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
                 ));
                 values.push(Box::new(item.body.clone()));
+                values.push(Box::new(refused_commit(r)));
             }
             sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id, seq");
             let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
@@ -691,6 +732,9 @@ impl Store for PostgresStore {
             }
         }
         summarise(&mut tx, &new_ones)?;
+        for (r, seq) in &new_ones {
+            refusal(&mut tx, r, *seq)?;
+        }
         // Environments' rollout locks in one order, so two servers' batches
         // never wait on each other in a circle.
         let mut observed: Vec<&Incoming> = batch
@@ -737,14 +781,17 @@ impl Store for PostgresStore {
                 Param::OptText(t) => Box::new(t),
                 Param::OptInt(n) => Box::new(n),
             });
-            sql.push_str(&format!(" AND {condition} ${}", args.len()));
+            sql.push_str(&format!(
+                " AND {}",
+                condition.replace("{}", &format!("${}", args.len()))
+            ));
         }
         let limit = q.limit.clamp(1, 1000);
         sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", limit + 1));
         let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
             args.iter().map(AsRef::as_ref).collect();
         let rows = self.reader().query(&sql, &params).map_err(db)?;
-        let mut out: Vec<(ReportRow, i64)> = rows.iter().map(|r| (row(r), r.get(14))).collect();
+        let mut out: Vec<(ReportRow, i64)> = rows.iter().map(|r| (row(r), r.get(15))).collect();
         let next_cursor = if out.len() > limit {
             out.truncate(limit);
             out.last().map(|(_, seq)| *seq)
@@ -803,7 +850,7 @@ impl Store for PostgresStore {
             .reader()
             .query(
                 "SELECT commit_id, author, committed_at, subject, first_applied, last_applied,
-                        hosts_changed, hosts_failed, hosts
+                        hosts_changed, hosts_failed, hosts, hosts_refused
                  FROM commits ORDER BY last_seq DESC LIMIT $1",
                 &[&limit],
             )
@@ -820,6 +867,7 @@ impl Store for PostgresStore {
                 hosts_changed: r.get(6),
                 hosts_failed: r.get(7),
                 hosts: r.get(8),
+                hosts_refused: r.get(9),
                 hosts_pending: 0,
             })
             .collect())

@@ -13,7 +13,7 @@ use super::sql::{Cell, Sql};
 use super::store::Question;
 use super::store::{
     CommitRow, HostRow, Incoming, Inserted, Page, Param, ReportQuery, ReportRow, Store, StoreError,
-    Stored, unix, word,
+    Stored, listed_status, refused_commit, unix, word,
 };
 use crate::rollout::Admission;
 
@@ -184,6 +184,12 @@ const MIGRATIONS: &[&str] = &[
         expires_unix INTEGER NOT NULL
     );
     CREATE INDEX sessions_by_lookup ON sessions (lookup);",
+    // 6: refused commits (SPEC §5): a run that refused a commit is
+    // `refused` for it in the listings; the commit is in the deploy log
+    // with the hosts that refused it.
+    "ALTER TABLE reports ADD COLUMN refused_commit TEXT;
+    ALTER TABLE commit_hosts ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX reports_by_refused ON reports (refused_commit, seq);",
 ];
 
 pub struct SqliteStore {
@@ -277,7 +283,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     }
 }
 
-const ROW: &str = "id, host, environment, mode, status, commit_id, author, subject, started_at, duration_ms, changed, drift, failed, source_stale";
+const ROW: &str = "id, host, environment, mode, status, commit_id, author, subject, started_at, duration_ms, changed, drift, failed, source_stale, refused_commit";
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<ReportRow> {
     Ok(ReportRow {
@@ -295,6 +301,7 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<ReportRow> {
         drift: r.get(11)?,
         failed: r.get(12)?,
         source_stale: r.get::<_, i64>(13)? != 0,
+        refused_commit: r.get(14)?,
     })
 }
 
@@ -338,6 +345,38 @@ fn summarise(
             i64::from(r.summary.failed > 0)
         ])
     })
+    .map_err(db)?;
+    Ok(())
+}
+
+/// A run that refused a commit: the commit is in the deploy log (with its
+/// author and subject, as the agent read them from git) and counts the
+/// host as refusing. Seeing the same refusal again moves nothing.
+fn refusal(
+    tx: &rusqlite::Transaction,
+    r: &crate::report::Report,
+    seq: i64,
+) -> Result<(), StoreError> {
+    let Some(rejected) = &r.rejected else {
+        return Ok(());
+    };
+    let rev = &rejected.revision;
+    tx.prepare_cached(
+        "INSERT INTO commits (commit_id, author, committed_at, subject, first_applied, last_applied, last_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)
+         ON CONFLICT (commit_id) DO UPDATE SET
+            first_applied = MIN(first_applied, excluded.first_applied),
+            last_applied = MAX(last_applied, excluded.last_applied)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![rev.commit, rev.author, rev.committed_at, rev.subject, r.started_at, seq])
+    })
+    .map_err(db)?;
+    tx.prepare_cached(
+        "INSERT INTO commit_hosts (commit_id, host, changed, failed, refused) VALUES (?1, ?2, 0, 0, 1)
+         ON CONFLICT (commit_id, host) DO UPDATE SET refused = 1",
+    )
+    .and_then(|mut s| s.execute(params![rev.commit, r.host]))
     .map_err(db)?;
     Ok(())
 }
@@ -489,8 +528,8 @@ impl Store for SqliteStore {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO reports (id, host, environment, mode, status, commit_id, author, committed_at, subject, started_at, started_unix, received_unix, duration_ms, changed, drift, failed, source_stale, interval_s, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                    "INSERT OR IGNORE INTO reports (id, host, environment, mode, status, commit_id, author, committed_at, subject, started_at, started_unix, received_unix, duration_ms, changed, drift, failed, source_stale, interval_s, body, refused_commit)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
                 )
                 .map_err(db)?;
             for item in batch {
@@ -502,7 +541,7 @@ impl Store for SqliteStore {
                         r.host,
                         r.environment,
                         word(&r.mode),
-                        word(&r.status),
+                        listed_status(r),
                         rev.map(|v| v.commit.as_str()),
                         rev.map(|v| v.author.as_str()),
                         rev.map(|v| v.committed_at.as_str()),
@@ -517,10 +556,13 @@ impl Store for SqliteStore {
                         i64::from(r.source_stale),
                         r.interval_s.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
                         item.body,
+                        refused_commit(r),
                     ])
                     .map_err(db)?;
                 if n == 1 && r.mode == crate::report::RunMode::Apply {
-                    summarise(&tx, r, tx.last_insert_rowid())?;
+                    let seq = tx.last_insert_rowid();
+                    summarise(&tx, r, seq)?;
+                    refusal(&tx, r, seq)?;
                     halts.extend(rollouts::observe(
                         &mut Lite(&tx, &self.rollouts),
                         r,
@@ -563,7 +605,10 @@ impl Store for SqliteStore {
                 Param::OptText(t) => Box::new(t),
                 Param::OptInt(n) => Box::new(n),
             });
-            sql.push_str(&format!(" AND {condition} ?{}", args.len()));
+            sql.push_str(&format!(
+                " AND {}",
+                condition.replace("{}", &format!("?{}", args.len()))
+            ));
         }
         let limit = q.limit.clamp(1, 1000);
         sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", limit + 1));
@@ -571,7 +616,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare(&sql).map_err(db)?;
         let params: Vec<&dyn rusqlite::ToSql> = args.iter().map(AsRef::as_ref).collect();
         let mut rows: Vec<(ReportRow, i64)> = stmt
-            .query_map(params.as_slice(), |r| Ok((row(r)?, r.get(14)?)))
+            .query_map(params.as_slice(), |r| Ok((row(r)?, r.get(15)?)))
             .map_err(db)?
             .collect::<Result<_, _>>()
             .map_err(db)?;
@@ -635,7 +680,8 @@ impl Store for SqliteStore {
                 "SELECT c.commit_id, c.author, c.committed_at, c.subject, c.first_applied, c.last_applied,
                         (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.changed = 1),
                         (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.failed = 1),
-                        (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id)
+                        (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.refused = 0),
+                        (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.refused = 1)
                  FROM commits c ORDER BY c.last_seq DESC LIMIT ?1",
             )
             .map_err(db)?;
@@ -651,6 +697,7 @@ impl Store for SqliteStore {
                     hosts_changed: r.get(6)?,
                     hosts_failed: r.get(7)?,
                     hosts: r.get(8)?,
+                    hosts_refused: r.get(9)?,
                     hosts_pending: 0,
                 })
             })

@@ -72,18 +72,23 @@ pub enum Param {
 }
 
 impl ReportQuery {
-    /// The conditions (column and operator) and their values, in order;
-    /// each store writes them in its own placeholder syntax.
+    /// The conditions and their values, in order; each condition holds
+    /// `{}` where its value goes, which each store writes in its own
+    /// placeholder syntax (`?3`, `$3`).
     pub fn conditions(&self) -> Vec<(&'static str, Param)> {
         let mut out = Vec::new();
         let text = |v: &Option<String>| v.clone().map(Param::Text);
         for (condition, value) in [
-            ("host =", text(&self.host)),
-            ("environment =", text(&self.environment)),
-            ("started_unix >=", self.since_unix.map(Param::Int)),
-            ("status =", text(&self.status)),
-            ("commit_id =", text(&self.commit)),
-            ("seq <", self.before.map(Param::Int)),
+            ("host = {}", text(&self.host)),
+            ("environment = {}", text(&self.environment)),
+            ("started_unix >= {}", self.since_unix.map(Param::Int)),
+            ("status = {}", text(&self.status)),
+            // A run that refused a commit is listed under that commit too.
+            (
+                "(commit_id = {} OR refused_commit = {})",
+                text(&self.commit),
+            ),
+            ("seq < {}", self.before.map(Param::Int)),
         ] {
             if let Some(value) = value {
                 out.push((condition, value));
@@ -99,6 +104,21 @@ pub fn unix(rfc3339: &str) -> i64 {
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The status a report is listed with: `refused` when it refused a new
+/// commit (whatever it did on the commit it kept), else its own.
+pub fn listed_status(report: &crate::report::Report) -> String {
+    if report.rejected.is_some() {
+        "refused".to_owned()
+    } else {
+        word(&report.status)
+    }
+}
+
+/// The commit a report refused, if any.
+pub fn refused_commit(report: &crate::report::Report) -> Option<String> {
+    report.rejected.as_ref().map(|r| r.revision.commit.clone())
 }
 
 /// The word a status or mode serialises to (`changed`, `apply`).
@@ -126,6 +146,8 @@ pub struct ReportRow {
     pub drift: i64,
     pub failed: i64,
     pub source_stale: bool,
+    /// The new commit this run refused (its status is then `refused`).
+    pub refused_commit: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -171,6 +193,8 @@ pub struct CommitRow {
     pub hosts_failed: i64,
     /// Hosts that ran it.
     pub hosts: i64,
+    /// Hosts that refused it (it did not compile for them).
+    pub hosts_refused: i64,
     /// For the newest commit of an environment: its hosts whose last run is
     /// of another commit (the rollout still to come). 0 for older commits.
     pub hosts_pending: i64,

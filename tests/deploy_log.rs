@@ -1,0 +1,268 @@
+//! The deploy log answers who changed what, where, and what went wrong:
+//! refused commits (SPEC §5, §6) through the real server, its listings,
+//! `tend log show`, the chat and the dashboard in Chromium.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::log_server::{Db, LogServer, signed_in};
+use crate::support::receiver::Receiver;
+use crate::support::tend;
+
+const GOOD: &str = "9f3c0a1b2c3d4e5f60718293a4b5c6d7e8f90123";
+const BROKEN: &str = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d";
+
+/// A run of `host` on the good commit; refusing the broken one when
+/// `refuses`.
+fn run(host: &str, id: &str, refuses: bool) -> String {
+    let mut report = json!({
+        "id": id, "host": host, "environment": "production", "roles": ["base"], "mode": "apply",
+        "revision": {"commit": GOOD, "author": "Ana Diaz <ana@example.com>",
+                     "committed_at": "2026-12-01T10:00:00Z", "subject": "base: motd"},
+        "source_stale": false, "started_at": "2026-12-04T10:00:00Z", "duration_ms": 4,
+        "status": "unchanged",
+        "summary": {"total": 3, "changed": 0, "drift": 0, "failed": 0, "unchanged": 3, "unknown": 0},
+        "resources": []
+    });
+    if refuses {
+        report["rejected"] = json!({
+            "commit": BROKEN, "author": "Cy Okafor <cy@example.com>",
+            "committed_at": "2026-12-04T09:58:00Z", "subject": "base: broken <banner>",
+            "reason": "it does not compile for this host (1 problems)",
+            "errors": ["roles/base/role.yaml:3:11: unknown key `contnet` (did you mean `content`?)"]
+        });
+    }
+    report.to_string()
+}
+
+fn refused_commits_show_everywhere_once(store: Db) {
+    let chat = Receiver::start();
+    let hook = format!("{}/hook", chat.url);
+    let (log, _pg) = LogServer::start_on(store, &["--notify", &hook, "--notify-window", "300ms"]);
+    let hosts: Vec<String> = (1..=7).map(|i| format!("web-{i}.prod")).collect();
+    let tokens: Vec<String> = hosts
+        .iter()
+        .map(|h| {
+            fs_err::read_to_string(log.token(h, "production"))
+                .unwrap()
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    // Five hosts refuse the broken commit, twice each (every cycle); two
+    // run the good one.
+    for round in 0..2 {
+        for (i, (host, token)) in hosts.iter().zip(&tokens).enumerate() {
+            let body = run(host, &format!("{host}-{round}"), i < 5);
+            let (code, answer) = log.post(Some(token), body.as_bytes());
+            assert_eq!(code, 201, "{answer}");
+        }
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    // Listings: a status of its own.
+    let (_, page) = log.get("/v1/reports?status=refused&limit=100");
+    let refused = page["reports"].as_array().unwrap();
+    assert_eq!(refused.len(), 10, "{page}");
+    assert!(refused.iter().all(|r| r["refused_commit"] == BROKEN));
+    let (_, page) = log.get(&format!("/v1/reports?commit={BROKEN}&limit=100"));
+    assert_eq!(page["reports"].as_array().unwrap().len(), 10);
+    let (_, hosts_now) = log.get("/v1/hosts");
+    let statuses: Vec<&str> = hosts_now["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "refused").count(),
+        5,
+        "{hosts_now}"
+    );
+    // The deploy log: the broken commit with its author, subject and count.
+    let (_, commits) = log.get("/v1/commits");
+    let broken: &Value = commits["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["commit"] == BROKEN)
+        .unwrap_or_else(|| panic!("{commits}"));
+    assert_eq!(broken["author"], "Cy Okafor <cy@example.com>");
+    assert_eq!(broken["subject"], "base: broken <banner>");
+    assert_eq!(broken["hosts_refused"], 5);
+    assert_eq!(broken["hosts"], 0);
+    let good = commits["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["commit"] == GOOD)
+        .unwrap();
+    assert_eq!(good["hosts"], 7);
+    assert_eq!(good["hosts_refused"], 0);
+    // `tend log show --status refused`.
+    let viewer = log.viewer.display().to_string();
+    let shown = tend(&[
+        "log",
+        "show",
+        "--server",
+        &log.url,
+        "--token-file",
+        &viewer,
+        "--status",
+        "refused",
+    ]);
+    shown.expect_code(0).shows("refused 1a2b3c4d5e");
+    assert_eq!(
+        shown.stdout.matches("refused").count(),
+        20,
+        "{}",
+        shown.stdout
+    );
+    // Chat: once for the commit, with the error and the count.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while chat.received().is_empty() {
+        assert!(Instant::now() < deadline, "no chat message");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    let texts: Vec<String> = chat
+        .received()
+        .iter()
+        .map(|m| m.body["text"].as_str().unwrap().to_owned())
+        .filter(|t| t.contains("does not compile"))
+        .collect();
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert_eq!(
+        texts[0],
+        "commit 1a2b3c4d5e by Cy Okafor &lt;cy@example.com&gt; (base: broken &lt;banner&gt;) does not compile: roles/base/role.yaml:3:11: unknown key `contnet` (did you mean `content`?); refused by 5 hosts"
+    );
+    // The dashboard, as a browser shows it.
+    let mut browser = signed_in(&log);
+    let home = browser.open(&format!("{}/", log.url), &format!("refused-home-{store:?}"));
+    assert!(
+        home.contains("does not compile: refused by 5 hosts"),
+        "{home}"
+    );
+    assert!(home.contains("base: broken &lt;banner&gt;"), "{home}");
+    assert!(home.contains("5 refusing a commit"), "{home}");
+    let page = browser.open(
+        &format!("{}/commits/{BROKEN}", log.url),
+        &format!("refused-commit-{store:?}"),
+    );
+    assert!(page.contains("Cy Okafor &lt;cy@example.com&gt;"), "{page}");
+    assert!(page.contains("refused by 5 hosts"), "{page}");
+    assert!(
+        page.contains("roles/base/role.yaml:3:11: unknown key `contnet`"),
+        "{page}"
+    );
+}
+
+#[test]
+fn a_commit_that_does_not_compile_shows_as_refused_everywhere_on_sqlite() {
+    refused_commits_show_everywhere_once(Db::Sqlite);
+}
+
+#[test]
+fn a_commit_that_does_not_compile_shows_as_refused_everywhere_on_postgres() {
+    refused_commits_show_everywhere_once(Db::Postgres);
+}
+
+/// Grafana's JSON data source draws tend's commits on any graph: the
+/// connection test, and annotations in the exact shape it reads (epoch
+/// milliseconds, a region per commit, title, text and tags).
+#[test]
+fn grafana_reads_the_commits_as_annotations() {
+    let log = LogServer::start(&[]);
+    let token = fs_err::read_to_string(log.token("web-1.prod", "production")).unwrap();
+    for (id, started) in [
+        ("g1", "2026-12-04T10:00:00Z"),
+        ("g2", "2026-12-04T10:20:00Z"),
+    ] {
+        let mut body: Value = serde_json::from_str(&run("web-1.prod", id, false)).unwrap();
+        body["started_at"] = json!(started);
+        let (code, _) = log.post(Some(token.trim()), body.to_string().as_bytes());
+        assert_eq!(code, 201);
+    }
+    let viewer = fs_err::read_to_string(&log.viewer).unwrap();
+    let (code, health) = log.get_as(Some(viewer.trim()), "/grafana");
+    assert_eq!(code, 200, "{health}");
+    // Anonymous: refused like every read.
+    assert_eq!(log.get_as(None, "/grafana").0, 401);
+    // What Grafana posts when a dashboard shows 09:00 to 12:00.
+    let request = json!({
+        "range": {"from": "2026-12-04T09:00:00.000Z", "to": "2026-12-04T12:00:00.000Z",
+                  "raw": {"from": "now-3h", "to": "now"}},
+        "annotation": {"name": "deploys", "datasource": "tend", "enable": true, "iconColor": "blue", "query": ""},
+        "variables": {}
+    });
+    let (code, marks) = log.post_to(
+        "/grafana/annotations",
+        Some(viewer.trim()),
+        request.to_string().as_bytes(),
+    );
+    assert_eq!(code, 200, "{marks}");
+    let marks = marks.as_array().unwrap();
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    let mark = &marks[0];
+    assert_eq!(mark["time"], 1_796_378_400_000_i64);
+    assert_eq!(mark["timeEnd"], 1_796_379_600_000_i64);
+    assert_eq!(mark["isRegion"], true);
+    assert_eq!(
+        mark["title"],
+        "commit 9f3c0a1b2c by Ana Diaz <ana@example.com>"
+    );
+    assert!(
+        mark["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("base: motd: 1 hosts"),
+        "{mark}"
+    );
+    assert!(
+        mark["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(Value::is_string)
+    );
+    assert_eq!(mark["annotation"]["name"], "deploys");
+    // Outside the range: nothing.
+    let earlier = json!({"range": {"from": "2026-12-03T00:00:00Z", "to": "2026-12-03T12:00:00Z"}, "annotation": {}});
+    let (_, none) = log.post_to(
+        "/grafana/annotations",
+        Some(viewer.trim()),
+        earlier.to_string().as_bytes(),
+    );
+    assert_eq!(none, json!([]));
+}
+
+/// A host's page: its runs, its history as a picture with every text
+/// escaped, and times relative with the absolute time on hover.
+#[test]
+fn a_host_page_shows_its_history() {
+    let log = LogServer::start(&[]);
+    let token = fs_err::read_to_string(log.token("web-2.prod", "production")).unwrap();
+    for (i, refuses) in [false, true, false].into_iter().enumerate() {
+        let mut body: Value =
+            serde_json::from_str(&run("web-2.prod", &format!("h{i}"), refuses)).unwrap();
+        body["revision"]["subject"] = json!(format!("base: <script>alert({i})</script>"));
+        let (code, _) = log.post(Some(token.trim()), body.to_string().as_bytes());
+        assert_eq!(code, 201);
+    }
+    let mut browser = signed_in(&log);
+    let page = browser.open(&format!("{}/hosts/web-2.prod", log.url), "host-page");
+    assert!(page.contains("<svg id=\"history\""), "{page}");
+    assert_eq!(page.matches("class=\"run\"").count(), 3, "{page}");
+    assert_eq!(page.matches("class=\"commit\"").count(), 1, "{page}");
+    assert!(!page.contains("<script>"), "{page}");
+    assert!(
+        page.contains("&lt;script&gt;alert(0)&lt;/script&gt;"),
+        "{page}"
+    );
+    assert!(page.contains("title=\"2026-12-04T10:00:00Z\""), "{page}");
+    assert!(
+        page.contains("days ago") || page.contains("h ago"),
+        "{page}"
+    );
+    assert!(page.contains(">refused<"), "{page}");
+}
