@@ -99,6 +99,20 @@ fn refused_commits_show_everywhere_once(store: Db) {
         .unwrap();
     assert_eq!(good["hosts"], 7);
     assert_eq!(good["hosts_refused"], 0);
+    // Lead time: committed 2026-12-01T10:00, first run on every host
+    // 2026-12-04T10:00; each host counted once in the histogram.
+    assert_eq!(good["lead_first_s"], 3 * 86_400);
+    assert_eq!(good["lead_last_s"], 3 * 86_400);
+    let (_, metrics) = log.get("/metrics");
+    let metrics = metrics.as_str().unwrap();
+    assert!(
+        metrics.contains("tend_log_lead_time_seconds_count 7\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tend_log_lead_time_seconds_bucket{le=\"86400\"} 0\n"),
+        "{metrics}"
+    );
     // `tend log show --status refused`.
     let viewer = log.viewer.display().to_string();
     let shown = tend(&[
@@ -155,6 +169,15 @@ fn refused_commits_show_everywhere_once(store: Db) {
         page.contains("roles/base/role.yaml:3:11: unknown key `contnet`"),
         "{page}"
     );
+    let page = browser.open(
+        &format!("{}/commits/{GOOD}", log.url),
+        &format!("lead-time-{store:?}"),
+    );
+    assert!(
+        page.contains("first 3 days, p50 3 days, p95 3 days, last 3 days"),
+        "{page}"
+    );
+    assert!(home.contains("3 days / 3 days"), "{home}");
 }
 
 #[test]

@@ -52,6 +52,11 @@ pub fn ago(seconds: i64) -> String {
     }
 }
 
+/// A duration for people ("42 min").
+pub fn span(seconds: i64) -> String {
+    ago(seconds.max(0)).trim_end_matches(" ago").to_owned()
+}
+
 /// An RFC 3339 time shown relative to now, the absolute time on hover
 /// (and to machines, in `datetime`).
 fn time(rfc3339: &str) -> String {
@@ -186,7 +191,7 @@ pub fn home(commits: &[CommitRow], hosts: &[HostRow], rollouts: &[RolloutRow]) -
         b.push_str("<h2>Rollouts</h2>");
         rollouts_table(&mut b, rollouts);
     }
-    b.push_str("<h2>Deploy log</h2><table id=\"deploys\"><tr><th>last applied</th><th>commit</th><th>author</th><th>subject</th><th>hosts</th><th>changed</th><th>failed</th><th>pending</th></tr>");
+    b.push_str("<h2>Deploy log</h2><table id=\"deploys\"><tr><th>last applied</th><th>commit</th><th>author</th><th>subject</th><th>hosts</th><th>changed</th><th>failed</th><th>pending</th><th>lead time (first / last host)</th></tr>");
     for c in commits {
         let refused = if c.hosts_refused > 0 {
             format!(
@@ -199,7 +204,7 @@ pub fn home(commits: &[CommitRow], hosts: &[HostRow], rollouts: &[RolloutRow]) -
         };
         let _ = write!(
             b,
-            "<tr><td>{}</td><td><a href=\"/commits/{}\"><code>{}</code></a></td><td>{}</td><td>{}{refused}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td><a href=\"/commits/{}\"><code>{}</code></a></td><td>{}</td><td>{}{refused}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
             time(&c.last_applied),
             seg(&c.commit),
             esc(short(&c.commit)),
@@ -209,7 +214,8 @@ pub fn home(commits: &[CommitRow], hosts: &[HostRow], rollouts: &[RolloutRow]) -
             c.hosts_changed,
             if c.hosts_failed > 0 { "failed" } else { "" },
             c.hosts_failed,
-            c.hosts_pending
+            c.hosts_pending,
+            lead_cell(c)
         );
     }
     b.push_str("</table><h2>Hosts</h2><table id=\"hosts\"><tr><th>host</th><th>environment</th><th>status</th><th>commit</th><th>drift</th><th>failed</th><th>last run</th></tr>");
@@ -269,6 +275,39 @@ pub fn home(commits: &[CommitRow], hosts: &[HostRow], rollouts: &[RolloutRow]) -
     page("Hosts and deploys", &b)
 }
 
+/// "3 min / 42 min": from the commit to its first host, and to its last.
+fn lead_cell(c: &CommitRow) -> String {
+    match (c.lead_first_s, c.lead_last_s) {
+        (Some(first), Some(last)) => format!("{} / {}", span(first), span(last)),
+        _ => String::new(),
+    }
+}
+
+/// A commit's lead time over its hosts: first, p50, p95, last (seconds).
+pub fn lead_over_hosts(
+    committed_at: &str,
+    reports: &[ReportRow],
+    commit: &str,
+) -> Option<[i64; 4]> {
+    let committed = super::store::unix(committed_at);
+    if committed == 0 {
+        return None;
+    }
+    let mut first_run: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for r in reports
+        .iter()
+        .filter(|r| r.commit.as_deref() == Some(commit) && r.refused_commit.is_none())
+    {
+        let t = super::store::unix(&r.started_at);
+        let e = first_run.entry(r.host.as_str()).or_insert(t);
+        *e = (*e).min(t);
+    }
+    let mut leads: Vec<i64> = first_run.values().map(|t| t - committed).collect();
+    leads.sort_unstable();
+    let at = |p: f64| leads[((leads.len() - 1) as f64 * p).round() as usize];
+    (!leads.is_empty()).then(|| [leads[0], at(0.5), at(0.95), leads[leads.len() - 1]])
+}
+
 /// A commit's page; `refusal` is the `rejected` part of a report that
 /// refused it (who made it, what it says, and the errors).
 pub fn commit(
@@ -276,6 +315,7 @@ pub fn commit(
     reports: &[ReportRow],
     rollouts: &[RolloutRow],
     refusal: Option<&serde_json::Value>,
+    committed_at: Option<&str>,
 ) -> String {
     let mut b = String::new();
     if let Some(rejected) = refusal {
@@ -310,6 +350,18 @@ pub fn commit(
             esc(commit),
             esc(first.author.as_deref().unwrap_or("")),
             esc(first.subject.as_deref().unwrap_or(""))
+        );
+    }
+    if let Some([first, p50, p95, last]) =
+        committed_at.and_then(|at| lead_over_hosts(at, reports, commit))
+    {
+        let _ = write!(
+            b,
+            "<p id=\"lead\">Lead time, from the commit to each host's first run of it: first {}, p50 {}, p95 {}, last {}.</p>",
+            span(first),
+            span(p50),
+            span(p95),
+            span(last)
         );
     }
     if !rollouts.is_empty() {

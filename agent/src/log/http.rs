@@ -73,9 +73,18 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
         .clone()
         .map(|url| super::notify::Notifier::start(url, options.notify_window));
     let writer_notifier = notifier.clone();
+    let counters = Arc::new(Metrics::default());
+    let writer_metrics = Arc::clone(&counters);
     let writer = std::thread::Builder::new()
         .name("log-writer".into())
-        .spawn(move || write_batches(&*writer_store, queue, writer_notifier.as_ref()))?;
+        .spawn(move || {
+            write_batches(
+                &*writer_store,
+                queue,
+                writer_notifier.as_ref(),
+                &writer_metrics,
+            )
+        })?;
     let mirror = match &options.source {
         Some((url, reference)) => {
             let dir = options.mirror_dir.clone();
@@ -119,7 +128,7 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
         writes,
         admissions,
         mirror,
-        metrics: Arc::new(Metrics::default()),
+        metrics: counters,
         notifier,
         last_use: Arc::default(),
         public_metrics: options.public_metrics,
@@ -197,11 +206,15 @@ fn write_batches(
     store: &dyn Store,
     mut queue: mpsc::Receiver<(Incoming, Reply)>,
     notifier: Option<&super::notify::Notifier>,
+    metrics: &Metrics,
 ) {
     while let Some(batch) = next_batch(&mut queue) {
         let (items, replies): (Vec<Incoming>, Vec<Reply>) = batch.into_iter().unzip();
         match store.insert(&items) {
             Ok(inserted) => {
+                for lead in &inserted.reached {
+                    metrics.reached(*lead);
+                }
                 for (reply, s) in replies.into_iter().zip(inserted.stored) {
                     let _ = reply.send(Ok(s));
                 }
@@ -1073,18 +1086,24 @@ async fn dashboard_commit(State(app): State<App>, Path(commit): Path<String>) ->
                 .map(|v| v["rejected"].clone()),
             None => None,
         };
-        Ok((page, rollouts, refusal))
+        let committed_at = s
+            .commits(1000)?
+            .into_iter()
+            .find(|c| c.commit == exact)
+            .and_then(|c| c.committed_at);
+        Ok((page, rollouts, refusal, committed_at))
     })
     .await
     {
-        Ok((page, rollouts, _)) if page.reports.is_empty() && rollouts.is_empty() => {
+        Ok((page, rollouts, ..)) if page.reports.is_empty() && rollouts.is_empty() => {
             error(StatusCode::NOT_FOUND, "no report of that commit")
         }
-        Ok((page, rollouts, refusal)) => html(dashboard::commit(
+        Ok((page, rollouts, refusal, committed_at)) => html(dashboard::commit(
             &commit,
             &page.reports,
             &rollouts,
             refusal.as_ref(),
+            committed_at.as_deref(),
         )),
         Err(r) => r,
     }

@@ -9,6 +9,10 @@ use crate::report::{Status, Summary};
 
 /// Upper bounds (seconds) of the run-duration histogram.
 const RUN_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0];
+/// Upper bounds (seconds) of the lead-time histogram: commit to host.
+const LEAD_BUCKETS: &[f64] = &[
+    60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21_600.0, 86_400.0,
+];
 /// Upper bounds (seconds) of the ingest-latency histogram.
 const INGEST_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0];
 
@@ -69,6 +73,7 @@ pub struct Metrics {
     refused: AtomicU64,
     run_duration: Histogram,
     ingest: Histogram,
+    lead_time: Histogram,
 }
 
 const STATUSES: [&str; 4] = ["unchanged", "changed", "drift", "failed"];
@@ -84,6 +89,7 @@ impl Default for Metrics {
             refused: AtomicU64::new(0),
             run_duration: Histogram::new(RUN_BUCKETS),
             ingest: Histogram::new(INGEST_BUCKETS),
+            lead_time: Histogram::new(LEAD_BUCKETS),
         }
     }
 }
@@ -110,6 +116,12 @@ impl Metrics {
 
     pub fn duplicate(&self) {
         self.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A host ran a commit for the first time, this long after it was
+    /// committed.
+    pub fn reached(&self, lead_seconds: i64) {
+        self.lead_time.observe(lead_seconds.max(0) as f64);
     }
 
     pub fn refused(&self) {
@@ -171,6 +183,11 @@ impl Metrics {
             &mut out,
             "tend_log_ingest_seconds",
             "From a report's arrival to its durable acknowledgement.",
+        );
+        self.lead_time.render(
+            &mut out,
+            "tend_log_lead_time_seconds",
+            "From a commit to a host's first run of it (each host once).",
         );
         let _ = writeln!(
             out,

@@ -261,6 +261,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE commit_hosts ADD COLUMN refused BOOLEAN NOT NULL DEFAULT FALSE;
     ALTER TABLE commits ADD COLUMN hosts_refused BIGINT NOT NULL DEFAULT 0;
     CREATE INDEX reports_by_refused ON reports (refused_commit, seq);",
+    // 8: lead time: when each host first ran each commit, and each
+    // commit's first and last host.
+    "ALTER TABLE commit_hosts ADD COLUMN first_unix BIGINT;
+    ALTER TABLE commits ADD COLUMN first_host_unix BIGINT, ADD COLUMN last_host_unix BIGINT;",
 ];
 
 /// An arbitrary constant: the advisory lock migrations run under.
@@ -412,15 +416,15 @@ fn row(r: &postgres::Row) -> ReportRow {
 fn summarise(
     tx: &mut postgres::Transaction,
     runs: &[(&crate::report::Report, i64)],
-) -> Result<(), StoreError> {
+) -> Result<Vec<i64>, StoreError> {
     use std::collections::BTreeMap;
     if runs.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut hosts: BTreeMap<&str, i64> = BTreeMap::new();
     // commit → (author, committed_at, subject, first, last, seq)
     let mut commits: BTreeMap<&str, (&str, &str, &str, &str, &str, i64)> = BTreeMap::new();
-    let mut commit_hosts: BTreeMap<(&str, &str), (bool, bool)> = BTreeMap::new();
+    let mut commit_hosts: BTreeMap<(&str, &str), (bool, bool, i64)> = BTreeMap::new();
     for (r, seq) in runs {
         let last = hosts.entry(r.host.as_str()).or_insert(*seq);
         *last = (*last).max(*seq);
@@ -436,11 +440,13 @@ fn summarise(
         c.3 = c.3.min(r.started_at.as_str());
         c.4 = c.4.max(r.started_at.as_str());
         c.5 = c.5.max(*seq);
+        let started = unix(&r.started_at);
         let h = commit_hosts
             .entry((rev.commit.as_str(), r.host.as_str()))
-            .or_insert((false, false));
+            .or_insert((false, false, started));
         h.0 |= r.summary.changed + r.summary.drift > 0;
         h.1 |= r.summary.failed > 0;
+        h.2 = h.2.min(started);
     }
     let placeholders = |rows: usize, per: usize| {
         (0..rows)
@@ -469,7 +475,7 @@ fn summarise(
         .map_err(db)?;
     }
     if commits.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let commits: Vec<_> = commits.into_iter().collect();
     for chunk in commits.chunks(5000) {
@@ -498,38 +504,64 @@ fn summarise(
     )
     .map_err(db)?;
     }
+    // When each commit was made, for the lead times of the hosts that run
+    // it for the first time.
+    let committed: BTreeMap<&str, i64> = commits
+        .iter()
+        .map(|(c, (_, at, ..))| (*c, unix(at)))
+        .collect();
+    let mut reached = Vec::new();
     let commit_hosts: Vec<_> = commit_hosts.into_iter().collect();
     for chunk in commit_hosts.chunks(5000) {
         let mut values: Vec<&(dyn postgres::types::ToSql + Sync)> = Vec::new();
-        for ((commit, host), (changed, failed)) in chunk {
+        for ((commit, host), (changed, failed, first)) in chunk {
             values.extend([
                 commit as &(dyn postgres::types::ToSql + Sync),
                 host,
                 changed,
                 failed,
+                first,
             ]);
         }
-        tx.execute(
-            &format!(
-                "INSERT INTO commit_hosts (commit_id, host, changed, failed) VALUES {}
+        // `xmax = 0`: the row was inserted now, not updated: a host's
+        // first run of that commit (after a refusal of it: not counted).
+        let rows = tx
+            .query(
+                &format!(
+                    "INSERT INTO commit_hosts (commit_id, host, changed, failed, first_unix) VALUES {}
              ON CONFLICT (commit_id, host) DO UPDATE SET
                 changed = commit_hosts.changed OR excluded.changed,
-                failed = commit_hosts.failed OR excluded.failed",
-                placeholders(chunk.len(), 4)
-            ),
-            &values,
-        )
-        .map_err(db)?;
+                failed = commit_hosts.failed OR excluded.failed,
+                first_unix = LEAST(commit_hosts.first_unix, excluded.first_unix)
+             RETURNING commit_id, first_unix, (xmax = 0) AS fresh",
+                    placeholders(chunk.len(), 5)
+                ),
+                &values,
+            )
+            .map_err(db)?;
+        for row in rows {
+            let (commit, first, fresh): (String, Option<i64>, bool) =
+                (row.get(0), row.get(1), row.get(2));
+            if let (true, Some(first), Some(at)) = (
+                fresh,
+                first,
+                committed.get(commit.as_str()).filter(|t| **t > 0),
+            ) {
+                reached.push(first - at);
+            }
+        }
     }
     let touched: Vec<String> = commits.iter().map(|(c, _)| (*c).to_owned()).collect();
     tx.execute(COUNT_HOSTS, &[&touched]).map_err(db)?;
-    Ok(())
+    Ok(reached)
 }
 
 /// Each touched commit's host counts, from its hosts' rows.
-const COUNT_HOSTS: &str = "UPDATE commits c SET hosts = s.n, hosts_changed = s.ch, hosts_failed = s.f, hosts_refused = s.r
+const COUNT_HOSTS: &str = "UPDATE commits c SET hosts = s.n, hosts_changed = s.ch, hosts_failed = s.f, hosts_refused = s.r,
+        first_host_unix = s.fh, last_host_unix = s.lh
      FROM (SELECT commit_id, COUNT(*) FILTER (WHERE NOT refused) AS n, COUNT(*) FILTER (WHERE changed) AS ch,
-                  COUNT(*) FILTER (WHERE failed) AS f, COUNT(*) FILTER (WHERE refused) AS r
+                  COUNT(*) FILTER (WHERE failed) AS f, COUNT(*) FILTER (WHERE refused) AS r,
+                  MIN(first_unix) FILTER (WHERE NOT refused) AS fh, MAX(first_unix) FILTER (WHERE NOT refused) AS lh
            FROM commit_hosts WHERE commit_id = ANY($1) GROUP BY commit_id) s
      WHERE c.commit_id = s.commit_id";
 
@@ -731,7 +763,7 @@ impl Store for PostgresStore {
                 None => out.push(Stored::Duplicate),
             }
         }
-        summarise(&mut tx, &new_ones)?;
+        let reached = summarise(&mut tx, &new_ones)?;
         for (r, seq) in &new_ones {
             refusal(&mut tx, r, *seq)?;
         }
@@ -751,7 +783,11 @@ impl Store for PostgresStore {
             )?);
         }
         tx.commit().map_err(db)?;
-        Ok(Inserted { stored: out, halts })
+        Ok(Inserted {
+            stored: out,
+            halts,
+            reached,
+        })
     }
 
     fn write(
@@ -850,25 +886,32 @@ impl Store for PostgresStore {
             .reader()
             .query(
                 "SELECT commit_id, author, committed_at, subject, first_applied, last_applied,
-                        hosts_changed, hosts_failed, hosts, hosts_refused
+                        hosts_changed, hosts_failed, hosts, hosts_refused, first_host_unix, last_host_unix
                  FROM commits ORDER BY last_seq DESC LIMIT $1",
                 &[&limit],
             )
             .map_err(db)?;
         Ok(rows
             .iter()
-            .map(|r| CommitRow {
-                commit: r.get(0),
-                author: r.get(1),
-                committed_at: r.get(2),
-                subject: r.get(3),
-                first_applied: r.get(4),
-                last_applied: r.get(5),
-                hosts_changed: r.get(6),
-                hosts_failed: r.get(7),
-                hosts: r.get(8),
-                hosts_refused: r.get(9),
-                hosts_pending: 0,
+            .map(|r| {
+                let committed_at: Option<String> = r.get(2);
+                let (lead_first_s, lead_last_s) =
+                    super::store::lead(committed_at.as_deref(), r.get(10), r.get(11));
+                CommitRow {
+                    commit: r.get(0),
+                    author: r.get(1),
+                    committed_at,
+                    subject: r.get(3),
+                    first_applied: r.get(4),
+                    last_applied: r.get(5),
+                    hosts_changed: r.get(6),
+                    hosts_failed: r.get(7),
+                    hosts: r.get(8),
+                    hosts_refused: r.get(9),
+                    lead_first_s,
+                    lead_last_s,
+                    hosts_pending: 0,
+                }
             })
             .collect())
     }

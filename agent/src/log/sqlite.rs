@@ -190,6 +190,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE reports ADD COLUMN refused_commit TEXT;
     ALTER TABLE commit_hosts ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX reports_by_refused ON reports (refused_commit, seq);",
+    // 7: lead time: when each host first ran each commit.
+    "ALTER TABLE commit_hosts ADD COLUMN first_unix INTEGER;",
 ];
 
 pub struct SqliteStore {
@@ -306,11 +308,13 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<ReportRow> {
 }
 
 /// Keeps the host list and the deploy log up to date with a new run.
+/// Keeps the host list and the deploy log up to date with a run; the lead
+/// time when the host ran this commit for the first time.
 fn summarise(
     tx: &rusqlite::Transaction,
     r: &crate::report::Report,
     seq: i64,
-) -> Result<(), StoreError> {
+) -> Result<Option<i64>, StoreError> {
     tx.prepare_cached(
         "INSERT INTO hosts (host, last_seq) VALUES (?1, ?2)
          ON CONFLICT (host) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
@@ -318,7 +322,7 @@ fn summarise(
     .and_then(|mut s| s.execute(params![r.host, seq]))
     .map_err(db)?;
     let Some(rev) = &r.revision else {
-        return Ok(());
+        return Ok(None);
     };
     tx.prepare_cached(
         "INSERT INTO commits (commit_id, author, committed_at, subject, first_applied, last_applied, last_seq)
@@ -332,21 +336,35 @@ fn summarise(
         s.execute(params![rev.commit, rev.author, rev.committed_at, rev.subject, r.started_at, seq])
     })
     .map_err(db)?;
+    let started = unix(&r.started_at);
+    let first_time = tx
+        .prepare_cached("SELECT first_unix FROM commit_hosts WHERE commit_id = ?1 AND host = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![rev.commit, r.host], |row| {
+                row.get::<_, Option<i64>>(0)
+            })
+            .optional()
+        })
+        .map_err(db)?
+        .is_none();
     tx.prepare_cached(
-        "INSERT INTO commit_hosts (commit_id, host, changed, failed) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO commit_hosts (commit_id, host, changed, failed, first_unix) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (commit_id, host) DO UPDATE SET
-            changed = MAX(changed, excluded.changed), failed = MAX(failed, excluded.failed)",
+            changed = MAX(changed, excluded.changed), failed = MAX(failed, excluded.failed),
+            first_unix = COALESCE(MIN(first_unix, excluded.first_unix), excluded.first_unix)",
     )
     .and_then(|mut s| {
         s.execute(params![
             rev.commit,
             r.host,
             i64::from(r.summary.changed + r.summary.drift > 0),
-            i64::from(r.summary.failed > 0)
+            i64::from(r.summary.failed > 0),
+            started
         ])
     })
     .map_err(db)?;
-    Ok(())
+    let committed = unix(&rev.committed_at);
+    Ok((first_time && committed > 0).then(|| started - committed))
 }
 
 /// A run that refused a commit: the commit is in the deploy log (with its
@@ -525,6 +543,7 @@ impl Store for SqliteStore {
         let tx = conn.transaction().map_err(db)?;
         let mut out = Vec::with_capacity(batch.len());
         let mut halts = Vec::new();
+        let mut reached = Vec::new();
         {
             let mut insert = tx
                 .prepare_cached(
@@ -561,7 +580,7 @@ impl Store for SqliteStore {
                     .map_err(db)?;
                 if n == 1 && r.mode == crate::report::RunMode::Apply {
                     let seq = tx.last_insert_rowid();
-                    summarise(&tx, r, seq)?;
+                    reached.extend(summarise(&tx, r, seq)?);
                     refusal(&tx, r, seq)?;
                     halts.extend(rollouts::observe(
                         &mut Lite(&tx, &self.rollouts),
@@ -577,7 +596,11 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().map_err(db)?;
-        Ok(Inserted { stored: out, halts })
+        Ok(Inserted {
+            stored: out,
+            halts,
+            reached,
+        })
     }
 
     fn write(
@@ -681,16 +704,21 @@ impl Store for SqliteStore {
                         (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.changed = 1),
                         (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.failed = 1),
                         (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.refused = 0),
-                        (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.refused = 1)
+                        (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.refused = 1),
+                        (SELECT MIN(first_unix) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.refused = 0),
+                        (SELECT MAX(first_unix) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.refused = 0)
                  FROM commits c ORDER BY c.last_seq DESC LIMIT ?1",
             )
             .map_err(db)?;
         let rows = stmt
             .query_map([limit.clamp(1, 1000) as i64], |r| {
+                let committed_at: Option<String> = r.get(2)?;
+                let (lead_first_s, lead_last_s) =
+                    super::store::lead(committed_at.as_deref(), r.get(10)?, r.get(11)?);
                 Ok(CommitRow {
                     commit: r.get(0)?,
                     author: r.get(1)?,
-                    committed_at: r.get(2)?,
+                    committed_at,
                     subject: r.get(3)?,
                     first_applied: r.get(4)?,
                     last_applied: r.get(5)?,
@@ -698,6 +726,8 @@ impl Store for SqliteStore {
                     hosts_failed: r.get(7)?,
                     hosts: r.get(8)?,
                     hosts_refused: r.get(9)?,
+                    lead_first_s,
+                    lead_last_s,
                     hosts_pending: 0,
                 })
             })

@@ -46,6 +46,9 @@ pub enum Stored {
 pub struct Inserted {
     pub stored: Vec<Stored>,
     pub halts: Vec<super::rollouts::Halt>,
+    /// Seconds from each commit to a host's first run of it, for the
+    /// hosts that ran a commit for the first time.
+    pub reached: Vec<i64>,
 }
 
 /// Filters of `GET /v1/reports`.
@@ -195,9 +198,26 @@ pub struct CommitRow {
     pub hosts: i64,
     /// Hosts that refused it (it did not compile for them).
     pub hosts_refused: i64,
+    /// Lead time: seconds from the commit to its first host's first run,
+    /// and to its last host's.
+    pub lead_first_s: Option<i64>,
+    pub lead_last_s: Option<i64>,
     /// For the newest commit of an environment: its hosts whose last run is
     /// of another commit (the rollout still to come). 0 for older commits.
     pub hosts_pending: i64,
+}
+
+/// Lead times from the commit's time and its first and last hosts' first
+/// runs (seconds since the epoch).
+pub fn lead(
+    committed_at: Option<&str>,
+    first: Option<i64>,
+    last: Option<i64>,
+) -> (Option<i64>, Option<i64>) {
+    let Some(committed) = committed_at.map(unix).filter(|t| *t > 0) else {
+        return (None, None);
+    };
+    (first.map(|f| f - committed), last.map(|l| l - committed))
 }
 
 /// Fills `hosts_pending`: in each environment, the newest commit any of its
