@@ -289,3 +289,42 @@ fn a_host_page_shows_its_history() {
     );
     assert!(page.contains(">refused<"), "{page}");
 }
+
+/// A host whose source cannot be fetched and that never converged still
+/// reports, saying why, so the log knows it exists.
+#[test]
+fn a_host_that_never_converged_still_appears_and_says_why() {
+    let log = LogServer::start(&[]);
+    let token = log.token("web-new.prod", "production");
+    let dir = tempfile::tempdir().unwrap();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
+        .arg("agent")
+        .arg("--config")
+        .arg(dir.path().join("none.yaml"))
+        .arg("--source")
+        .arg(dir.path().join("no-such-repository"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .args(["--host", "web-new.prod", "--env", "production", "--once"])
+        .args(["--log", &log.url, "--token-file"])
+        .arg(&token)
+        .env_remove("TEND_STATE_DIR")
+        .output()
+        .unwrap();
+    assert_ne!(run.status.code(), Some(0), "{run:?}");
+    let (_, page) = log.get("/v1/reports?host=web-new.prod");
+    let reports = page["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 1, "{page}");
+    assert_eq!(reports[0]["status"], "never_converged");
+    let id = reports[0]["id"].as_str().unwrap();
+    let (_, body) = log.get(&format!("/v1/reports/{id}"));
+    let why = body["never_converged"].as_str().unwrap();
+    assert!(why.contains("could not be fetched yet"), "{why}");
+    assert!(why.contains("no-such-repository"), "{why}");
+    let (_, hosts) = log.get("/v1/hosts");
+    assert_eq!(hosts["hosts"][0]["host"], "web-new.prod");
+    assert_eq!(hosts["hosts"][0]["status"], "never_converged");
+    let mut browser = signed_in(&log);
+    let page = browser.open(&format!("{}/reports/{id}", log.url), "never-converged");
+    assert!(page.contains("never converged: the source"), "{page}");
+}

@@ -39,6 +39,8 @@ pub struct SourceInfo {
     pub rollout: Option<crate::report::RolloutNote>,
     /// The agent's interval, for the log to tell silent hosts.
     pub interval_s: Option<u64>,
+    /// Why the source could not be fetched this cycle.
+    pub fetch_error: Option<String>,
 }
 
 fn spool(state: &StateDir) -> Spool {
@@ -277,6 +279,7 @@ fn finish(
         source_stale: options.source.as_ref().is_some_and(|s| s.stale),
         source_age_s: options.source.as_ref().and_then(|s| s.age_s),
         rejected: options.source.as_ref().and_then(|s| s.rejected.clone()),
+        never_converged: None,
         rollout: options.source.as_ref().and_then(|s| s.rollout.clone()),
         interval_s: options.source.as_ref().and_then(|s| s.interval_s),
         started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
@@ -301,6 +304,7 @@ pub fn report_unconverged(
     options: &Options,
     host: &str,
     environment: &str,
+    never_converged: Option<String>,
 ) -> anyhow::Result<Report> {
     let started_at = SystemTime::now();
     let state = StateDir::open_locked(&options.state_dir, |_| {})?;
@@ -315,6 +319,7 @@ pub fn report_unconverged(
         source_stale: source.stale,
         source_age_s: source.age_s,
         rejected: source.rejected,
+        never_converged,
         rollout: source.rollout,
         interval_s: source.interval_s,
         started_at: humantime::format_rfc3339_seconds(started_at).to_string(),

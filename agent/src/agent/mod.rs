@@ -88,6 +88,7 @@ pub fn cycle(settings: &Settings) -> anyhow::Result<Cycle> {
         rejected: None,
         rollout: None,
         interval_s: Some(settings.interval.as_secs()),
+        fetch_error: fetched.as_ref().err().map(ToString::to_string),
     };
     let fetched = fetched.ok();
     let host = settings.host.clone().unwrap_or_else(crate::facts::hostname);
@@ -171,6 +172,7 @@ fn stay(
                         &options(settings, Path::new(""), &info),
                         &host,
                         &environment,
+                        None,
                     ) {
                         tracing::warn!(error = %format!("{e:#}"), "cannot report the refusal");
                     }
@@ -189,8 +191,35 @@ fn stay(
                 "commit {} is not this host's to apply yet ({}), and no earlier commit was ever applied",
                 r.commit, r.reason
             ),
-            (None, None) => format!("the source `{}` could not be fetched yet", settings.source),
+            (None, None) => match &info.fetch_error {
+                Some(e) => format!(
+                    "the source `{}` could not be fetched yet: {e}",
+                    settings.source
+                ),
+                None => format!("the source `{}` could not be fetched yet", settings.source),
+            },
         };
+        if info.rejected.is_none() && info.rollout.is_none() {
+            // Never converged, and nothing fetched: the log still hears
+            // of the host, and why (its environment must be given: there
+            // is no manifest to read it from).
+            let host = settings.host.clone().unwrap_or_else(crate::facts::hostname);
+            match &settings.environment {
+                Some(environment) => {
+                    if let Err(e) = converge::report_unconverged(
+                        &options(settings, Path::new(""), &info),
+                        &host,
+                        environment,
+                        Some(why.clone()),
+                    ) {
+                        tracing::warn!(error = %format!("{e:#}"), "cannot report that the host never converged");
+                    }
+                }
+                None => tracing::warn!(
+                    "that this host never converged is not reported: its environment is unknown (give --env)"
+                ),
+            }
+        }
         memory.save(&settings.state_dir)?;
         return Ok(Cycle::NothingToApply(why));
     };

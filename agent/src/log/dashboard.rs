@@ -80,7 +80,7 @@ fn short(commit: &str) -> &str {
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:72em;padding:0 1em;color:#222}\
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}table{border-collapse:collapse;width:100%}\
 th,td{text-align:left;padding:.25em .6em;border-bottom:1px solid #ddd;vertical-align:top}\
-.changed{color:#0a5}.drift{color:#b60}.failed{color:#c00;font-weight:bold}.silent{color:#c00}.refused{color:#a0a;font-weight:bold}\
+.changed{color:#0a5}.drift{color:#b60}.failed{color:#c00;font-weight:bold}.silent{color:#c00}.refused{color:#a0a;font-weight:bold}.never_converged{color:#c00}\
 pre{background:#f6f6f6;padding:.6em;overflow:auto}code{font-size:.95em}a{color:#036}\
 nav{display:flex;justify-content:space-between}form.out{display:inline}.login{max-width:28em}\
 .login input{width:100%;font:inherit;padding:.3em}.error{color:#c00}";
@@ -489,6 +489,13 @@ fn history_svg(runs: &[ReportRow]) -> String {
 pub fn report(report: &serde_json::Value) -> String {
     let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
     let mut b = String::new();
+    if let Some(why) = report["never_converged"].as_str() {
+        let _ = write!(
+            b,
+            "<p id=\"never-converged\" class=\"never_converged\">never converged: {}</p>",
+            esc(why)
+        );
+    }
     let rev = &report["revision"];
     let _ = write!(
         b,

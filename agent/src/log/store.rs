@@ -114,6 +114,8 @@ pub fn unix(rfc3339: &str) -> i64 {
 pub fn listed_status(report: &crate::report::Report) -> String {
     if report.rejected.is_some() {
         "refused".to_owned()
+    } else if report.never_converged.is_some() {
+        "never_converged".to_owned()
     } else {
         word(&report.status)
     }

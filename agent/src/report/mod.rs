@@ -217,6 +217,10 @@ pub struct Report {
     /// A commit under a rollout policy: whether this host was let in.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub rollout: Option<RolloutNote>,
+    /// This host never converged, and why (its source cannot be fetched
+    /// yet): a run that did nothing, so the log knows the host exists.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub never_converged: Option<String>,
     /// The agent's interval (agent runs): the log calls a host silent after
     /// two of them without a report.
     #[serde(skip_serializing_if = "Option::is_none", default)]

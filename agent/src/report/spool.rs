@@ -208,6 +208,7 @@ mod tests {
             source_stale: false,
             source_age_s: None,
             rejected: None,
+            never_converged: None,
             rollout: None,
             interval_s: None,
             started_at: String::new(),
