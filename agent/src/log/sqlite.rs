@@ -192,6 +192,22 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX reports_by_refused ON reports (refused_commit, seq);",
     // 7: lead time: when each host first ran each commit.
     "ALTER TABLE commit_hosts ADD COLUMN first_unix INTEGER;",
+    // 8: each commit's host counts and first and last host kept in its
+    // row as runs come (as on PostgreSQL), so the deploy log reads one row
+    // a commit however many hosts it has.
+    "ALTER TABLE commits ADD COLUMN hosts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE commits ADD COLUMN hosts_changed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE commits ADD COLUMN hosts_failed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE commits ADD COLUMN hosts_refused INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE commits ADD COLUMN first_host_unix INTEGER;
+    ALTER TABLE commits ADD COLUMN last_host_unix INTEGER;
+    UPDATE commits SET
+        hosts = (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = commits.commit_id AND h.refused = 0),
+        hosts_changed = (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = commits.commit_id AND h.changed = 1),
+        hosts_failed = (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = commits.commit_id AND h.failed = 1),
+        hosts_refused = (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = commits.commit_id AND h.refused = 1),
+        first_host_unix = (SELECT MIN(first_unix) FROM commit_hosts h WHERE h.commit_id = commits.commit_id AND h.refused = 0),
+        last_host_unix = (SELECT MAX(first_unix) FROM commit_hosts h WHERE h.commit_id = commits.commit_id AND h.refused = 0);",
 ];
 
 pub struct SqliteStore {
@@ -337,16 +353,9 @@ fn summarise(
     })
     .map_err(db)?;
     let started = unix(&r.started_at);
-    let first_time = tx
-        .prepare_cached("SELECT first_unix FROM commit_hosts WHERE commit_id = ?1 AND host = ?2")
-        .and_then(|mut s| {
-            s.query_row(params![rev.commit, r.host], |row| {
-                row.get::<_, Option<i64>>(0)
-            })
-            .optional()
-        })
-        .map_err(db)?
-        .is_none();
+    let changed = r.summary.changed + r.summary.drift > 0;
+    let failed = r.summary.failed > 0;
+    let before = host_of_commit(tx, &rev.commit, &r.host)?;
     tx.prepare_cached(
         "INSERT INTO commit_hosts (commit_id, host, changed, failed, first_unix) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (commit_id, host) DO UPDATE SET
@@ -357,14 +366,71 @@ fn summarise(
         s.execute(params![
             rev.commit,
             r.host,
-            i64::from(r.summary.changed + r.summary.drift > 0),
-            i64::from(r.summary.failed > 0),
+            i64::from(changed),
+            i64::from(failed),
             started
         ])
     })
     .map_err(db)?;
+    // The commit's counts move by what this run changed of its host's row.
+    let (new_host, new_changed, new_failed) = match before {
+        None => (1, i64::from(changed), i64::from(failed)),
+        Some(b) => (
+            0,
+            i64::from(changed && !b.changed),
+            i64::from(failed && !b.failed),
+        ),
+    };
+    let counted = before.is_none_or(|b| !b.refused);
+    tx.prepare_cached(
+        "UPDATE commits SET hosts = hosts + ?2, hosts_changed = hosts_changed + ?3, hosts_failed = hosts_failed + ?4,
+            first_host_unix = CASE WHEN ?5 THEN MIN(COALESCE(first_host_unix, ?6), ?6) ELSE first_host_unix END,
+            last_host_unix = CASE WHEN ?5 THEN MAX(COALESCE(last_host_unix, ?6), ?6) ELSE last_host_unix END
+         WHERE commit_id = ?1",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            rev.commit,
+            if counted { new_host } else { 0 },
+            new_changed,
+            new_failed,
+            counted,
+            started
+        ])
+    })
+    .map_err(db)?;
+    let first_time = before.is_none();
     let committed = unix(&rev.committed_at);
     Ok((first_time && committed > 0).then(|| started - committed))
+}
+
+/// A host's row of a commit, as it was before a run.
+#[derive(Clone, Copy)]
+struct HostOfCommit {
+    changed: bool,
+    failed: bool,
+    refused: bool,
+}
+
+fn host_of_commit(
+    tx: &rusqlite::Transaction,
+    commit: &str,
+    host: &str,
+) -> Result<Option<HostOfCommit>, StoreError> {
+    tx.prepare_cached(
+        "SELECT changed, failed, refused FROM commit_hosts WHERE commit_id = ?1 AND host = ?2",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![commit, host], |row| {
+            Ok(HostOfCommit {
+                changed: row.get::<_, i64>(0)? != 0,
+                failed: row.get::<_, i64>(1)? != 0,
+                refused: row.get::<_, i64>(2)? != 0,
+            })
+        })
+        .optional()
+    })
+    .map_err(db)
 }
 
 /// A run that refused a commit: the commit is in the deploy log (with its
@@ -390,11 +456,24 @@ fn refusal(
         s.execute(params![rev.commit, rev.author, rev.committed_at, rev.subject, r.started_at, seq])
     })
     .map_err(db)?;
+    let before = host_of_commit(tx, &rev.commit, &r.host)?;
     tx.prepare_cached(
         "INSERT INTO commit_hosts (commit_id, host, changed, failed, refused) VALUES (?1, ?2, 0, 0, 1)
          ON CONFLICT (commit_id, host) DO UPDATE SET refused = 1",
     )
     .and_then(|mut s| s.execute(params![rev.commit, r.host]))
+    .map_err(db)?;
+    // A new refusing host; one that ran it before no longer counts as
+    // running it (as PostgreSQL counts).
+    let (refused, ran) = match before {
+        None => (1, 0),
+        Some(b) if !b.refused => (1, 1),
+        Some(_) => (0, 0),
+    };
+    tx.prepare_cached(
+        "UPDATE commits SET hosts_refused = hosts_refused + ?2, hosts = hosts - ?3 WHERE commit_id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![rev.commit, refused, ran]))
     .map_err(db)?;
     Ok(())
 }
@@ -701,12 +780,7 @@ impl Store for SqliteStore {
         let mut stmt = conn
             .prepare(
                 "SELECT c.commit_id, c.author, c.committed_at, c.subject, c.first_applied, c.last_applied,
-                        (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.changed = 1),
-                        (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.failed = 1),
-                        (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.refused = 0),
-                        (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.refused = 1),
-                        (SELECT MIN(first_unix) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.refused = 0),
-                        (SELECT MAX(first_unix) FROM commit_hosts h WHERE h.commit_id = c.commit_id AND h.refused = 0)
+                        c.hosts_changed, c.hosts_failed, c.hosts, c.hosts_refused, c.first_host_unix, c.last_host_unix
                  FROM commits c ORDER BY c.last_seq DESC LIMIT ?1",
             )
             .map_err(db)?;
