@@ -338,25 +338,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// An HTTP client for the bench; `BENCH_CA` names a CA file to trust (a
-/// log served over TLS).
-fn bench_agent() -> ureq::Agent {
-    let mut config = ureq::Agent::config_builder().http_status_as_error(false);
-    if let Ok(ca) = std::env::var("BENCH_CA") {
-        let pem = fs_err::read(ca).unwrap();
-        let certs: Vec<_> = ureq::tls::parse_pem(&pem)
-            .filter_map(|item| match item.unwrap() {
-                ureq::tls::PemItem::Certificate(c) => Some(c),
-                _ => None,
-            })
-            .collect();
-        config = config.tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)))
-                .build(),
-        );
-    }
-    config.build().into()
+/// An HTTP client for the log at `url`, as the agent makes it; `BENCH_CA`
+/// names a CA file to trust (a log served over TLS).
+fn bench_agent(url: &str) -> ureq::Agent {
+    let ca = std::env::var_os("BENCH_CA").map(std::path::PathBuf::from);
+    tend::report::client::Client::new(url, ca.as_deref(), std::time::Duration::from_secs(60))
+        .expect("a log URL the client takes")
+        .agent
 }
 
 /// `BENCH_TOKEN`'s file: the token reads are made with.
@@ -380,7 +368,7 @@ fn log_load(url: &str, token_file: &Path, host: &str, senders: usize, seconds: u
         .map(|s| {
             let (url, token, host) = (url.to_owned(), token.clone(), host.to_owned());
             std::thread::spawn(move || {
-                let agent = bench_agent();
+                let agent = bench_agent(&url);
                 let mut latencies = Vec::new();
                 let mut n = 0;
                 while std::time::Instant::now() < deadline {
@@ -456,7 +444,7 @@ fn log_seed(db: &str, n: usize) {
 }
 
 fn log_query(url: &str, host: &str, n: usize) {
-    let agent = bench_agent();
+    let agent = bench_agent(url);
     let token = bench_token().expect("BENCH_TOKEN: a viewer's token file");
     for (name, path) in [
         (

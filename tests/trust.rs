@@ -688,7 +688,8 @@ fn every_read_needs_a_viewer_token_and_sessions_hold_across_servers() {
         .call()
         .unwrap();
     assert_eq!(there.status().as_u16(), 200);
-    // A cookie never writes: an operator's session cannot resume.
+    // A cookie never writes: a session (even an operator's) is not a
+    // bearer token, so a forged cross-site post gets nothing.
     let resume = agent
         .post(format!("{}/v1/rollouts/resume", other.url))
         .header("Cookie", &cookie)
