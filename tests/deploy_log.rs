@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::agent::git;
 use crate::log_server::{Db, LogServer, signed_in};
 use crate::support::receiver::Receiver;
 use crate::support::tend;
@@ -327,4 +328,227 @@ fn a_host_that_never_converged_still_appears_and_says_why() {
     let mut browser = signed_in(&log);
     let page = browser.open(&format!("{}/reports/{id}", log.url), "never-converged");
     assert!(page.contains("never converged: the source"), "{page}");
+}
+
+/// A small fleet of real agents (one state and target directory each)
+/// pulling one git remote that the log mirrors.
+struct Fleet {
+    dir: tempfile::TempDir,
+    remote: std::path::PathBuf,
+    root: std::path::PathBuf,
+    log: LogServer,
+    hosts: Vec<String>,
+}
+
+impl Fleet {
+    fn new(n: usize) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = dir.path().join("remote");
+        let root = dir.path().join("root");
+        fs_err::create_dir_all(&remote).unwrap();
+        fs_err::create_dir_all(&root).unwrap();
+        git(&remote, &["init", "--quiet", "--initial-branch=main"]);
+        let source = remote.display().to_string();
+        let log = LogServer::start(&["--source", &source, "--ref", "main"]);
+        let hosts = (1..=n).map(|i| format!("web-{i:02}.prod")).collect();
+        Fleet {
+            dir,
+            remote,
+            root,
+            log,
+            hosts,
+        }
+    }
+
+    /// Commits `files` (path, text) by `author` with `subject`.
+    fn commit(&self, author: &str, subject: &str, files: &[(&str, String)]) -> String {
+        for (rel, text) in files {
+            let path = self.remote.join(rel);
+            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+            fs_err::write(path, text).unwrap();
+        }
+        git(&self.remote, &["add", "-A"]);
+        let name = format!("user.name={author}");
+        git(
+            &self.remote,
+            &[
+                "-c",
+                &name,
+                "-c",
+                "user.email=dev@example.com",
+                "commit",
+                "--quiet",
+                "-m",
+                subject,
+            ],
+        );
+        git(&self.remote, &["rev-parse", "HEAD"])
+    }
+
+    /// Where every host's files are: each agent runs in a mount namespace
+    /// of its own with its host's folder of `root` mounted here, so that a
+    /// resource has one name across the fleet, as on real hosts.
+    fn mount_point(&self) -> std::path::PathBuf {
+        self.dir.path().join("host")
+    }
+
+    /// One agent cycle on every host.
+    fn converge_all(&self) {
+        fs_err::create_dir_all(self.mount_point()).unwrap();
+        for host in &self.hosts {
+            let token = self.log.token(host, "prod");
+            let own = self.root.join(host);
+            fs_err::create_dir_all(&own).unwrap();
+            let out = std::process::Command::new("unshare")
+                .args(["--mount", "--propagation", "private", "sh", "-c"])
+                .arg("mount --bind \"$1\" \"$2\" && shift 2 && exec \"$@\"")
+                .arg("sh")
+                .arg(&own)
+                .arg(self.mount_point())
+                .arg(env!("CARGO_BIN_EXE_tend"))
+                .arg("agent")
+                .arg("--config")
+                .arg(self.dir.path().join("no-settings.yaml"))
+                .arg("--source")
+                .arg(&self.remote)
+                .arg("--state-dir")
+                .arg(self.dir.path().join("state").join(host))
+                .args([
+                    "--host",
+                    host,
+                    "--log",
+                    &self.log.url,
+                    "--once",
+                    "--token-file",
+                ])
+                .arg(token)
+                .env_remove("TEND_STATE_DIR")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.code().is_some(),
+                "{host}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// The environment and the role of the commit page's fleet: every host
+/// gets `app.conf` (web-12 with a timeout of its own) and a key from
+/// `files/` that is sensitive, and a sensitive inline file.
+fn fleet_files(root: &std::path::Path, timeout: u32, secret: &str) -> Vec<(&'static str, String)> {
+    let env = format!(
+        "environment: prod\nvars:\n  root: {}\n  timeout: {timeout}\nhosts:\n  - match: \"web-12.prod\"\n    roles: [web]\n    vars: {{ timeout: {} }}\n  - match: \"web-0?.prod\"\n    roles: [web]\n  - match: \"web-1[013].prod\"\n    roles: [web]\n",
+        root.display(),
+        timeout * 2
+    );
+    let role = "resources:\n  - file: \"{{root}}/app.conf\"\n    content: \"timeout = {{timeout}}\\n\"\n  - file: \"{{root}}/key.pem\"\n    source: key.pem\n    sensitive: true\n  - file: \"{{root}}/inline.pem\"\n    sensitive: true\n    content: |\n      INLINE-"
+        .to_owned()
+        + secret
+        + "\n";
+    vec![
+        ("manifests/prod.yaml", env),
+        ("roles/web/role.yaml", role),
+        ("roles/web/files/key.pem", format!("KEY-{secret}\n")),
+    ]
+}
+
+/// A commit's page answers "what": the commit's own diff from the log's
+/// mirror with sensitive content hidden, its effect grouped by resource
+/// (one diff for the hosts that changed alike, the others named), a
+/// failure's error inline, lead time, the hosts reaching it as a picture,
+/// and each host's latest run with older runs behind a link.
+#[test]
+fn a_commit_page_says_what_the_commit_changed_and_did() {
+    let fleet = Fleet::new(13);
+    let files = |timeout, secret| fleet_files(&fleet.mount_point(), timeout, secret);
+    fleet.commit("Ana Diaz", "web: app.conf", &files(30, "ONE"));
+    fleet.converge_all();
+    // web-13's app.conf becomes a directory: the next change fails there.
+    let conf = fleet.root.join("web-13.prod/app.conf");
+    fs_err::remove_file(&conf).unwrap();
+    fs_err::create_dir(&conf).unwrap();
+    let c2 = fleet.commit("Bo Chen", "web: timeout <b>45</b>", &files(45, "TWO"));
+    fleet.converge_all();
+    fleet.converge_all();
+    let mut browser = signed_in(&fleet.log);
+    let page = browser.open(&format!("{}/commits/{c2}", fleet.log.url), "commit-what");
+    // Who, from the source; the subject escaped.
+    assert!(
+        page.contains("by Bo Chen &lt;dev@example.com&gt;: web: timeout &lt;b&gt;45&lt;/b&gt;"),
+        "{page}"
+    );
+    assert!(!page.contains("as its hosts said"), "{page}");
+    // The commit's own change, secrets hidden on both sides.
+    let change = between(&page, "id=\"change\"", "<h2>Effect");
+    assert!(change.contains("manifests/prod.yaml"), "{change}");
+    assert!(
+        change.contains(&diff_lines("  timeout: 30", "  timeout: 45")),
+        "{change}"
+    );
+    assert!(
+        change.contains("roles/web/files/key.pem</code> changed</h3><p class=\"hidden\">"),
+        "{change}"
+    );
+    assert!(change.contains("(sensitive: hidden)"), "{change}");
+    for secret in ["KEY-", "INLINE-", "ONE", "TWO"] {
+        assert!(!page.contains(secret), "{secret} shown: {page}");
+    }
+    // The effect, grouped: app.conf on 12 hosts, one diff, web-12 apart.
+    let effects = between(&page, "id=\"effects\"", "<h2>Failing");
+    let app_conf = format!("file:{}/app.conf", fleet.mount_point().display());
+    let group = effects
+        .split("class=\"effect\"")
+        .find(|e| e.contains(&app_conf))
+        .unwrap_or_else(|| panic!("{effects}"));
+    assert!(group.contains("changed on 12 hosts"), "{group}");
+    assert_eq!(group.matches("<pre class=\"diff\">").count(), 2, "{group}");
+    assert!(
+        group.contains(&diff_lines("timeout = 30", "timeout = 45")),
+        "{group}"
+    );
+    assert!(
+        group.contains("Differs on: <a href=\"/hosts/web-12.prod\">web-12.prod</a>"),
+        "{group}"
+    );
+    assert!(
+        group.contains(&diff_lines("timeout = 60", "timeout = 90")),
+        "{group}"
+    );
+    // The failure, with its error inline.
+    let failures = between(&page, "id=\"failures\"", "</table>");
+    assert!(failures.contains("web-13.prod"), "{failures}");
+    assert!(failures.contains("class=\"failed\""), "{failures}");
+    assert!(failures.contains("app.conf"), "{failures}");
+    // Lead time; hosts reaching it (13 dots); latest run per host.
+    assert!(page.contains("id=\"lead\""), "{page}");
+    let svg = between(&page, "<svg id=\"reaching\"", "</svg>");
+    assert_eq!(svg.matches("class=\"host\"").count(), 13, "{svg}");
+    let hosts = between(&page, "<table id=\"reports\"", "</table>");
+    assert_eq!(hosts.matches("<tr>").count(), 14, "{hosts}");
+    assert!(page.contains("13 older runs"), "{page}");
+    let runs = browser.open(
+        &format!("{}/commits/{c2}/runs", fleet.log.url),
+        "commit-runs",
+    );
+    assert_eq!(
+        between(&runs, "<table id=\"reports\"", "</table>")
+            .matches("<tr>")
+            .count(),
+        27
+    );
+}
+
+/// A line removed and one added, as a page marks them.
+fn diff_lines(removed: &str, added: &str) -> String {
+    format!("<span class=\"del\">-{removed}</span>\n<span class=\"add\">+{added}</span>")
+}
+
+fn between<'a>(text: &'a str, from: &str, to: &str) -> &'a str {
+    let start = text
+        .find(from)
+        .unwrap_or_else(|| panic!("no {from} in {text}"));
+    let rest = &text[start..];
+    &rest[..rest.find(to).unwrap_or(rest.len())]
 }

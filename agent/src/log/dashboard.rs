@@ -83,7 +83,9 @@ th,td{text-align:left;padding:.25em .6em;border-bottom:1px solid #ddd;vertical-a
 .changed{color:#0a5}.drift{color:#b60}.failed{color:#c00;font-weight:bold}.silent{color:#c00}.refused{color:#a0a;font-weight:bold}.never_converged{color:#c00}\
 pre{background:#f6f6f6;padding:.6em;overflow:auto}code{font-size:.95em}a{color:#036}\
 nav{display:flex;justify-content:space-between}form.out{display:inline}.login{max-width:28em}\
-.login input{width:100%;font:inherit;padding:.3em}.error{color:#c00}";
+.login input{width:100%;font:inherit;padding:.3em}.error{color:#c00}\
+.add{color:#070;background:#e6f6e6}.del{color:#a00;background:#fbe9e9}.hunk{color:#666}.claim{color:#a60}\
+@media print{nav form{display:none}details{display:block}pre{white-space:pre-wrap}}";
 
 /// The sign-in page: a viewer's or operator's token, once, for a session.
 pub fn login(error: Option<&str>, next: &str) -> String {
@@ -308,29 +310,67 @@ pub fn lead_over_hosts(
     (!leads.is_empty()).then(|| [leads[0], at(0.5), at(0.95), leads[leads.len() - 1]])
 }
 
-/// A commit's page; `refusal` is the `rejected` part of a report that
-/// refused it (who made it, what it says, and the errors).
-pub fn commit(
-    commit: &str,
-    reports: &[ReportRow],
-    rollouts: &[RolloutRow],
-    refusal: Option<&serde_json::Value>,
-    committed_at: Option<&str>,
-) -> String {
+/// What a commit's page shows, gathered by the server.
+pub struct CommitView<'a> {
+    pub commit: &'a str,
+    /// Who made it, when and why: from the log's mirror of the source when
+    /// it has the commit (`from_source`), else as its hosts said.
+    pub revision: Option<crate::source::git::Revision>,
+    pub from_source: bool,
+    /// Its change to the repository: `None` when the log has no source.
+    pub change: Option<Result<std::sync::Arc<super::change::Change>, String>>,
+    /// Its runs, newest first (up to the page's limit).
+    pub runs: &'a [ReportRow],
+    /// Whether there are more runs than `runs`.
+    pub more_runs: bool,
+    pub effects: &'a [super::effect::Effect],
+    /// Of how many hosts' first changing runs the effects were read.
+    pub effects_read: usize,
+    pub effects_of: usize,
+    pub failures: &'a [super::effect::Failure],
+    pub rollouts: &'a [RolloutRow],
+    /// Each rolled-out host's wave.
+    pub waves: &'a std::collections::HashMap<String, u32>,
+    /// `rejected` of a run that refused it: who made it, what it says, the errors.
+    pub refusal: Option<&'a serde_json::Value>,
+    /// Hosts of its environments still on another commit (when it is the
+    /// newest their environment runs).
+    pub pending: &'a [String],
+}
+
+/// A commit's page: who made it and what it changed in the repository;
+/// its effect across hosts (grouped by resource) and its failures; the
+/// hosts reaching it over time, wave by wave; the hosts pending and
+/// refusing; each host's latest run of it.
+pub fn commit(v: &CommitView) -> String {
+    let commit = v.commit;
     let mut b = String::new();
-    if let Some(rejected) = refusal {
+    if let Some(r) = &v.revision {
+        let _ = write!(
+            b,
+            "<p id=\"commit\"><code>{}</code> by {}: {} <span class=\"when\">committed {}</span>{}</p>",
+            esc(commit),
+            esc(&r.author),
+            esc(&r.subject),
+            time(&r.committed_at),
+            if v.from_source {
+                ""
+            } else {
+                " <span class=\"claim\">(as its hosts said: the log has no copy of it from the source)</span>"
+            }
+        );
+    }
+    if let Some(rejected) = v.refusal {
         let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
-        let refusing: std::collections::BTreeSet<&str> = reports
+        let refusing: std::collections::BTreeSet<&str> = v
+            .runs
             .iter()
             .filter(|r| r.refused_commit.as_deref() == Some(commit))
             .map(|r| r.host.as_str())
             .collect();
         let _ = write!(
             b,
-            "<p id=\"commit\"><code>{}</code> by {}: {}</p><h2>Does not compile</h2><p id=\"refused\" class=\"refused\">refused by {} host{}: {}</p><ul id=\"refusal\">",
-            esc(commit),
-            esc(&s(&rejected["author"])),
-            esc(&s(&rejected["subject"])),
+            "<h2>Does not compile</h2><p id=\"refused\" class=\"refused\">refused by {} host{}: {}</p><ul id=\"refusal\">",
             refusing.len(),
             if refusing.len() == 1 { "" } else { "s" },
             esc(&refusing.iter().copied().collect::<Vec<_>>().join(", "))
@@ -343,17 +383,11 @@ pub fn commit(
             let _ = write!(b, "<li><code>{}</code></li>", esc(&s(e)));
         }
         b.push_str("</ul>");
-    } else if let Some(first) = reports.first() {
-        let _ = write!(
-            b,
-            "<p id=\"commit\"><code>{}</code> by {}: {}</p>",
-            esc(commit),
-            esc(first.author.as_deref().unwrap_or("")),
-            esc(first.subject.as_deref().unwrap_or(""))
-        );
     }
-    if let Some([first, p50, p95, last]) =
-        committed_at.and_then(|at| lead_over_hosts(at, reports, commit))
+    if let Some([first, p50, p95, last]) = v
+        .revision
+        .as_ref()
+        .and_then(|r| lead_over_hosts(&r.committed_at, v.runs, commit))
     {
         let _ = write!(
             b,
@@ -364,12 +398,203 @@ pub fn commit(
             span(last)
         );
     }
-    if !rollouts.is_empty() {
+    change_section(&mut b, v.change.as_ref());
+    effect_section(&mut b, v);
+    b.push_str("<h2>Hosts reaching it</h2>");
+    b.push_str(&reaching_svg(commit, v.runs, v.waves));
+    if !v.rollouts.is_empty() {
         b.push_str("<h2>Rollout</h2>");
-        rollouts_table(&mut b, rollouts);
+        rollouts_table(&mut b, v.rollouts);
     }
+    if !v.pending.is_empty() {
+        let _ = write!(
+            b,
+            "<p id=\"pending\">Pending on {} host{}: {}</p>",
+            v.pending.len(),
+            if v.pending.len() == 1 { "" } else { "s" },
+            host_links(v.pending.iter().map(String::as_str))
+        );
+    }
+    latest_runs_table(&mut b, commit, v.runs, v.more_runs);
+    page(&format!("Commit {}", short(commit)), &b)
+}
+
+/// A diff for a page: each line escaped, added and removed lines marked.
+fn diff_html(text: &str) -> String {
+    let mut out = String::from("<pre class=\"diff\">");
+    for line in text.lines() {
+        let class = match line.as_bytes().first() {
+            Some(b'+') if !line.starts_with("+++") => "add",
+            Some(b'-') if !line.starts_with("---") => "del",
+            Some(b'@') => "hunk",
+            _ => "",
+        };
+        if class.is_empty() {
+            out.push_str(&esc(line));
+        } else {
+            let _ = write!(out, "<span class=\"{class}\">{}</span>", esc(line));
+        }
+        out.push('\n');
+    }
+    out.push_str("</pre>");
+    out
+}
+
+fn host_links<'a>(hosts: impl Iterator<Item = &'a str>) -> String {
+    hosts
+        .map(|h| format!("<a href=\"/hosts/{}\">{}</a>", seg(h), esc(h)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The commit's own diff of manifests and roles.
+fn change_section(
+    b: &mut String,
+    change: Option<&Result<std::sync::Arc<super::change::Change>, String>>,
+) {
+    b.push_str("<h2>Change</h2>");
+    match change {
+        None => b.push_str("<p id=\"change\">The log has no copy of the source: start it with <code>--source URL</code> to see what commits change.</p>"),
+        Some(Err(e)) => {
+            let _ = write!(b, "<p id=\"change\" class=\"error\">{}</p>", esc(e));
+        }
+        Some(Ok(change)) if change.files.is_empty() => {
+            b.push_str("<p id=\"change\">No change to <code>manifests/</code> or <code>roles/</code>.</p>");
+        }
+        Some(Ok(change)) => {
+            b.push_str("<div id=\"change\">");
+            for f in &change.files {
+                let what = match f.status.as_str() {
+                    "A" => "added",
+                    "D" => "deleted",
+                    _ => "changed",
+                };
+                let _ = write!(
+                    b,
+                    "<h3 class=\"file\"><code>{}</code> {what}</h3>",
+                    esc(&f.path)
+                );
+                match &f.diff {
+                    Some(d) => b.push_str(&diff_html(d)),
+                    None => b.push_str(
+                        "<p class=\"hidden\">(sensitive: its content is not shown)</p>",
+                    ),
+                }
+            }
+            if change.more_files > 0 {
+                let _ = write!(b, "<p>and {} more files</p>", change.more_files);
+            }
+            b.push_str("</div>");
+        }
+    }
+}
+
+/// Each resource the commit changed, with one diff for the hosts that
+/// changed alike and the others named; then the failures standing.
+fn effect_section(b: &mut String, v: &CommitView) {
+    b.push_str("<h2>Effect</h2>");
+    if v.effects_read < v.effects_of {
+        let _ = write!(
+            b,
+            "<p>From the first {} of {} hosts that changed.</p>",
+            v.effects_read, v.effects_of
+        );
+    }
+    if v.effects.is_empty() {
+        b.push_str("<p id=\"effects\">No resource changed because of this commit.</p>");
+    } else {
+        b.push_str("<div id=\"effects\">");
+        for e in v.effects {
+            let _ = write!(
+                b,
+                "<div class=\"effect\"><h3><code>{}</code>: changed on {} host{}</h3>",
+                esc(&e.resource),
+                e.hosts.len(),
+                if e.hosts.len() == 1 { "" } else { "s" }
+            );
+            if let Some(first) = e.variants.first() {
+                b.push_str(&diff_html(&first.text));
+            }
+            if e.variants.len() > 1 {
+                let _ = write!(b, "<p class=\"differs\">Differs on: ");
+                let others: Vec<&str> = e.variants[1..]
+                    .iter()
+                    .flat_map(|o| o.hosts.iter().map(String::as_str))
+                    .collect();
+                b.push_str(&host_links(others.into_iter()));
+                b.push_str("</p>");
+                for other in &e.variants[1..] {
+                    let _ = write!(
+                        b,
+                        "<details><summary>on {}</summary>{}</details>",
+                        esc(&other.hosts.join(", ")),
+                        diff_html(&other.text)
+                    );
+                }
+            }
+            b.push_str("</div>");
+        }
+        b.push_str("</div>");
+    }
+    if !v.failures.is_empty() {
+        b.push_str("<h2>Failing</h2><table id=\"failures\"><tr><th>host</th><th>resource</th><th>error</th></tr>");
+        for f in v.failures {
+            let _ = write!(
+                b,
+                "<tr><td><a href=\"/reports/{}\">{}</a></td><td><code>{}</code></td><td class=\"failed\">{}</td></tr>",
+                seg(&f.report),
+                esc(&f.host),
+                esc(&f.resource),
+                esc(&f.error)
+            );
+        }
+        b.push_str("</table>");
+    }
+}
+
+/// Each host's latest run of the commit; older runs behind a link.
+fn latest_runs_table(b: &mut String, commit: &str, runs: &[ReportRow], more: bool) {
+    let mut seen = std::collections::HashSet::new();
+    let mut older = 0;
+    b.push_str("<h2>Hosts</h2><table id=\"reports\"><tr><th>host</th><th>latest run</th><th>status</th><th>changed</th><th>drift</th><th>failed</th></tr>");
+    for r in runs {
+        if !seen.insert(r.host.as_str()) {
+            older += 1;
+            continue;
+        }
+        let _ = write!(
+            b,
+            "<tr><td><a href=\"/hosts/{}\">{}</a></td><td><a href=\"/reports/{}\">{}</a></td>{}<td>{}</td><td>{}</td><td>{}</td></tr>",
+            seg(&r.host),
+            esc(&r.host),
+            seg(&r.id),
+            time(&r.started_at),
+            status_cell(&r.status),
+            r.changed,
+            r.drift,
+            r.failed
+        );
+    }
+    b.push_str("</table>");
+    if older > 0 || more {
+        let _ = write!(
+            b,
+            "<p><a id=\"older\" href=\"/commits/{}/runs\">{}{} older runs</a></p>",
+            seg(commit),
+            older,
+            if more { "+" } else { "" }
+        );
+    }
+}
+
+/// Every run of a commit, newest first.
+pub fn commit_runs(commit: &str, runs: &[ReportRow], more: bool) -> String {
+    let mut b = format!(
+        "<p><a href=\"/commits/{}\">back to the commit</a></p>",
+        seg(commit)
+    );
     b.push_str("<table id=\"reports\"><tr><th>started</th><th>host</th><th>status</th><th>changed</th><th>drift</th><th>failed</th></tr>");
-    for r in reports {
+    for r in runs {
         let _ = write!(
             b,
             "<tr><td><a href=\"/reports/{}\">{}</a></td><td>{}</td>{}<td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -383,7 +608,85 @@ pub fn commit(
         );
     }
     b.push_str("</table>");
-    page(&format!("Commit {}", short(commit)), &b)
+    if more {
+        let _ = write!(
+            b,
+            "<p>The newest {} runs; <code>tend log show --commit {}</code> lists them all.</p>",
+            runs.len(),
+            esc(commit)
+        );
+    }
+    page(&format!("Runs of commit {}", short(commit)), &b)
+}
+
+/// Colours of waves: the canary, then each wave.
+const WAVE_COLOURS: [&str; 6] = ["#c60", "#036", "#08a", "#0a5", "#7a3", "#555"];
+
+/// The hosts reaching a commit over time: one dot a host at its first run
+/// of the commit (x: time, y: how many had it by then), coloured by its
+/// rollout wave; every text escaped.
+fn reaching_svg(
+    commit: &str,
+    runs: &[ReportRow],
+    waves: &std::collections::HashMap<String, u32>,
+) -> String {
+    const WIDTH: f64 = 1200.0;
+    const HEIGHT: f64 = 240.0;
+    const PAD: f64 = 30.0;
+    let mut first: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for r in runs
+        .iter()
+        .filter(|r| r.commit.as_deref() == Some(commit) && r.refused_commit.is_none())
+    {
+        let t = super::store::unix(&r.started_at);
+        let e = first.entry(r.host.as_str()).or_insert(t);
+        *e = (*e).min(t);
+    }
+    let mut reached: Vec<(i64, &str)> = first.into_iter().map(|(h, t)| (t, h)).collect();
+    reached.sort_unstable();
+    let mut svg = format!(
+        "<svg id=\"reaching\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"100%\" role=\"img\" aria-label=\"hosts reaching the commit over time\"><rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"#fff\" stroke=\"#ddd\"/>"
+    );
+    let (Some(&(start, _)), Some(&(end, _))) = (reached.first(), reached.last()) else {
+        svg.push_str("<text x=\"20\" y=\"40\">No host has run it yet.</text></svg>");
+        return svg;
+    };
+    let n = reached.len();
+    let span_s = (end - start).max(1) as f64;
+    let x = |t: i64| PAD + (t - start) as f64 / span_s * (WIDTH - 2.0 * PAD);
+    let y = |i: usize| HEIGHT - PAD - (i as f64 / n as f64) * (HEIGHT - 2.0 * PAD);
+    let _ = write!(
+        svg,
+        "<text x=\"{PAD}\" y=\"{}\" font-size=\"12\">{}</text><text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"end\">+{} · {n} host{}</text>",
+        HEIGHT - 8.0,
+        esc(&super::identity::when(start)),
+        WIDTH - PAD,
+        HEIGHT - 8.0,
+        esc(&span(end - start)),
+        if n == 1 { "" } else { "s" }
+    );
+    for (i, (t, host)) in reached.iter().enumerate() {
+        let wave = waves.get(*host).copied();
+        let colour = wave.map_or("#036", |w| {
+            WAVE_COLOURS[(w as usize).min(WAVE_COLOURS.len() - 1)]
+        });
+        let label = match wave {
+            Some(0) => " (canary)".to_owned(),
+            Some(w) => format!(" (wave {w})"),
+            None => String::new(),
+        };
+        let _ = write!(
+            svg,
+            "<circle class=\"host\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{colour}\"><title>{}{} at {}</title></circle>",
+            x(*t),
+            y(i + 1),
+            esc(host),
+            esc(&label),
+            esc(&super::identity::when(*t))
+        );
+    }
+    svg.push_str("</svg>");
+    svg
 }
 
 /// A host's page: its last run, whether it was rebuilt, its history as a

@@ -141,6 +141,7 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
     let router = Router::new()
         .route("/", get(dashboard_home))
         .route("/commits/{commit}", get(dashboard_commit))
+        .route("/commits/{commit}/runs", get(dashboard_commit_runs))
         .route("/reports/{id}", get(dashboard_report))
         .route("/metrics", get(metrics))
         .route("/v1/reports", post(post_report).get(list_reports))
@@ -1005,10 +1006,29 @@ async fn commits(State(app): State<App>, Query(q): Query<HashMap<String, String>
     match blocking(&app, move |s| Ok((s.commits(limit)?, s.hosts(now)?))).await {
         Ok((mut rows, hosts)) => {
             super::store::fill_pending(&mut rows, &hosts);
+            if let Err(r) = with_source(&app, &mut rows).await {
+                return r;
+            }
             axum::Json(json!({ "commits": rows })).into_response()
         }
         Err(r) => r,
     }
+}
+
+/// Overlays the source's word on commits (see [`store::from_source`]).
+async fn with_source(app: &App, rows: &mut Vec<store::CommitRow>) -> Result<(), Response> {
+    let Some(mirror) = app.mirror.clone() else {
+        return Ok(());
+    };
+    let wanted: Vec<String> = rows.iter().map(|c| c.commit.clone()).collect();
+    let revisions = tokio::task::spawn_blocking(move || {
+        let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        mirror.revisions(&wanted)
+    })
+    .await
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    store::from_source(rows, &revisions);
+    Ok(())
 }
 
 /// Removes reports older than `retain`, at start and then every hour.
@@ -1058,52 +1078,227 @@ async fn dashboard_home(State(app): State<App>) -> Response {
     {
         Ok((mut commits, hosts, rollouts)) => {
             super::store::fill_pending(&mut commits, &hosts);
+            if let Err(r) = with_source(&app, &mut commits).await {
+                return r;
+            }
             html(dashboard::home(&commits, &hosts, &rollouts))
         }
         Err(r) => r,
     }
 }
 
-async fn dashboard_commit(State(app): State<App>, Path(commit): Path<String>) -> Response {
+/// How many runs of a commit its page reads, and how many hosts' first
+/// changing runs it groups (each a report body to parse).
+const COMMIT_PAGE_RUNS: usize = 1000;
+const COMMIT_PAGE_BODIES: usize = 200;
+
+/// What a commit's page is made of, read in one blocking task.
+struct CommitData {
+    runs: Vec<store::ReportRow>,
+    more_runs: bool,
+    rollouts: Vec<super::rollouts::RolloutRow>,
+    waves: HashMap<String, u32>,
+    refusal: Option<serde_json::Value>,
+    first_changes: Vec<crate::report::Report>,
+    changed_hosts: usize,
+    latest: Vec<crate::report::Report>,
+    pending: Vec<String>,
+    /// When its hosts said it was committed (the deploy log's row).
+    claimed_committed_at: Option<String>,
+}
+
+fn commit_data(s: &dyn Store, commit: &str) -> Result<CommitData, StoreError> {
     let query = ReportQuery {
-        commit: Some(commit.clone()),
-        limit: 1000,
+        commit: Some(commit.to_owned()),
+        limit: COMMIT_PAGE_RUNS,
         ..ReportQuery::default()
     };
-    let exact = commit.clone();
-    match blocking(&app, move |s| {
-        let rollouts = s.rollouts(None, Some(&exact), 20)?;
-        let page = s.reports(&query)?;
-        // What a refusing run said of the commit: who, what, the errors.
-        let refusal = match page
-            .reports
-            .iter()
-            .find(|r| r.refused_commit.as_deref() == Some(exact.as_str()))
-        {
-            Some(r) => s
-                .report(&r.id)?
-                .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
-                .map(|v| v["rejected"].clone()),
-            None => None,
-        };
-        let committed_at = s
-            .commits(1000)?
-            .into_iter()
-            .find(|c| c.commit == exact)
-            .and_then(|c| c.committed_at);
-        Ok((page, rollouts, refusal, committed_at))
-    })
-    .await
+    let page = s.reports(&query)?;
+    let more_runs = page.next_cursor.is_some();
+    let runs = page.reports;
+    let rollouts = s.rollouts(None, Some(commit), 20)?;
+    let mut waves = HashMap::new();
+    for r in rollouts.iter().filter(|r| r.commit == commit) {
+        waves.extend(store::read(s, |db| super::rollouts::waves(db, r.id))?);
+    }
+    let body = |id: &str| -> Result<Option<crate::report::Report>, StoreError> {
+        Ok(s.report(id)?
+            .and_then(|b| serde_json::from_str::<crate::report::Report>(&b).ok()))
+    };
+    let refusal = match runs
+        .iter()
+        .find(|r| r.refused_commit.as_deref() == Some(commit))
     {
-        Ok((page, rollouts, ..)) if page.reports.is_empty() && rollouts.is_empty() => {
+        Some(r) => body(&r.id)?
+            .and_then(|report| report.rejected)
+            .and_then(|rejected| serde_json::to_value(rejected).ok()),
+        None => None,
+    };
+    // What the commit did on each host: its earliest run of the commit
+    // that changed or failed something (runs come newest first).
+    let eventful = s.reports(&ReportQuery {
+        eventful: true,
+        ..query.clone()
+    })?;
+    let mut first_changing: Vec<&store::ReportRow> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in eventful.reports.iter().rev() {
+        if r.changed > 0 && r.commit.as_deref() == Some(commit) && seen.insert(r.host.as_str()) {
+            first_changing.push(r);
+        }
+    }
+    let changed_hosts = first_changing.len();
+    let mut first_changes = Vec::new();
+    for r in first_changing.into_iter().take(COMMIT_PAGE_BODIES) {
+        first_changes.extend(body(&r.id)?);
+    }
+    // Failures standing: each host's latest run, when it failed.
+    let mut latest_seen = std::collections::HashSet::new();
+    let mut latest = Vec::new();
+    for r in &runs {
+        if latest_seen.insert(r.host.as_str()) && r.failed > 0 && latest.len() < COMMIT_PAGE_BODIES
+        {
+            latest.extend(body(&r.id)?);
+        }
+    }
+    // Pending: when this is the newest commit its environments' hosts run,
+    // the hosts of those environments on another one (and not refusing it).
+    let environments: std::collections::HashSet<&str> =
+        runs.iter().map(|r| r.environment.as_str()).collect();
+    let hosts = s.hosts(now_unix())?;
+    let commits = s.commits(50)?;
+    let order: HashMap<&str, usize> = commits
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.commit.as_str(), i))
+        .collect();
+    let mut pending = Vec::new();
+    for env in environments {
+        let in_env: Vec<&store::HostRow> = hosts.iter().filter(|h| h.environment == env).collect();
+        let newest = in_env
+            .iter()
+            .filter_map(|h| h.commit.as_deref())
+            .min_by_key(|c| order.get(c).copied().unwrap_or(usize::MAX));
+        if newest == Some(commit) {
+            pending.extend(
+                in_env
+                    .iter()
+                    .filter(|h| h.commit.as_deref() != Some(commit) && h.status != "refused")
+                    .map(|h| h.host.clone()),
+            );
+        }
+    }
+    pending.sort();
+    let claimed_committed_at = commits
+        .iter()
+        .find(|c| c.commit == commit)
+        .and_then(|c| c.committed_at.clone());
+    Ok(CommitData {
+        claimed_committed_at,
+        runs,
+        more_runs,
+        rollouts,
+        waves,
+        refusal,
+        first_changes,
+        changed_hosts,
+        latest,
+        pending,
+    })
+}
+
+async fn dashboard_commit(State(app): State<App>, Path(commit): Path<String>) -> Response {
+    let exact = commit.clone();
+    let data = match blocking(&app, move |s| commit_data(s, &exact)).await {
+        Ok(d) if d.runs.is_empty() && d.rollouts.is_empty() => {
+            return error(StatusCode::NOT_FOUND, "no report of that commit");
+        }
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    // The source is the authority on the commit; a host's word is shown
+    // (and said to be) only when the log has no copy of it.
+    let (change, from_source) = match app.mirror.clone() {
+        Some(mirror) => {
+            let c = commit.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                // The change first: it fetches a commit the mirror lacks.
+                let change = mirror.change(&c).map_err(|e| e.to_string());
+                (mirror.revisions(&[c.as_str()]).remove(&c), change)
+            })
+            .await;
+            match read {
+                Ok((revision, change)) => (Some((revision, change)), true),
+                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
+        }
+        None => (None, false),
+    };
+    let (source_revision, change) = match change {
+        Some((revision, change)) => (revision, Some(change)),
+        None => (None, None),
+    };
+    let claimed = || {
+        data.runs.iter().find_map(|r| {
+            (r.commit.as_deref() == Some(commit.as_str())).then(|| crate::source::git::Revision {
+                commit: commit.clone(),
+                author: r.author.clone().unwrap_or_default(),
+                committed_at: String::new(),
+                subject: r.subject.clone().unwrap_or_default(),
+            })
+        })
+    };
+    let revision_from_source = from_source && source_revision.is_some();
+    let revision = source_revision
+        .or_else(|| {
+            data.refusal.as_ref().map(|r| crate::source::git::Revision {
+                commit: commit.clone(),
+                author: r["author"].as_str().unwrap_or("").to_owned(),
+                committed_at: r["committed_at"].as_str().unwrap_or("").to_owned(),
+                subject: r["subject"].as_str().unwrap_or("").to_owned(),
+            })
+        })
+        .or_else(claimed);
+    let revision = revision.map(|mut r| {
+        if r.committed_at.is_empty() {
+            r.committed_at = data.claimed_committed_at.clone().unwrap_or_default();
+        }
+        r
+    });
+    let effects = super::effect::group(&data.first_changes);
+    let failures = super::effect::failures(&data.latest);
+    html(dashboard::commit(&dashboard::CommitView {
+        commit: &commit,
+        revision,
+        from_source: revision_from_source,
+        change,
+        runs: &data.runs,
+        more_runs: data.more_runs,
+        effects: &effects,
+        effects_read: data.first_changes.len(),
+        effects_of: data.changed_hosts,
+        failures: &failures,
+        rollouts: &data.rollouts,
+        waves: &data.waves,
+        refusal: data.refusal.as_ref(),
+        pending: &data.pending,
+    }))
+}
+
+async fn dashboard_commit_runs(State(app): State<App>, Path(commit): Path<String>) -> Response {
+    let query = ReportQuery {
+        commit: Some(commit.clone()),
+        limit: COMMIT_PAGE_RUNS,
+        ..ReportQuery::default()
+    };
+    match blocking(&app, move |s| s.reports(&query)).await {
+        Ok(page) if page.reports.is_empty() => {
             error(StatusCode::NOT_FOUND, "no report of that commit")
         }
-        Ok((page, rollouts, refusal, committed_at)) => html(dashboard::commit(
+        Ok(page) => html(dashboard::commit_runs(
             &commit,
             &page.reports,
-            &rollouts,
-            refusal.as_ref(),
-            committed_at.as_deref(),
+            page.next_cursor.is_some(),
         )),
         Err(r) => r,
     }
@@ -1329,14 +1524,21 @@ async fn grafana_annotations(State(app): State<App>, body: Bytes) -> Response {
         );
     }
     match blocking(&app, |s| s.commits(1000)).await {
-        Ok(commits) => {
+        Ok(mut commits) => {
+            commits.retain(|c| {
+                let first = super::store::unix(&c.first_applied);
+                let last = super::store::unix(&c.last_applied).max(first);
+                last >= from && first <= to
+            });
+            if let Err(r) = with_source(&app, &mut commits).await {
+                return r;
+            }
             let marks: Vec<serde_json::Value> = commits
                 .iter()
-                .filter_map(|c| {
+                .map(|c| {
                     let first = super::store::unix(&c.first_applied);
                     let last = super::store::unix(&c.last_applied).max(first);
-                    (last >= from && first <= to)
-                        .then(|| grafana_mark(c, first, last, &request.annotation))
+                    grafana_mark(c, first, last, &request.annotation)
                 })
                 .collect();
             axum::Json(marks).into_response()

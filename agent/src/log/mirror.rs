@@ -10,8 +10,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use super::change::Change;
 use super::rollouts::{CommitFacts, History};
 use crate::source::Source;
+use crate::source::git::Revision;
+
+/// Commit pages read at most this many changes before the cache starts over.
+const CACHED_CHANGES: usize = 256;
 
 pub struct Mirror {
     /// Held while the mirror is in use: two servers fetching into one
@@ -29,6 +36,10 @@ pub struct Mirror {
     facts: Mutex<HashMap<(String, String), CommitFacts>>,
     /// Commits asked about that a fetch did not bring, and when.
     missing: Mutex<HashMap<String, Instant>>,
+    /// Each commit's own change, as read once (a few, for commit pages).
+    changes: Mutex<HashMap<String, Arc<Change>>>,
+    /// Who made each commit, when and why, as read once.
+    revisions: Mutex<HashMap<String, Revision>>,
 }
 
 /// Why a commit's facts cannot be had.
@@ -77,6 +88,8 @@ impl Mirror {
             fetching: Mutex::new(None),
             facts: Mutex::new(HashMap::new()),
             missing: Mutex::new(HashMap::new()),
+            changes: Mutex::new(HashMap::new()),
+            revisions: Mutex::new(HashMap::new()),
         };
         if let Err(e) = mirror.fetch() {
             tracing::warn!(error = %e, source = %url, "cannot fetch the source yet; rollouts wait for it");
@@ -122,24 +135,7 @@ impl Mirror {
         if let Some(f) = self.facts.lock().expect("facts").get(&key) {
             return Ok(f.clone());
         }
-        if !self.has(commit) {
-            // Once, unless a fetch started after the question came (then
-            // it had the commit if the source had it), and not again for
-            // the same unknown commit within a while.
-            let mut missing = self.missing.lock().expect("missing");
-            missing.retain(|_, t| t.elapsed() < REFETCH_AFTER);
-            let fetched_since = last.is_some_and(|t| t >= asked);
-            if !fetched_since && !missing.contains_key(commit) {
-                missing.insert(commit.to_owned(), Instant::now());
-                drop(missing);
-                if let Err(e) = self.fetch_locked(&mut last) {
-                    tracing::warn!(error = %e, "cannot fetch the source");
-                }
-            }
-            if !self.has(commit) {
-                return Err(Unknown::Commit(commit.to_owned()));
-            }
-        }
+        self.ensure(commit, asked, &mut last)?;
         let revision = self
             .source
             .revision(commit)
@@ -148,6 +144,75 @@ impl Mirror {
         let facts = CommitFacts { revision, policy };
         self.facts.lock().expect("facts").insert(key, facts.clone());
         Ok(facts)
+    }
+
+    /// Makes sure the mirror has `commit`: fetched for once, unless a
+    /// fetch started after the question came (then it had the commit if
+    /// the source had it), and not again for the same unknown commit
+    /// within a while.
+    fn ensure(
+        &self,
+        commit: &str,
+        asked: Instant,
+        last: &mut Option<Instant>,
+    ) -> Result<(), Unknown> {
+        if self.has(commit) {
+            return Ok(());
+        }
+        let mut missing = self.missing.lock().expect("missing");
+        missing.retain(|_, t| t.elapsed() < REFETCH_AFTER);
+        let fetched_since = last.is_some_and(|t| t >= asked);
+        if !fetched_since && !missing.contains_key(commit) {
+            missing.insert(commit.to_owned(), Instant::now());
+            drop(missing);
+            if let Err(e) = self.fetch_locked(last) {
+                tracing::warn!(error = %e, "cannot fetch the source");
+            }
+        }
+        if self.has(commit) {
+            Ok(())
+        } else {
+            Err(Unknown::Commit(commit.to_owned()))
+        }
+    }
+
+    /// `commit`'s own change to the repository (for its page); a commit
+    /// the mirror lacks is fetched for once.
+    pub fn change(&self, commit: &str) -> Result<Arc<Change>, Unknown> {
+        if let Some(c) = self.changes.lock().expect("changes").get(commit) {
+            return Ok(Arc::clone(c));
+        }
+        let asked = Instant::now();
+        let mut last = self.fetching.lock().expect("fetch lock");
+        self.ensure(commit, asked, &mut last)?;
+        let change =
+            Arc::new(super::change::read(&self.source.repo(), commit).map_err(Unknown::Source)?);
+        drop(last);
+        let mut changes = self.changes.lock().expect("changes");
+        if changes.len() >= CACHED_CHANGES {
+            changes.clear();
+        }
+        changes.insert(commit.to_owned(), Arc::clone(&change));
+        Ok(change)
+    }
+
+    /// Who made each of `commits`, when and why, for those the mirror has
+    /// (never fetching: listings must not wait on git's server). A commit
+    /// a host names that the source lacks is left out.
+    pub fn revisions(&self, commits: &[&str]) -> HashMap<String, Revision> {
+        let mut found = HashMap::new();
+        let mut known = self.revisions.lock().expect("revisions");
+        for commit in commits {
+            if let Some(r) = known.get(*commit) {
+                found.insert((*commit).to_owned(), r.clone());
+            } else if self.has(commit)
+                && let Some(r) = self.source.revision(commit)
+            {
+                known.insert((*commit).to_owned(), r.clone());
+                found.insert((*commit).to_owned(), r);
+            }
+        }
+        found
     }
 
     /// The `rollout:` of `environment` in `commit`, read from the

@@ -6,7 +6,9 @@
 //! format, and acknowledged once durable; the same report id is stored
 //! once. The tokio runtime lives here only: the host side never starts it.
 
+mod change;
 mod dashboard;
+mod effect;
 mod http;
 pub mod identity;
 mod listen;

@@ -911,6 +911,7 @@ impl Store for PostgresStore {
                     lead_first_s,
                     lead_last_s,
                     hosts_pending: 0,
+                    from_source: false,
                 }
             })
             .collect())

@@ -257,6 +257,18 @@ pub fn list(
     rows.iter().map(|r| stored(r).map(|s| s.row)).collect()
 }
 
+/// Each host of a rollout and its wave (0 is the canary).
+pub fn waves(db: &mut dyn Sql, rollout_id: i64) -> Result<Vec<(String, u32)>, StoreError> {
+    let rows = db.rows(
+        "SELECT host, wave FROM rollout_hosts WHERE rollout_id = $1",
+        &[Param::Int(rollout_id)],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|c| (c[0].text(), u32::try_from(c[1].int()).unwrap_or(0)))
+        .collect())
+}
+
 fn find(db: &mut dyn Sql, environment: &str, commit: &str) -> Result<Option<Stored>, StoreError> {
     let rows = db.rows(
         &format!("SELECT {COLUMNS} FROM rollouts r WHERE r.environment = $1 AND r.commit_id = $2"),

@@ -803,6 +803,7 @@ impl Store for SqliteStore {
                     lead_first_s,
                     lead_last_s,
                     hosts_pending: 0,
+                    from_source: false,
                 })
             })
             .map_err(db)?;

@@ -63,6 +63,8 @@ pub struct ReportQuery {
     pub limit: usize,
     /// Reports older than this cursor (from the previous page).
     pub before: Option<i64>,
+    /// Only runs that changed or failed something.
+    pub eventful: bool,
 }
 
 /// A value a query filters on.
@@ -92,6 +94,10 @@ impl ReportQuery {
                 text(&self.commit),
             ),
             ("seq < {}", self.before.map(Param::Int)),
+            (
+                "changed + failed >= {}",
+                self.eventful.then_some(Param::Int(1)),
+            ),
         ] {
             if let Some(value) = value {
                 out.push((condition, value));
@@ -207,6 +213,9 @@ pub struct CommitRow {
     /// For the newest commit of an environment: its hosts whose last run is
     /// of another commit (the rollout still to come). 0 for older commits.
     pub hosts_pending: i64,
+    /// Whether author, time and subject come from the log's copy of the
+    /// source; else they are what its hosts said.
+    pub from_source: bool,
 }
 
 /// Lead times from the commit's time and its first and last hosts' first
@@ -220,6 +229,31 @@ pub fn lead(
         return (None, None);
     };
     (first.map(|f| f - committed), last.map(|l| l - committed))
+}
+
+/// Takes each commit's author, time and subject from the source (the
+/// authority) when the log's mirror has the commit, moving its lead times
+/// to the true commit time.
+pub fn from_source(
+    commits: &mut [CommitRow],
+    revisions: &std::collections::HashMap<String, crate::source::git::Revision>,
+) {
+    for c in commits {
+        let Some(r) = revisions.get(&c.commit) else {
+            continue;
+        };
+        let claimed = c.committed_at.as_deref().map_or(0, unix);
+        let true_time = unix(&r.committed_at);
+        if claimed > 0 && true_time > 0 {
+            let shift = claimed - true_time;
+            c.lead_first_s = c.lead_first_s.map(|l| l + shift);
+            c.lead_last_s = c.lead_last_s.map(|l| l + shift);
+        }
+        c.author = Some(r.author.clone());
+        c.subject = Some(r.subject.clone());
+        c.committed_at = Some(r.committed_at.clone());
+        c.from_source = true;
+    }
 }
 
 /// Fills `hosts_pending`: in each environment, the newest commit any of its
