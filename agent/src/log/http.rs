@@ -1016,7 +1016,7 @@ async fn commits(State(app): State<App>, Query(q): Query<HashMap<String, String>
 }
 
 /// Overlays the source's word on commits (see [`store::from_source`]).
-async fn with_source(app: &App, rows: &mut Vec<store::CommitRow>) -> Result<(), Response> {
+async fn with_source(app: &App, rows: &mut [store::CommitRow]) -> Result<(), Response> {
     let Some(mirror) = app.mirror.clone() else {
         return Ok(());
     };
