@@ -552,3 +552,72 @@ fn between<'a>(text: &'a str, from: &str, to: &str) -> &'a str {
     let rest = &text[start..];
     &rest[..rest.find(to).unwrap_or(rest.len())]
 }
+
+/// The front page draws the last 7 days' runs per hour, stacked by status,
+/// with a mark per commit (its title escaped: SVG is XML).
+#[test]
+fn the_front_page_draws_a_week_of_runs_with_a_mark_per_commit() {
+    let log = LogServer::start(&[]);
+    let now = std::time::SystemTime::now();
+    let at = |hours_ago: u64| {
+        humantime::format_rfc3339_seconds(now - Duration::from_secs(hours_ago * 3600)).to_string()
+    };
+    let commit = |n: u8| format!("{n:x}").repeat(40);
+    // (host, hours ago, status, commit, subject)
+    let runs = [
+        ("web-1.prod", 2, "unchanged", 0xa, "web: calm"),
+        ("web-2.prod", 2, "unchanged", 0xa, "web: calm"),
+        ("web-3.prod", 2, "unchanged", 0xa, "web: calm"),
+        (
+            "web-1.prod",
+            30,
+            "changed",
+            0xb,
+            "web: </title><script>alert(1)</script>",
+        ),
+        (
+            "web-2.prod",
+            30,
+            "changed",
+            0xb,
+            "web: </title><script>alert(1)</script>",
+        ),
+        (
+            "web-3.prod",
+            30,
+            "failed",
+            0xb,
+            "web: </title><script>alert(1)</script>",
+        ),
+        ("web-1.prod", 8 * 24, "changed", 0xc, "web: long ago"),
+    ];
+    for (i, (host, hours_ago, status, c, subject)) in runs.into_iter().enumerate() {
+        let token = fs_err::read_to_string(log.token(host, "production")).unwrap();
+        let failed = usize::from(status == "failed");
+        let changed = usize::from(status == "changed");
+        let body = json!({
+            "id": format!("w{i}"), "host": host, "environment": "production", "roles": [], "mode": "apply",
+            "revision": {"commit": commit(c), "author": "Ana <ana@example.com>",
+                         "committed_at": at(hours_ago + 1), "subject": subject},
+            "source_stale": false, "started_at": at(hours_ago), "duration_ms": 3, "status": status,
+            "summary": {"total": 1, "changed": changed, "drift": 0, "failed": failed,
+                        "unchanged": 1 - changed - failed, "unknown": 0},
+            "resources": []
+        });
+        let (code, answer) = log.post(Some(token.trim()), body.to_string().as_bytes());
+        assert_eq!(code, 201, "{answer}");
+    }
+    let mut browser = signed_in(&log);
+    let page = browser.open(&format!("{}/", log.url), "week");
+    let svg = between(&page, "<svg id=\"week\"", "</svg>");
+    // Hour -2: unchanged; hour -30: changed and failed; 8 days ago: out.
+    assert_eq!(svg.matches("class=\"bar\"").count(), 3, "{svg}");
+    assert_eq!(svg.matches(" 3 unchanged</title>").count(), 1, "{svg}");
+    assert_eq!(svg.matches(" 1 failed</title>").count(), 1, "{svg}");
+    assert_eq!(svg.matches("class=\"deploy\"").count(), 2, "{svg}");
+    assert!(
+        svg.contains("web: &lt;/title&gt;&lt;script&gt;alert(1)&lt;/script&gt;</title>"),
+        "{svg}"
+    );
+    assert!(!page.contains("<script>"), "{page}");
+}

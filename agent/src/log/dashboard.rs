@@ -171,7 +171,13 @@ fn rollouts_table(b: &mut String, rollouts: &[RolloutRow]) {
     b.push_str("</table>");
 }
 
-pub fn home(commits: &[CommitRow], hosts: &[HostRow], rollouts: &[RolloutRow]) -> String {
+pub fn home(
+    commits: &[CommitRow],
+    hosts: &[HostRow],
+    rollouts: &[RolloutRow],
+    hours: &[super::hourly::Hour],
+    now: i64,
+) -> String {
     let mut b = String::new();
     let count = |s: &str| hosts.iter().filter(|h| h.status == s).count();
     let silent = hosts.iter().filter(|h| h.silent).count();
@@ -189,6 +195,8 @@ pub fn home(commits: &[CommitRow], hosts: &[HostRow], rollouts: &[RolloutRow]) -
         },
         silent
     );
+    b.push_str("<h2>Runs per hour, last 7 days</h2>");
+    b.push_str(&week_svg(hours, commits, now));
     if !rollouts.is_empty() {
         b.push_str("<h2>Rollouts</h2>");
         rollouts_table(&mut b, rollouts);
@@ -744,12 +752,108 @@ pub fn host(name: &str, row: Option<&HostRow>, runs: &[ReportRow]) -> String {
 /// The colour of a run's status in pictures.
 fn colour(status: &str) -> &'static str {
     match status {
-        "failed" => "#c00",
+        "failed" | "never_converged" => "#c00",
         "refused" => "#a0a",
         "drift" => "#d80",
         "changed" => "#0a5",
         _ => "#bbb",
     }
+}
+
+/// Statuses stacked in this order, bottom up.
+const STACK: [&str; 6] = [
+    "unchanged",
+    "changed",
+    "drift",
+    "failed",
+    "refused",
+    "never_converged",
+];
+
+/// The last 7 days' runs per hour, stacked by status, with a mark per
+/// commit where its first host ran it; every text escaped.
+fn week_svg(hours: &[super::hourly::Hour], commits: &[CommitRow], now: i64) -> String {
+    const WIDTH: f64 = 1200.0;
+    const HEIGHT: f64 = 200.0;
+    const TOP: f64 = 16.0;
+    const BOTTOM: f64 = 20.0;
+    const SLOTS: i64 = 168;
+    let last_hour = now.div_euclid(3600);
+    let first_hour = last_hour - (SLOTS - 1);
+    let mut per_hour: std::collections::BTreeMap<i64, Vec<(&str, i64)>> =
+        std::collections::BTreeMap::new();
+    for h in hours
+        .iter()
+        .filter(|h| h.hour >= first_hour && h.hour <= last_hour)
+    {
+        per_hour
+            .entry(h.hour)
+            .or_default()
+            .push((h.status.as_str(), h.runs));
+    }
+    let most = per_hour
+        .values()
+        .map(|v| v.iter().map(|(_, n)| n).sum::<i64>())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let slot = WIDTH / SLOTS as f64;
+    let scale = (HEIGHT - TOP - BOTTOM) / most as f64;
+    let mut svg = format!(
+        "<svg id=\"week\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"100%\" role=\"img\" aria-label=\"runs per hour by status over the last 7 days, with a mark per commit\"><rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"#fff\" stroke=\"#ddd\"/><text x=\"4\" y=\"12\" font-size=\"11\">{most} runs/h</text>"
+    );
+    // A tick and a date at each day's start (UTC).
+    for day in 0..=7 {
+        let hour = (first_hour.div_euclid(24) + day) * 24;
+        if hour < first_hour {
+            continue;
+        }
+        let x = (hour - first_hour) as f64 * slot;
+        let _ = write!(
+            svg,
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{TOP}\" y2=\"{}\" stroke=\"#eee\"/><text x=\"{:.1}\" y=\"{}\" font-size=\"11\" fill=\"#666\">{}</text>",
+            HEIGHT - BOTTOM,
+            x + 2.0,
+            HEIGHT - 6.0,
+            esc(super::identity::when(hour * 3600).get(..10).unwrap_or(""))
+        );
+    }
+    for (hour, statuses) in &per_hour {
+        let x = (hour - first_hour) as f64 * slot;
+        let mut y = HEIGHT - BOTTOM;
+        for status in STACK {
+            let Some(&(_, runs)) = statuses.iter().find(|(s, _)| *s == status) else {
+                continue;
+            };
+            let h = runs as f64 * scale;
+            y -= h;
+            let _ = write!(
+                svg,
+                "<rect class=\"bar\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{}\"><title>{} {runs} {status}</title></rect>",
+                (slot - 0.5).max(0.5),
+                colour(status),
+                esc(&super::identity::when(hour * 3600))
+            );
+        }
+    }
+    for c in commits {
+        let t = super::store::unix(&c.first_applied);
+        if t < first_hour * 3600 || t > now {
+            continue;
+        }
+        let x = (t - first_hour * 3600) as f64 / 3600.0 * slot;
+        let _ = write!(
+            svg,
+            "<a href=\"/commits/{}\"><line class=\"deploy\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{TOP}\" y2=\"{}\" stroke=\"#036\" stroke-width=\"2\"><title>{} by {}: {}</title></line></a>",
+            seg(&c.commit),
+            HEIGHT - BOTTOM,
+            esc(short(&c.commit)),
+            esc(c.author.as_deref().unwrap_or("")),
+            esc(c.subject.as_deref().unwrap_or(""))
+        );
+    }
+    svg.push_str("</svg>");
+    svg
 }
 
 /// A host's runs, oldest first, as one bar each (its status) with a mark

@@ -1072,16 +1072,17 @@ async fn dashboard_home(State(app): State<App>) -> Response {
             s.commits(50)?,
             hosts_with_enrollments(s, now)?,
             s.rollouts(None, None, 20)?,
+            store::read(s, |db| super::hourly::since(db, now.div_euclid(3600) - 167))?,
         ))
     })
     .await
     {
-        Ok((mut commits, hosts, rollouts)) => {
+        Ok((mut commits, hosts, rollouts, hours)) => {
             super::store::fill_pending(&mut commits, &hosts);
             if let Err(r) = with_source(&app, &mut commits).await {
                 return r;
             }
-            html(dashboard::home(&commits, &hosts, &rollouts))
+            html(dashboard::home(&commits, &hosts, &rollouts, &hours, now))
         }
         Err(r) => r,
     }

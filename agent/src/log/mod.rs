@@ -9,6 +9,7 @@
 mod change;
 mod dashboard;
 mod effect;
+pub mod hourly;
 mod http;
 pub mod identity;
 mod listen;

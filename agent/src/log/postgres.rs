@@ -265,6 +265,15 @@ const MIGRATIONS: &[&str] = &[
     // commit's first and last host.
     "ALTER TABLE commit_hosts ADD COLUMN first_unix BIGINT;
     ALTER TABLE commits ADD COLUMN first_host_unix BIGINT, ADD COLUMN last_host_unix BIGINT;",
+    // 9: runs per hour by status, for the front page's week of runs.
+    "CREATE TABLE runs_hourly (
+        hour BIGINT NOT NULL,
+        status TEXT NOT NULL,
+        runs BIGINT NOT NULL,
+        PRIMARY KEY (hour, status)
+    );
+    INSERT INTO runs_hourly SELECT started_unix / 3600, status, COUNT(*)
+        FROM reports WHERE mode = 'apply' GROUP BY started_unix / 3600, status;",
 ];
 
 /// An arbitrary constant: the advisory lock migrations run under.
@@ -764,9 +773,12 @@ impl Store for PostgresStore {
             }
         }
         let reached = summarise(&mut tx, &new_ones)?;
+        let mut tally = super::hourly::Tally::default();
         for (r, seq) in &new_ones {
             refusal(&mut tx, r, *seq)?;
+            tally.add(unix(&r.started_at), &listed_status(r));
         }
+        tally.record(&mut Pg(&mut tx, &self.rollouts))?;
         // Environments' rollout locks in one order, so two servers' batches
         // never wait on each other in a circle.
         let mut observed: Vec<&Incoming> = batch

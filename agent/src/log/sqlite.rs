@@ -208,6 +208,15 @@ const MIGRATIONS: &[&str] = &[
         hosts_refused = (SELECT COUNT(*) FROM commit_hosts h WHERE h.commit_id = commits.commit_id AND h.refused = 1),
         first_host_unix = (SELECT MIN(first_unix) FROM commit_hosts h WHERE h.commit_id = commits.commit_id AND h.refused = 0),
         last_host_unix = (SELECT MAX(first_unix) FROM commit_hosts h WHERE h.commit_id = commits.commit_id AND h.refused = 0);",
+    // 9: runs per hour by status, for the front page's week of runs.
+    "CREATE TABLE runs_hourly (
+        hour INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        runs INTEGER NOT NULL,
+        PRIMARY KEY (hour, status)
+    ) WITHOUT ROWID;
+    INSERT INTO runs_hourly SELECT started_unix / 3600, status, COUNT(*)
+        FROM reports WHERE mode = 'apply' GROUP BY started_unix / 3600, status;",
 ];
 
 pub struct SqliteStore {
@@ -623,6 +632,7 @@ impl Store for SqliteStore {
         let mut out = Vec::with_capacity(batch.len());
         let mut halts = Vec::new();
         let mut reached = Vec::new();
+        let mut tally = super::hourly::Tally::default();
         {
             let mut insert = tx
                 .prepare_cached(
@@ -660,6 +670,7 @@ impl Store for SqliteStore {
                 if n == 1 && r.mode == crate::report::RunMode::Apply {
                     let seq = tx.last_insert_rowid();
                     reached.extend(summarise(&tx, r, seq)?);
+                    tally.add(unix(&r.started_at), &listed_status(r));
                     refusal(&tx, r, seq)?;
                     halts.extend(rollouts::observe(
                         &mut Lite(&tx, &self.rollouts),
@@ -674,6 +685,7 @@ impl Store for SqliteStore {
                 });
             }
         }
+        tally.record(&mut Lite(&tx, &self.rollouts))?;
         tx.commit().map_err(db)?;
         Ok(Inserted {
             stored: out,
