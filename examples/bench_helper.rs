@@ -414,18 +414,32 @@ fn log_seed(db: &str, n: usize) {
     let store = tend::log::open(&db.parse().unwrap()).unwrap();
     let started = std::time::Instant::now();
     let mut i = 0;
+    // A run an hour a host, the newest now: a week of runs in the picture.
+    let now = tend::log::now_unix();
+    let first_run = now - i64::try_from(n / 1000).unwrap_or(0) * 3600;
     while i < n {
         let batch: Vec<tend::log::store::Incoming> = (i..(i + 10_000).min(n))
             .map(|k| {
                 let host = format!("web-{}.prod", k % 1000);
                 let commit = format!("{:040x}", k / 1000);
                 let mut body = realistic_report(&host, &format!("seed-{k}"), &commit);
-                // Small bodies: what the queries read is the index, not the diffs.
                 let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
-                v["resources"] = serde_json::json!([]);
-                v["summary"]["changed"] = serde_json::json!(0);
-                v["summary"]["unchanged"] = serde_json::json!(50);
-                v["status"] = serde_json::json!("unchanged");
+                let started = first_run + i64::try_from(k / 1000).unwrap_or(0) * 3600;
+                v["started_at"] = serde_json::json!(
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(started as u64)
+                    )
+                    .to_string()
+                );
+                // Small bodies: what the queries read is the index, not the
+                // diffs; but the newest commit's runs are whole (its page
+                // groups what they changed).
+                if k + 1000 <= n {
+                    v["resources"] = serde_json::json!([]);
+                    v["summary"]["changed"] = serde_json::json!(0);
+                    v["summary"]["unchanged"] = serde_json::json!(50);
+                    v["status"] = serde_json::json!("unchanged");
+                }
                 body = v.to_string();
                 tend::log::store::Incoming {
                     report: serde_json::from_str(&body).unwrap(),
@@ -446,6 +460,18 @@ fn log_seed(db: &str, n: usize) {
 fn log_query(url: &str, host: &str, n: usize) {
     let agent = bench_agent(url);
     let token = bench_token().expect("BENCH_TOKEN: a viewer's token file");
+    let newest: serde_json::Value = serde_json::from_str(
+        &agent
+            .get(format!("{url}/v1/commits?limit=1"))
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let commit = newest["commits"][0]["commit"].as_str().unwrap().to_owned();
     for (name, path) in [
         (
             "a host's last 100 runs",
@@ -457,6 +483,11 @@ fn log_query(url: &str, host: &str, n: usize) {
         ),
         ("the dashboard (/)", "/".to_owned()),
         ("hosts (/v1/hosts)", "/v1/hosts".to_owned()),
+        (
+            "a commit's page, 1,000 hosts (/commits/C)",
+            format!("/commits/{commit}"),
+        ),
+        ("a host's page (/hosts/H)", format!("/hosts/{host}")),
     ] {
         let mut latencies = Vec::new();
         for _ in 0..n {

@@ -547,6 +547,8 @@ fn a_commit_that_fails_on_the_canary_halts_until_resumed_and_a_fix_or_an_abort_e
         page.contains("web-1.prod") && page.contains("halted"),
         "{page}"
     );
+    // The hosts reaching it, wave by wave: the canary alone so far.
+    assert!(page.contains("<title>web-1.prod (canary) at "), "{page}");
     // The canary keeps its commit, and its drift is still corrected.
     fs_err::remove_file(fleet.root.join("web-1.prod/motd")).unwrap();
     fleet.cycle("web-1.prod").expect_code(6);

@@ -1136,32 +1136,44 @@ fn commit_data(s: &dyn Store, commit: &str) -> Result<CommitData, StoreError> {
         None => None,
     };
     // What the commit did on each host: its earliest run of the commit
-    // that changed or failed something (runs come newest first).
-    let eventful = s.reports(&ReportQuery {
-        eventful: true,
-        ..query.clone()
-    })?;
-    let mut first_changing: Vec<&store::ReportRow> = Vec::new();
+    // that changed something (runs come newest first). The runs read
+    // already hold them unless the commit has more.
+    let eventful;
+    let changing_runs = if more_runs {
+        eventful = s.reports(&ReportQuery {
+            eventful: true,
+            ..query.clone()
+        })?;
+        &eventful.reports
+    } else {
+        &runs
+    };
+    let mut first_changing: Vec<&str> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for r in eventful.reports.iter().rev() {
+    for r in changing_runs.iter().rev() {
         if r.changed > 0 && r.commit.as_deref() == Some(commit) && seen.insert(r.host.as_str()) {
-            first_changing.push(r);
+            first_changing.push(&r.id);
         }
     }
     let changed_hosts = first_changing.len();
-    let mut first_changes = Vec::new();
-    for r in first_changing.into_iter().take(COMMIT_PAGE_BODIES) {
-        first_changes.extend(body(&r.id)?);
-    }
+    first_changing.truncate(COMMIT_PAGE_BODIES);
     // Failures standing: each host's latest run, when it failed.
     let mut latest_seen = std::collections::HashSet::new();
-    let mut latest = Vec::new();
+    let mut failing: Vec<&str> = Vec::new();
     for r in &runs {
-        if latest_seen.insert(r.host.as_str()) && r.failed > 0 && latest.len() < COMMIT_PAGE_BODIES
-        {
-            latest.extend(body(&r.id)?);
+        if latest_seen.insert(r.host.as_str()) && r.failed > 0 {
+            failing.push(&r.id);
         }
     }
+    failing.truncate(COMMIT_PAGE_BODIES);
+    let parse = |bodies: Vec<String>| -> Vec<crate::report::Report> {
+        bodies
+            .iter()
+            .filter_map(|b| serde_json::from_str(b).ok())
+            .collect()
+    };
+    let first_changes = parse(store::read(s, |db| store::bodies(db, &first_changing))?);
+    let latest = parse(store::read(s, |db| store::bodies(db, &failing))?);
     // Pending: when this is the newest commit its environments' hosts run,
     // the hosts of those environments on another one (and not refusing it).
     let environments: std::collections::HashSet<&str> =

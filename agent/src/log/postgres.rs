@@ -274,6 +274,20 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO runs_hourly SELECT started_unix / 3600, status, COUNT(*)
         FROM reports WHERE mode = 'apply' GROUP BY started_unix / 3600, status;",
+    // 10: each host's last run kept in its row as runs come, so the host
+    // list reads one small table, not a join into every host's report.
+    "ALTER TABLE hosts ADD COLUMN environment TEXT NOT NULL DEFAULT '',
+        ADD COLUMN report_id TEXT NOT NULL DEFAULT '',
+        ADD COLUMN started_at TEXT NOT NULL DEFAULT '',
+        ADD COLUMN received_unix BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN status TEXT NOT NULL DEFAULT '',
+        ADD COLUMN commit_id TEXT,
+        ADD COLUMN drift BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN failed BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN interval_s BIGINT;
+    UPDATE hosts SET (environment, report_id, started_at, received_unix, status, commit_id, drift, failed, interval_s) =
+        (SELECT r.environment, r.id, r.started_at, r.received_unix, r.status, r.commit_id, r.drift, r.failed, r.interval_s
+         FROM reports r WHERE r.seq = hosts.last_seq);",
 ];
 
 /// An arbitrary constant: the advisory lock migrations run under.
@@ -419,24 +433,42 @@ fn row(r: &postgres::Row) -> ReportRow {
     }
 }
 
+/// A host's newest run of a batch, as its row in `hosts` keeps it.
+struct HostLast {
+    host: String,
+    seq: i64,
+    environment: String,
+    report_id: String,
+    started_at: String,
+    received: i64,
+    status: String,
+    commit: Option<String>,
+    drift: i64,
+    failed: i64,
+    interval_s: Option<i64>,
+}
+
 /// Keeps the host list and the deploy log up to date with new runs: one
 /// statement a table, the batch aggregated first (a multi-row upsert may
 /// not touch a row twice).
 fn summarise(
     tx: &mut postgres::Transaction,
-    runs: &[(&crate::report::Report, i64)],
+    runs: &[(&crate::report::Report, i64, i64)],
 ) -> Result<Vec<i64>, StoreError> {
     use std::collections::BTreeMap;
     if runs.is_empty() {
         return Ok(Vec::new());
     }
-    let mut hosts: BTreeMap<&str, i64> = BTreeMap::new();
+    // host → its newest run of the batch: (seq, report, received)
+    let mut hosts: BTreeMap<&str, (i64, &crate::report::Report, i64)> = BTreeMap::new();
     // commit → (author, committed_at, subject, first, last, seq)
     let mut commits: BTreeMap<&str, (&str, &str, &str, &str, &str, i64)> = BTreeMap::new();
     let mut commit_hosts: BTreeMap<(&str, &str), (bool, bool, i64)> = BTreeMap::new();
-    for (r, seq) in runs {
-        let last = hosts.entry(r.host.as_str()).or_insert(*seq);
-        *last = (*last).max(*seq);
+    for &(r, ref seq, received) in runs {
+        let last = hosts.entry(r.host.as_str()).or_insert((*seq, r, received));
+        if *seq > last.0 {
+            *last = (*seq, r, received);
+        }
         let Some(rev) = &r.revision else { continue };
         let c = commits.entry(rev.commit.as_str()).or_insert((
             rev.author.as_str(),
@@ -466,18 +498,49 @@ fn summarise(
             .collect::<Vec<_>>()
             .join(",")
     };
-    // At most 65,535 parameters a statement: 5,000 rows of up to 7.
-    let hosts: Vec<_> = hosts.into_iter().collect();
+    // At most 65,535 parameters a statement: 5,000 rows of up to 11.
+    let hosts: Vec<HostLast> = hosts
+        .into_iter()
+        .map(|(host, (seq, r, received))| HostLast {
+            host: host.to_owned(),
+            seq,
+            environment: r.environment.clone(),
+            report_id: r.id.clone(),
+            started_at: r.started_at.clone(),
+            received,
+            status: listed_status(r),
+            commit: r.revision.as_ref().map(|v| v.commit.clone()),
+            drift: r.summary.drift as i64,
+            failed: r.summary.failed as i64,
+            interval_s: r.interval_s.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+        })
+        .collect();
     for chunk in hosts.chunks(5000) {
         let mut values: Vec<&(dyn postgres::types::ToSql + Sync)> = Vec::new();
-        for (host, seq) in chunk {
-            values.push(host);
-            values.push(seq);
+        for h in chunk {
+            values.extend([
+                &h.host as &(dyn postgres::types::ToSql + Sync),
+                &h.seq,
+                &h.environment,
+                &h.report_id,
+                &h.started_at,
+                &h.received,
+                &h.status,
+                &h.commit,
+                &h.drift,
+                &h.failed,
+                &h.interval_s,
+            ]);
         }
         tx.execute(
             &format!(
-                "INSERT INTO hosts (host, last_seq) VALUES {} ON CONFLICT (host) DO UPDATE SET last_seq = GREATEST(hosts.last_seq, excluded.last_seq)",
-                placeholders(chunk.len(), 2)
+                "INSERT INTO hosts (host, last_seq, environment, report_id, started_at, received_unix, status, commit_id, drift, failed, interval_s)
+                 VALUES {} ON CONFLICT (host) DO UPDATE SET last_seq = excluded.last_seq, environment = excluded.environment,
+                     report_id = excluded.report_id, started_at = excluded.started_at, received_unix = excluded.received_unix,
+                     status = excluded.status, commit_id = excluded.commit_id, drift = excluded.drift,
+                     failed = excluded.failed, interval_s = excluded.interval_s
+                 WHERE excluded.last_seq > hosts.last_seq",
+                placeholders(chunk.len(), 11)
             ),
             &values,
         )
@@ -766,7 +829,7 @@ impl Store for PostgresStore {
                 Some(seq) => {
                     out.push(Stored::New);
                     if item.report.mode == crate::report::RunMode::Apply {
-                        new_ones.push((&item.report, seq));
+                        new_ones.push((&item.report, seq, item.received_unix));
                     }
                 }
                 None => out.push(Stored::Duplicate),
@@ -774,7 +837,7 @@ impl Store for PostgresStore {
         }
         let reached = summarise(&mut tx, &new_ones)?;
         let mut tally = super::hourly::Tally::default();
-        for (r, seq) in &new_ones {
+        for (r, seq, _) in &new_ones {
             refusal(&mut tx, r, *seq)?;
             tally.add(unix(&r.started_at), &listed_status(r));
         }
@@ -783,7 +846,7 @@ impl Store for PostgresStore {
         // never wait on each other in a circle.
         let mut observed: Vec<&Incoming> = batch
             .iter()
-            .filter(|i| new_ones.iter().any(|(r, _)| std::ptr::eq(*r, &i.report)))
+            .filter(|i| new_ones.iter().any(|(r, ..)| std::ptr::eq(*r, &i.report)))
             .collect();
         observed.sort_by(|a, b| a.report.environment.cmp(&b.report.environment));
         let mut halts = Vec::new();
@@ -864,8 +927,8 @@ impl Store for PostgresStore {
         let rows = self
             .reader()
             .query(
-                "SELECT r.host, r.environment, r.id, r.started_at, r.received_unix, r.status, r.commit_id, r.drift, r.failed, r.interval_s
-                 FROM hosts h JOIN reports r ON r.seq = h.last_seq ORDER BY h.host",
+                "SELECT host, environment, report_id, started_at, received_unix, status, commit_id, drift, failed, interval_s
+                 FROM hosts ORDER BY host",
                 &[],
             )
             .map_err(db)?;

@@ -217,6 +217,20 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     INSERT INTO runs_hourly SELECT started_unix / 3600, status, COUNT(*)
         FROM reports WHERE mode = 'apply' GROUP BY started_unix / 3600, status;",
+    // 10: each host's last run kept in its row as runs come, so the host
+    // list reads one small table, not a join into every host's report.
+    "ALTER TABLE hosts ADD COLUMN environment TEXT NOT NULL DEFAULT '';
+    ALTER TABLE hosts ADD COLUMN report_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE hosts ADD COLUMN started_at TEXT NOT NULL DEFAULT '';
+    ALTER TABLE hosts ADD COLUMN received_unix INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE hosts ADD COLUMN status TEXT NOT NULL DEFAULT '';
+    ALTER TABLE hosts ADD COLUMN commit_id TEXT;
+    ALTER TABLE hosts ADD COLUMN drift INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE hosts ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE hosts ADD COLUMN interval_s INTEGER;
+    UPDATE hosts SET (environment, report_id, started_at, received_unix, status, commit_id, drift, failed, interval_s) =
+        (SELECT r.environment, r.id, r.started_at, r.received_unix, r.status, r.commit_id, r.drift, r.failed, r.interval_s
+         FROM reports r WHERE r.seq = hosts.last_seq);",
 ];
 
 pub struct SqliteStore {
@@ -339,12 +353,32 @@ fn summarise(
     tx: &rusqlite::Transaction,
     r: &crate::report::Report,
     seq: i64,
+    received_unix: i64,
 ) -> Result<Option<i64>, StoreError> {
     tx.prepare_cached(
-        "INSERT INTO hosts (host, last_seq) VALUES (?1, ?2)
-         ON CONFLICT (host) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
+        "INSERT INTO hosts (host, last_seq, environment, report_id, started_at, received_unix, status, commit_id, drift, failed, interval_s)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (host) DO UPDATE SET last_seq = excluded.last_seq, environment = excluded.environment,
+             report_id = excluded.report_id, started_at = excluded.started_at, received_unix = excluded.received_unix,
+             status = excluded.status, commit_id = excluded.commit_id, drift = excluded.drift,
+             failed = excluded.failed, interval_s = excluded.interval_s
+         WHERE excluded.last_seq > hosts.last_seq",
     )
-    .and_then(|mut s| s.execute(params![r.host, seq]))
+    .and_then(|mut s| {
+        s.execute(params![
+            r.host,
+            seq,
+            r.environment,
+            r.id,
+            r.started_at,
+            received_unix,
+            listed_status(r),
+            r.revision.as_ref().map(|v| v.commit.as_str()),
+            r.summary.drift as i64,
+            r.summary.failed as i64,
+            r.interval_s.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+        ])
+    })
     .map_err(db)?;
     let Some(rev) = &r.revision else {
         return Ok(None);
@@ -669,7 +703,7 @@ impl Store for SqliteStore {
                     .map_err(db)?;
                 if n == 1 && r.mode == crate::report::RunMode::Apply {
                     let seq = tx.last_insert_rowid();
-                    reached.extend(summarise(&tx, r, seq)?);
+                    reached.extend(summarise(&tx, r, seq, item.received_unix)?);
                     tally.add(unix(&r.started_at), &listed_status(r));
                     refusal(&tx, r, seq)?;
                     halts.extend(rollouts::observe(
@@ -757,9 +791,8 @@ impl Store for SqliteStore {
         let conn = self.reader();
         let mut stmt = conn
             .prepare(
-                "SELECT r.host, r.environment, r.id, r.started_at, r.received_unix, r.status, r.commit_id, r.drift, r.failed, r.interval_s
-                 FROM hosts h JOIN reports r ON r.seq = h.last_seq
-                 ORDER BY h.host",
+                "SELECT host, environment, report_id, started_at, received_unix, status, commit_id, drift, failed, interval_s
+                 FROM hosts ORDER BY host",
             )
             .map_err(db)?;
         let rows = stmt
@@ -863,5 +896,72 @@ mod tests {
                 .unwrap();
             assert_eq!(version as usize, MIGRATIONS.len());
         }
+    }
+
+    /// A log from before the host list kept each host's last run in its
+    /// row: the upgrade fills the rows from the reports, so no host goes
+    /// missing or blank.
+    #[test]
+    fn upgrading_fills_each_hosts_last_run_from_its_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        let report = |id: &str, status: &str, commit: &str| {
+            let body = serde_json::json!({
+                "id": id, "host": "web-1", "environment": "production", "roles": [], "mode": "apply",
+                "revision": {"commit": commit, "author": "a", "committed_at": "2026-12-01T00:00:00Z", "subject": "s"},
+                "source_stale": false, "started_at": "2026-12-04T10:00:00Z", "duration_ms": 1, "status": status,
+                "summary": {"total": 1, "changed": usize::from(status == "changed"), "drift": 0, "failed": 0,
+                            "unchanged": usize::from(status != "changed")},
+                "resources": [], "interval_s": 600
+            })
+            .to_string();
+            Incoming {
+                report: serde_json::from_str(&body).unwrap(),
+                body,
+                received_unix: 1_796_378_400,
+            }
+        };
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .insert(&[
+                report("r1", "changed", "c1"),
+                report("r2", "unchanged", "c2"),
+            ])
+            .unwrap();
+        drop(store);
+        // Back to schema 9: the host list as it was (host and last_seq).
+        let conn = Connection::open(&path).unwrap();
+        for column in [
+            "environment",
+            "report_id",
+            "started_at",
+            "received_unix",
+            "status",
+            "commit_id",
+            "drift",
+            "failed",
+            "interval_s",
+        ] {
+            conn.execute_batch(&format!("ALTER TABLE hosts DROP COLUMN {column}"))
+                .unwrap();
+        }
+        conn.execute_batch("PRAGMA user_version = 9").unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&path).unwrap();
+        let hosts = store.hosts(1_796_378_400).unwrap();
+        assert_eq!(hosts.len(), 1);
+        let h = &hosts[0];
+        assert_eq!(
+            (
+                h.host.as_str(),
+                h.environment.as_str(),
+                h.last_report.as_str(),
+                h.status.as_str()
+            ),
+            ("web-1", "production", "r2", "unchanged")
+        );
+        assert_eq!(h.commit.as_deref(), Some("c2"));
+        assert_eq!(h.interval_s, Some(600));
+        assert!(!h.silent);
     }
 }

@@ -256,6 +256,26 @@ pub fn from_source(
     }
 }
 
+/// Reports as they were sent, many in one query (in no given order).
+pub fn bodies(db: &mut dyn super::sql::Sql, ids: &[&str]) -> Result<Vec<String>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let params: Vec<Param> = ids.iter().map(|id| Param::Text((*id).to_owned())).collect();
+    Ok(db
+        .rows(
+            &format!(
+                "SELECT body FROM reports WHERE id IN ({})",
+                placeholders.join(",")
+            ),
+            &params,
+        )?
+        .iter()
+        .map(|c| c[0].text())
+        .collect())
+}
+
 /// Fills `hosts_pending`: in each environment, the newest commit any of its
 /// hosts runs is pending on the hosts whose last run is of another commit.
 pub fn fill_pending(commits: &mut [CommitRow], hosts: &[HostRow]) {
