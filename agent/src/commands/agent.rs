@@ -1,17 +1,157 @@
-//! `tend agent` and `tend status`: run the pull agent (once, or for good),
-//! disable or enable it, and say how it is doing.
+//! `tend agent`: run the pull agent (once, or for good), or disable or
+//! enable it. Its flags may also be set in the settings file; flags win.
 
-use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde::Serialize;
-
-use crate::agent::memory::{self, Memory};
+use crate::agent::memory;
 use crate::agent::{self, Cycle, Settings};
-use crate::report::spool::Spool;
+use crate::state::DEFAULT_STATE_DIR;
+
+/// Flags of `tend agent`; each may also be set in the settings file
+/// (flags win). Defaults: --ref main, --interval 30m, --splay 5m,
+/// --state-dir /var/lib/tend.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The settings file (one key per flag; flags given here win).
+    #[arg(long, default_value = crate::agent::settings::DEFAULT_PATH)]
+    config: PathBuf,
+    /// The git repository of manifests (any URL the system git takes).
+    #[arg(long)]
+    source: Option<String>,
+    /// The branch, tag or commit to converge [default: main].
+    #[arg(long = "ref")]
+    reference: Option<String>,
+    /// Time between cycles, e.g. 30m, 1h [default: 30m].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    interval: Option<Duration>,
+    /// Each host runs at an offset inside this window, derived from its
+    /// name [default: 5m].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    splay: Option<Duration>,
+    /// [default: /var/lib/tend]
+    #[arg(long, env = "TEND_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// The central log to send reports to.
+    #[arg(long, value_name = "URL")]
+    log: Option<String>,
+    /// The file holding this host's token for the central log
+    /// [default: <state-dir>/token].
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// A join token (`tend log enroll create`): with no token file yet, the
+    /// agent enrolls once and keeps its own token in the token file.
+    #[arg(long, value_name = "FILE")]
+    enroll_token_file: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for the log, besides the system's.
+    #[arg(long, value_name = "FILE")]
+    log_ca: Option<PathBuf>,
+    #[arg(long)]
+    env: Option<String>,
+    #[arg(long)]
+    host: Option<String>,
+    /// Run one cycle and exit with converge's detailed exit codes.
+    #[arg(long)]
+    once: bool,
+    /// Apply only commits whose signature `git verify-commit` accepts.
+    #[arg(long)]
+    require_signed: bool,
+    /// Apply a commit that does not descend from the last one applied.
+    #[arg(long)]
+    allow_rewind: bool,
+    /// Stop converging on this host, saying why, until `--enable`.
+    #[arg(long, value_name = "REASON", conflicts_with = "enable")]
+    disable: Option<String>,
+    /// Converge again after `--disable`.
+    #[arg(long)]
+    enable: bool,
+    /// Under a rollout policy with no log to ask: keep the commit the host
+    /// has (hold) or apply the new one (proceed) [default: hold].
+    #[arg(long, value_name = "hold|proceed")]
+    rollout_offline: Option<crate::agent::gate::Offline>,
+}
+
+pub fn run(a: Args) -> anyhow::Result<u8> {
+    let file = match crate::agent::settings::read(&a.config) {
+        Ok(file) => file.unwrap_or_default(),
+        Err(problems) => {
+            let sources = crate::manifest::diagnostic::Sources::new(Path::new("/"));
+            for d in &problems {
+                eprintln!("{}", sources.render(d));
+            }
+            eprintln!("error: `{}` is not valid", a.config.display());
+            return Ok(super::EXIT_ERROR);
+        }
+    };
+    let state_dir = a
+        .state_dir
+        .or(file.state_dir)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    if let Some(reason) = &a.disable {
+        memory::set_disabled(&state_dir, Some(reason))?;
+        eprintln!("the agent is disabled: {reason}");
+        return Ok(0);
+    }
+    if a.enable {
+        memory::set_disabled(&state_dir, None)?;
+        eprintln!("the agent is enabled");
+        return Ok(0);
+    }
+    let Some(source) = a.source.or(file.source) else {
+        eprintln!(
+            "error: no source: pass --source URL or set `source:` in `{}`",
+            a.config.display()
+        );
+        return Ok(super::EXIT_ERROR);
+    };
+    let token_file = a.token_file.or(file.token_file);
+    let log = a.log.or(file.log).map(|url| crate::report::send::Endpoint {
+        url,
+        token_file: token_file.unwrap_or_else(|| state_dir.join("token")),
+        ca: a.log_ca.or(file.log_ca),
+        enroll_token_file: a.enroll_token_file.or(file.enroll_token_file),
+    });
+    if let Some(endpoint) = &log
+        && let Err(e) = crate::report::client::check_url(&endpoint.url)
+    {
+        eprintln!("error: --log: {e}");
+        return Ok(super::EXIT_ERROR);
+    }
+    let settings = Settings {
+        source,
+        reference: a
+            .reference
+            .or(file.reference)
+            .unwrap_or_else(|| "main".to_owned()),
+        interval: a
+            .interval
+            .or(file.interval)
+            .unwrap_or(Duration::from_secs(30 * 60)),
+        splay: a
+            .splay
+            .or(file.splay)
+            .unwrap_or(Duration::from_secs(5 * 60)),
+        state_dir,
+        log,
+        environment: a.env.or(file.environment),
+        host: a.host.or(file.host),
+        require_signed: a.require_signed || file.require_signed.unwrap_or(false),
+        allow_rewind: a.allow_rewind || file.allow_rewind.unwrap_or(false),
+        rollout_offline: a
+            .rollout_offline
+            .or(file.rollout_offline)
+            .unwrap_or_default(),
+    };
+    if a.once {
+        once(&settings)
+    } else {
+        agent::serve(&settings)?;
+        Ok(0)
+    }
+}
 
 /// `tend agent --once`: one cycle; converge's detailed exit codes.
-pub fn once(settings: &Settings) -> anyhow::Result<u8> {
+fn once(settings: &Settings) -> anyhow::Result<u8> {
     Ok(match agent::run_cycle(settings)? {
         Cycle::Ran(report) => {
             print!("{}", crate::report::inert(&report.to_text()));
@@ -32,111 +172,4 @@ pub fn once(settings: &Settings) -> anyhow::Result<u8> {
             super::EXIT_ERROR
         }
     })
-}
-
-pub fn disable(state_dir: &Path, reason: &str) -> anyhow::Result<()> {
-    memory::set_disabled(state_dir, Some(reason))
-}
-
-pub fn enable(state_dir: &Path) -> anyhow::Result<()> {
-    memory::set_disabled(state_dir, None)
-}
-
-/// What `tend status` says.
-#[derive(Debug, Serialize)]
-pub struct Status {
-    pub disabled: Option<String>,
-    pub last_run: Option<memory::LastRun>,
-    pub last_good: Option<String>,
-    pub last_fetch: Option<u64>,
-    pub source_age_s: Option<u64>,
-    pub spool: usize,
-    pub reports_dropped: u64,
-    pub reports_set_aside: u64,
-    pub next_run: Option<u64>,
-}
-
-pub fn status(state_dir: &Path) -> anyhow::Result<Status> {
-    let memory = Memory::load(state_dir)?;
-    let spool = Spool::new(state_dir.join("spool"));
-    let now = memory::now();
-    Ok(Status {
-        disabled: memory.disabled,
-        source_age_s: memory.last_fetch.map(|t| now.saturating_sub(t)),
-        last_fetch: memory.last_fetch,
-        last_run: memory.last_run,
-        last_good: memory.last_good,
-        spool: spool.pending().len(),
-        reports_dropped: spool.dropped(),
-        reports_set_aside: spool.set_aside(),
-        next_run: memory.next_run,
-    })
-}
-
-fn when(at: u64) -> String {
-    let now = memory::now();
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(at);
-    let stamp = humantime::format_rfc3339_seconds(t);
-    let ago = |s: u64| humantime::format_duration(std::time::Duration::from_secs(s)).to_string();
-    if at <= now {
-        format!("{stamp} ({} ago)", ago(now - at))
-    } else {
-        format!("{stamp} (in {})", ago(at - now))
-    }
-}
-
-impl Status {
-    pub fn to_text(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "agent:      {}",
-            self.disabled
-                .as_ref()
-                .map_or_else(|| "enabled".to_owned(), |r| format!("DISABLED: {r}"))
-        );
-        let _ = match &self.last_run {
-            Some(r) => writeln!(
-                out,
-                "last run:   {}, commit {}, {}{}, {} ms",
-                when(r.at),
-                r.commit.get(..12).unwrap_or(&r.commit),
-                serde_json::to_value(r.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                if r.stale { " (source stale)" } else { "" },
-                r.duration_ms
-            ),
-            None => writeln!(out, "last run:   never"),
-        };
-        let _ = writeln!(
-            out,
-            "last good:  {}",
-            self.last_good.as_deref().unwrap_or("none yet")
-        );
-        let _ = writeln!(
-            out,
-            "source:     {}",
-            self.last_fetch.map_or_else(
-                || "never fetched".to_owned(),
-                |t| format!("fetched {}", when(t))
-            )
-        );
-        let _ = writeln!(
-            out,
-            "spool:      {} report{} waiting ({} dropped, {} set aside)",
-            self.spool,
-            if self.spool == 1 { "" } else { "s" },
-            self.reports_dropped,
-            self.reports_set_aside
-        );
-        let _ = writeln!(
-            out,
-            "next run:   {}",
-            self.next_run
-                .map_or_else(|| "no agent running".to_owned(), when)
-        );
-        out
-    }
 }

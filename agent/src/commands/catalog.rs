@@ -1,9 +1,54 @@
 //! `tend catalog`: the resolved desired state of one host.
 
+use std::path::PathBuf;
+
 use serde::Serialize;
 
 use crate::catalog::Catalog;
 use crate::resource::Resource;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// Environment (default: the one whose host entries match the host).
+    #[arg(long)]
+    env: Option<String>,
+    /// Host name (default: this machine's).
+    #[arg(long)]
+    host: Option<String>,
+    #[arg(long, value_enum, default_value_t = Style::Yaml)]
+    format: Style,
+}
+
+/// How a catalog is printed.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Style {
+    Yaml,
+    Json,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let mut manifests = super::open_repo(&args.repo)?;
+    let (host, facts) = crate::facts::host_and_facts(args.host.as_deref());
+    let target = crate::catalog::Target {
+        environment: args.env.as_deref(),
+        host: &host,
+        facts: &facts,
+        secrets: crate::catalog::Secrets::Placeholder,
+        all_flags_on: false,
+    };
+    match crate::catalog::compile(&mut manifests, &target) {
+        Ok(catalog) => {
+            print!("{}", render(&catalog, matches!(args.format, Style::Json))?);
+            Ok(0)
+        }
+        Err(problems) => {
+            super::print_diagnostics(&manifests, &problems);
+            Ok(super::EXIT_ERROR)
+        }
+    }
+}
 
 #[derive(Serialize)]
 struct View<'a> {
@@ -28,7 +73,7 @@ struct ResourceView<'a> {
     requires: Vec<String>,
 }
 
-pub fn render(catalog: &Catalog, json: bool) -> anyhow::Result<String> {
+fn render(catalog: &Catalog, json: bool) -> anyhow::Result<String> {
     let resources = catalog
         .order
         .iter()

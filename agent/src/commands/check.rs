@@ -1,11 +1,33 @@
 //! `tend check`: validate every environment, host entry and role, and show
 //! every problem at once.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::catalog::{self, Target};
 use crate::facts::Facts;
 use crate::manifest::diagnostic::Diagnostic;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    match check(&args.repo)? {
+        Ok(s) => {
+            println!(
+                "ok: {} environments, {} host entries, {} roles checked",
+                s.environments, s.host_entries, s.roles
+            );
+            Ok(0)
+        }
+        Err((repo, problems)) => {
+            super::print_diagnostics(&repo, &problems);
+            Ok(super::EXIT_ERROR)
+        }
+    }
+}
 
 pub struct Summary {
     pub environments: usize,
@@ -14,9 +36,7 @@ pub struct Summary {
 }
 
 /// Checks the repository; `Err` holds every problem, sorted by place.
-pub fn check(
-    root: &Path,
-) -> anyhow::Result<Result<Summary, (crate::manifest::Repo, Vec<Diagnostic>)>> {
+fn check(root: &Path) -> anyhow::Result<Result<Summary, (crate::manifest::Repo, Vec<Diagnostic>)>> {
     let mut repo = super::open_repo(root)?;
     let mut problems: Vec<Diagnostic> = std::mem::take(&mut repo.diagnostics);
     let machine = Facts::gather(&crate::facts::hostname());

@@ -2,13 +2,46 @@
 //! it merges.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::review::diff::{self, Change, Hosts, Review};
 
+#[derive(clap::Args)]
+pub struct Args {
+    /// The revision before the change (a commit, branch or tag).
+    rev_a: String,
+    /// The revision after it.
+    rev_b: String,
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// Only this environment.
+    #[arg(long)]
+    env: Option<String>,
+    /// Only this host, by name.
+    #[arg(long)]
+    host: Option<String>,
+    /// Every host the central log has heard from (instead of the host
+    /// entries).
+    #[command(flatten)]
+    log: super::LogReadArgs,
+    #[arg(long, value_enum, default_value_t = super::Format::Text)]
+    format: super::Format,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    review(
+        &args.repo,
+        (&args.rev_a, &args.rev_b),
+        args.env.as_deref(),
+        args.host.as_deref(),
+        args.log.read().as_ref(),
+        args.format.is_json(),
+    )
+}
+
 /// Exit 0 when nothing would change, 2 when something would, 1 when a
 /// revision does not validate.
-pub fn run(
+fn review(
     repo: &Path,
     revs: (&str, &str),
     environment: Option<&str>,

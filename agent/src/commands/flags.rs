@@ -1,11 +1,42 @@
 //! `tend flags preview --env E FLAG=N`: which hosts a knob would move.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::flags::FlagValue;
 
-pub fn preview(
+/// `tend flags …`.
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// The hosts whose value of FLAG would change if it were set to N (a
+    /// percentage, true or false): FLAG=N.
+    Preview {
+        setting: String,
+        #[arg(long)]
+        env: String,
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Every host the central log has heard from (else the host
+        /// entries that name one host).
+        #[command(flatten)]
+        log: super::LogReadArgs,
+        #[arg(long, value_enum, default_value_t = super::Format::Text)]
+        format: super::Format,
+    },
+}
+
+pub fn run(command: Command) -> anyhow::Result<u8> {
+    let Command::Preview {
+        setting,
+        env,
+        repo,
+        log,
+        format,
+    } = command;
+    preview(&repo, &env, &setting, log.read().as_ref(), format.is_json())
+}
+
+fn preview(
     repo: &Path,
     env: &str,
     setting: &str,

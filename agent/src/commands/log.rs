@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use crate::log::identity::{self, Kind, NewJoin, NewToken};
-use crate::log::{self, Database, ServeOptions, store};
+use crate::log::{self, Database, ServeOptions, clock, store};
 use crate::report::client::Client;
 
 const DEFAULT_LOG_DB: &str = "sqlite:/var/lib/tend-log/log.db";
@@ -372,9 +372,9 @@ fn whose(
 /// `expired …` or `revoked …`.
 fn standing(revoked: Option<i64>, expires: Option<i64>, now: i64) -> String {
     match (revoked, expires) {
-        (Some(r), _) => format!("revoked {}", identity::when(r)),
-        (None, Some(e)) if e <= now => format!("expired {}", identity::when(e)),
-        (None, Some(e)) => format!("expires {}", identity::when(e)),
+        (Some(r), _) => format!("revoked {}", clock::rfc3339(r)),
+        (None, Some(e)) if e <= now => format!("expired {}", clock::rfc3339(e)),
+        (None, Some(e)) => format!("expires {}", clock::rfc3339(e)),
         (None, None) => "live".to_owned(),
     }
 }
@@ -411,7 +411,7 @@ fn token(command: TokenCommand) -> anyhow::Result<u8> {
                             .filter(|_| kind == Kind::Host)
                             .map_or(String::new(), |e| format!(" in `{e}`")),
                         new.expires_unix
-                            .map_or(String::new(), |t| format!(", until {}", identity::when(t)))
+                            .map_or(String::new(), |t| format!(", until {}", clock::rfc3339(t)))
                     );
                     println!("{token}");
                     Ok(0)
@@ -435,9 +435,9 @@ fn token(command: TokenCommand) -> anyhow::Result<u8> {
                     t.name,
                     t.environment.as_deref().unwrap_or("-"),
                     state,
-                    identity::when(t.created_unix),
+                    clock::rfc3339(t.created_unix),
                     t.created_by,
-                    t.last_used_unix.map_or("never".to_owned(), identity::when),
+                    t.last_used_unix.map_or("never".to_owned(), clock::rfc3339),
                 );
             }
             print!("{}", crate::report::inert(&out));
@@ -498,7 +498,7 @@ fn enroll(command: EnrollCommand) -> anyhow::Result<u8> {
                 "join token #{id}: hosts named `{pattern}` enroll in `{env}`{}{}{} (shown once):",
                 uses.map_or(String::new(), |n| format!(", at most {n}")),
                 new.expires_unix
-                    .map_or(String::new(), |t| format!(", until {}", identity::when(t))),
+                    .map_or(String::new(), |t| format!(", until {}", clock::rfc3339(t))),
                 if allow_rebuild {
                     ", rebuilt hosts again"
                 } else {
@@ -522,7 +522,7 @@ fn enroll(command: EnrollCommand) -> anyhow::Result<u8> {
                     j.uses,
                     j.max_uses.map_or(String::new(), |m| format!(" of {m}")),
                     if j.allow_rebuild { ", rebuilds" } else { "" },
-                    identity::when(j.created_unix),
+                    clock::rfc3339(j.created_unix),
                     j.created_by
                 );
                 for (host, at, rebuilt) in &j.enrolled {
@@ -530,7 +530,7 @@ fn enroll(command: EnrollCommand) -> anyhow::Result<u8> {
                         out,
                         "      {host} {} {}",
                         if *rebuilt { "re-enrolled" } else { "enrolled" },
-                        identity::when(*at)
+                        clock::rfc3339(*at)
                     );
                 }
             }

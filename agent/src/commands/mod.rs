@@ -1,14 +1,17 @@
-//! One file per subcommand: each parses nothing itself, calls into the
-//! library, and decides what to print and which exit code to return.
+//! One file per subcommand, as cargo has them: each owns its arguments
+//! (a clap `Args` or subcommand enum) and its `run`, which calls into the
+//! library and decides what to print and which exit code to return.
 
 pub mod agent;
 pub mod catalog;
 pub mod check;
+pub mod converge;
 pub mod diff;
 pub mod flags;
 pub mod log;
 pub mod parity;
 pub mod rollout;
+pub mod status;
 
 use std::path::Path;
 

@@ -1,13 +1,27 @@
 //! `tend parity A B`: what differs between two environments, and why.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::review::parity::{self, Parity};
 
+#[derive(clap::Args)]
+pub struct Args {
+    env_a: String,
+    env_b: String,
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    #[arg(long, value_enum, default_value_t = super::Format::Text)]
+    format: super::Format,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    compare(&args.repo, &args.env_a, &args.env_b, args.format.is_json())
+}
+
 /// Exit 0 when the environments differ only in values from vars, 1 when a
 /// role or resource is missing on one side (or the manifests are broken).
-pub fn run(repo: &Path, a: &str, b: &str, json: bool) -> anyhow::Result<u8> {
+fn compare(repo: &Path, a: &str, b: &str, json: bool) -> anyhow::Result<u8> {
     let mut manifests = super::open_repo(repo)?;
     let report = match parity::parity(&mut manifests, a, b) {
         Ok(report) => report,

@@ -2,16 +2,37 @@
 //! its hosts — those the manifest names, or every host the log knows.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::rollout::{Policy, bucket};
 
-pub fn preview(
-    repo: &Path,
-    env: &str,
-    log: Option<&super::LogRead>,
-    json: bool,
-) -> anyhow::Result<u8> {
+/// `tend rollout …`.
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Which hosts are in which wave of ENV's rollout policy: the hosts
+    /// the manifest names, or with --log every host the log has heard from.
+    Preview {
+        env: String,
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        #[command(flatten)]
+        log: super::LogReadArgs,
+        #[arg(long, value_enum, default_value_t = super::Format::Text)]
+        format: super::Format,
+    },
+}
+
+pub fn run(command: Command) -> anyhow::Result<u8> {
+    let Command::Preview {
+        env,
+        repo,
+        log,
+        format,
+    } = command;
+    preview(&repo, &env, log.read().as_ref(), format.is_json())
+}
+
+fn preview(repo: &Path, env: &str, log: Option<&super::LogRead>, json: bool) -> anyhow::Result<u8> {
     let manifests = super::open_repo(repo)?;
     if !manifests.diagnostics.is_empty() {
         super::print_diagnostics(&manifests, &manifests.diagnostics);

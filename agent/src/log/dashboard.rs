@@ -60,7 +60,7 @@ pub fn span(seconds: i64) -> String {
 /// An RFC 3339 time shown relative to now, the absolute time on hover
 /// (and to machines, in `datetime`).
 fn time(rfc3339: &str) -> String {
-    let then = super::store::unix(rfc3339);
+    let then = super::clock::unix(rfc3339);
     let relative = if then == 0 {
         rfc3339.to_owned()
     } else {
@@ -247,7 +247,7 @@ pub fn home(
             esc(&h.host),
             h.re_enrolled_unix.map_or(String::new(), |t| format!(
                 " <small class=\"re-enrolled\">re-enrolled at {}</small>",
-                esc(&super::identity::when(t))
+                esc(&super::clock::rfc3339(t))
             )),
             esc(&h.environment),
             status_cell(&h.status),
@@ -299,7 +299,7 @@ pub fn lead_over_hosts(
     reports: &[ReportRow],
     commit: &str,
 ) -> Option<[i64; 4]> {
-    let committed = super::store::unix(committed_at);
+    let committed = super::clock::unix(committed_at);
     if committed == 0 {
         return None;
     }
@@ -308,7 +308,7 @@ pub fn lead_over_hosts(
         .iter()
         .filter(|r| r.commit.as_deref() == Some(commit) && r.refused_commit.is_none())
     {
-        let t = super::store::unix(&r.started_at);
+        let t = super::clock::unix(&r.started_at);
         let e = first_run.entry(r.host.as_str()).or_insert(t);
         *e = (*e).min(t);
     }
@@ -646,7 +646,7 @@ fn reaching_svg(
         .iter()
         .filter(|r| r.commit.as_deref() == Some(commit) && r.refused_commit.is_none())
     {
-        let t = super::store::unix(&r.started_at);
+        let t = super::clock::unix(&r.started_at);
         let e = first.entry(r.host.as_str()).or_insert(t);
         *e = (*e).min(t);
     }
@@ -667,7 +667,7 @@ fn reaching_svg(
         svg,
         "<text x=\"{PAD}\" y=\"{}\" font-size=\"12\">{}</text><text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"end\">+{} · {n} host{}</text>",
         HEIGHT - 8.0,
-        esc(&super::identity::when(start)),
+        esc(&super::clock::rfc3339(start)),
         WIDTH - PAD,
         HEIGHT - 8.0,
         esc(&span(end - start)),
@@ -690,7 +690,7 @@ fn reaching_svg(
             y(i + 1),
             esc(host),
             esc(&label),
-            esc(&super::identity::when(*t))
+            esc(&super::clock::rfc3339(*t))
         );
     }
     svg.push_str("</svg>");
@@ -718,7 +718,7 @@ pub fn host(name: &str, row: Option<&HostRow>, runs: &[ReportRow]) -> String {
             },
             h.re_enrolled_unix.map_or(String::new(), |t| format!(
                 "; re-enrolled at {}",
-                esc(&super::identity::when(t))
+                esc(&super::clock::rfc3339(t))
             ))
         );
     }
@@ -815,7 +815,7 @@ fn week_svg(hours: &[super::hourly::Hour], commits: &[CommitRow], now: i64) -> S
             HEIGHT - BOTTOM,
             x + 2.0,
             HEIGHT - 6.0,
-            esc(super::identity::when(hour * 3600).get(..10).unwrap_or(""))
+            esc(super::clock::rfc3339(hour * 3600).get(..10).unwrap_or(""))
         );
     }
     for (hour, statuses) in &per_hour {
@@ -832,12 +832,12 @@ fn week_svg(hours: &[super::hourly::Hour], commits: &[CommitRow], now: i64) -> S
                 "<rect class=\"bar\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{}\"><title>{} {runs} {status}</title></rect>",
                 (slot - 0.5).max(0.5),
                 colour(status),
-                esc(&super::identity::when(hour * 3600))
+                esc(&super::clock::rfc3339(hour * 3600))
             );
         }
     }
     for c in commits {
-        let t = super::store::unix(&c.first_applied);
+        let t = super::clock::unix(&c.first_applied);
         if t < first_hour * 3600 || t > now {
             continue;
         }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::sql::Sql;
-use super::store::{Param, StoreError};
+use super::sql::{Param, StoreError};
 
 /// How many runs of each (hour, status) a batch adds; the hour is the
 /// run's start, in hours since the epoch.

@@ -23,7 +23,8 @@ use super::identity::{self, Identity, Kind};
 use super::metrics::Metrics;
 use super::mirror::Mirror;
 use super::rollouts::{Action, History};
-use super::store::{Incoming, Question, ReportQuery, Store, StoreError, Stored, word};
+use super::sql::StoreError;
+use super::store::{Incoming, Question, ReportQuery, Store, Stored, word};
 use super::{ServeOptions, now_unix, store};
 use crate::report::Report;
 use crate::rollout::{Admission, AdmitRequest};
@@ -1542,8 +1543,8 @@ async fn grafana_annotations(State(app): State<App>, body: Bytes) -> Response {
         }
     };
     let (from, to) = (
-        super::store::unix(&request.range.from),
-        super::store::unix(&request.range.to),
+        super::clock::unix(&request.range.from),
+        super::clock::unix(&request.range.to),
     );
     if from == 0 || to == 0 {
         return error(
@@ -1554,8 +1555,8 @@ async fn grafana_annotations(State(app): State<App>, body: Bytes) -> Response {
     match blocking(&app, |s| s.commits(1000)).await {
         Ok(mut commits) => {
             commits.retain(|c| {
-                let first = super::store::unix(&c.first_applied);
-                let last = super::store::unix(&c.last_applied).max(first);
+                let first = super::clock::unix(&c.first_applied);
+                let last = super::clock::unix(&c.last_applied).max(first);
                 last >= from && first <= to
             });
             if let Err(r) = with_source(&app, &mut commits).await {
@@ -1564,8 +1565,8 @@ async fn grafana_annotations(State(app): State<App>, body: Bytes) -> Response {
             let marks: Vec<serde_json::Value> = commits
                 .iter()
                 .map(|c| {
-                    let first = super::store::unix(&c.first_applied);
-                    let last = super::store::unix(&c.last_applied).max(first);
+                    let first = super::clock::unix(&c.first_applied);
+                    let last = super::clock::unix(&c.last_applied).max(first);
                     grafana_mark(c, first, last, &request.annotation)
                 })
                 .collect();

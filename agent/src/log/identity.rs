@@ -17,8 +17,8 @@
 use serde::Serialize;
 use subtle::ConstantTimeEq as _;
 
-use super::sql::{Cell, Sql};
-use super::store::{Param, StoreError};
+use super::clock::rfc3339;
+use super::sql::{Cell, Param, Sql, StoreError};
 use super::token_hash;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -71,17 +71,10 @@ impl Identity {
 pub enum Denied {
     #[error("unknown token")]
     Unknown,
-    #[error("this token was revoked at {}", when(*.0))]
+    #[error("this token was revoked at {}", rfc3339(*.0))]
     Revoked(i64),
-    #[error("this token expired at {}", when(*.0))]
+    #[error("this token expired at {}", rfc3339(*.0))]
     Expired(i64),
-}
-
-/// An RFC 3339 time of seconds since the epoch.
-pub fn when(unix: i64) -> String {
-    let t =
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// The index a digest is found by: its first 16 hex digits.
@@ -224,7 +217,7 @@ pub fn create(
                     "`{}` already has a host token (for {}, made {}); pass --replace to revoke it and make a new one",
                     new.name,
                     environment.as_deref().unwrap_or("no environment"),
-                    when(created)
+                    rfc3339(created)
                 )));
             }
             revoke_host(sql, new.name, now)?;
@@ -383,11 +376,14 @@ pub fn enroll(
     if let Some(revoked) = join[7].opt_int() {
         return Ok(Err(format!(
             "this join token was revoked at {}",
-            when(revoked)
+            rfc3339(revoked)
         )));
     }
     if let Some(expires) = join[6].opt_int().filter(|e| *e <= now) {
-        return Ok(Err(format!("this join token expired at {}", when(expires))));
+        return Ok(Err(format!(
+            "this join token expired at {}",
+            rfc3339(expires)
+        )));
     }
     let joins_environment = join[1].text();
     if joins_environment != environment {
@@ -417,7 +413,7 @@ pub fn enroll(
         if !allow_rebuild {
             return Ok(Err(format!(
                 "`{host}` already has a host token (made {}); a join token does not take over a name: an operator replaces it with `tend log token create {host} --env {environment} --replace`, or makes join tokens with --allow-rebuild",
-                when(created)
+                rfc3339(created)
             )));
         }
         if held_in.as_deref() != Some(environment) {

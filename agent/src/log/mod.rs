@@ -7,6 +7,7 @@
 //! once. The tokio runtime lives here only: the host side never starts it.
 
 mod change;
+pub mod clock;
 mod dashboard;
 mod effect;
 pub mod hourly;

@@ -14,12 +14,14 @@ use postgres::Client;
 
 use super::pg_tls::{self, MakeRustls};
 
+use super::clock::unix;
 use super::rollouts::{self, Halt, History, RolloutRow};
 use super::sql::{Cell, Sql};
+use super::sql::{Param, StoreError};
 use super::store::Question;
 use super::store::{
-    CommitRow, HostRow, Incoming, Inserted, Page, Param, ReportQuery, ReportRow, Store, StoreError,
-    Stored, listed_status, refused_commit, unix, word,
+    CommitRow, HostRow, Incoming, Inserted, Page, ReportQuery, ReportRow, Store, Stored,
+    listed_status, refused_commit, word,
 };
 use crate::rollout::Admission;
 

@@ -13,7 +13,7 @@
 use serde::Serialize;
 
 use super::sql::{Cell, Sql};
-use super::store::{Param, StoreError};
+use super::sql::{Param, StoreError};
 use crate::report::{Report, RunMode, Status};
 use crate::rollout::gate::{self, Event, Failure, Holding, Member, Outcome, Phase, Rollout};
 use crate::rollout::{Admission, AdmitRequest, Policy};
@@ -503,7 +503,7 @@ fn start(
             text(&rev.author),
             text(&rev.subject),
             text(&rev.committed_at),
-            Param::Int(super::store::unix(&rev.committed_at)),
+            Param::Int(super::clock::unix(&rev.committed_at)),
             Param::Text(serde_json::to_string(policy).expect("serialises")),
             Param::Int(now),
             opt_text(fallback.clone()),

@@ -1,7 +1,23 @@
 //! The small SQL interface written once for both stores: the rollout
-//! gate and the identities run their transactions through it.
+//! gate and the identities run their transactions through it. The layer
+//! every other part of the log's storage builds on; it imports none of them.
 
-use super::store::{Param, StoreError};
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(String),
+    #[error("{0}")]
+    Closed(&'static str),
+}
+
+/// A value a query filters on.
+pub enum Param {
+    Text(String),
+    Int(i64),
+    /// A value that may be NULL (typed, as PostgreSQL wants it).
+    OptText(Option<String>),
+    OptInt(Option<i64>),
+}
 
 /// A value read back.
 #[derive(Debug, Clone)]

@@ -8,12 +8,14 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
+use super::clock::unix;
 use super::rollouts::{self, Halt, History, RolloutRow};
 use super::sql::{Cell, Sql};
+use super::sql::{Param, StoreError};
 use super::store::Question;
 use super::store::{
-    CommitRow, HostRow, Incoming, Inserted, Page, Param, ReportQuery, ReportRow, Store, StoreError,
-    Stored, listed_status, refused_commit, unix, word,
+    CommitRow, HostRow, Incoming, Inserted, Page, ReportQuery, ReportRow, Store, Stored,
+    listed_status, refused_commit, word,
 };
 use crate::rollout::Admission;
 

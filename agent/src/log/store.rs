@@ -4,8 +4,9 @@
 
 use serde::Serialize;
 
+use super::clock::unix;
 use super::rollouts::{Action, CommitFacts, Halt, History, RolloutRow};
-use super::sql::Sql;
+use super::sql::{Param, Sql, StoreError};
 use crate::report::Report;
 use crate::rollout::{Admission, AdmitRequest};
 
@@ -14,14 +15,6 @@ use crate::rollout::{Admission, AdmitRequest};
 pub struct Question {
     pub request: AdmitRequest,
     pub facts: CommitFacts,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database: {0}")]
-    Database(String),
-    #[error("{0}")]
-    Closed(&'static str),
 }
 
 /// A report accepted for storing: the parsed report and the bytes it came
@@ -67,15 +60,6 @@ pub struct ReportQuery {
     pub eventful: bool,
 }
 
-/// A value a query filters on.
-pub enum Param {
-    Text(String),
-    Int(i64),
-    /// A value that may be NULL (typed, as PostgreSQL wants it).
-    OptText(Option<String>),
-    OptInt(Option<i64>),
-}
-
 impl ReportQuery {
     /// The conditions and their values, in order; each condition holds
     /// `{}` where its value goes, which each store writes in its own
@@ -105,14 +89,6 @@ impl ReportQuery {
         }
         out
     }
-}
-
-/// Seconds since the epoch of an RFC 3339 time (0 when it is not one).
-pub fn unix(rfc3339: &str) -> i64 {
-    humantime::parse_rfc3339_weak(rfc3339)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The status a report is listed with: `refused` when it refused a new
