@@ -92,3 +92,39 @@ fn the_example_catalog_renders_the_environment_knobs() {
         yaml.stdout
     );
 }
+
+/// The JSON Schemas editors read (`schema/`) hold the example files valid
+/// and catch a misspelt key, by an independent Draft 7 validator (Python's
+/// jsonschema), the way an editor's YAML language server would.
+#[test]
+fn an_independent_validator_takes_the_examples_and_refuses_a_misspelt_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    fs_err::write(&bad, "resources:\n  - file: /etc/motd\n    contnet: hi\n").unwrap();
+    let script = r#"
+import glob, json, sys, jsonschema, yaml
+root, bad = sys.argv[1], sys.argv[2]
+schemas = {k: json.load(open(f"{root}/schema/{k}.schema.json")) for k in ("role", "environment")}
+for s in schemas.values():
+    jsonschema.Draft7Validator.check_schema(s)
+files = [("role", f) for f in glob.glob(f"{root}/roles/*/role.yaml")]
+files += [("environment", f) for f in glob.glob(f"{root}/manifests/*.yaml")]
+for kind, f in files:
+    for e in jsonschema.Draft7Validator(schemas[kind]).iter_errors(yaml.safe_load(open(f))):
+        print(f"{f}: {e.message}")
+print(len(files), "files")
+print(len(list(jsonschema.Draft7Validator(schemas["role"]).iter_errors(yaml.safe_load(open(bad))))), "errors in bad")
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, repo()])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout, "7 files\n1 errors in bad\n");
+}

@@ -267,9 +267,9 @@ fn the_example_environments_differ_only_in_their_knobs_and_parity_names_them() {
     for text in [
         "[web] web-*.staging.example.com ↔ web-*.prod.example.com:",
         "~ file:/etc/nginx/nginx.conf content line",
-        "var workers: 2 (roles/web/role.yaml:4:12) ↔ 8 (manifests/production.yaml:4:12)",
-        "var shared_buffers: \"128MB\" (roles/db/role.yaml:7:19) ↔ \"2GB\" (manifests/production.yaml:12:29)",
-        "var env: \"staging\" (manifests/staging.yaml:1:14) ↔ \"production\" (manifests/production.yaml:1:14)",
+        "var workers: 2 (roles/web/role.yaml:5:12) ↔ 8 (manifests/production.yaml:5:12)",
+        "var shared_buffers: \"128MB\" (roles/db/role.yaml:8:19) ↔ \"2GB\" (manifests/production.yaml:13:29)",
+        "var env: \"staging\" (manifests/staging.yaml:2:14) ↔ \"production\" (manifests/production.yaml:2:14)",
         "~ rollout: none (every host at once) in staging ↔ canary web-1.prod.example.com",
         "0 role combinations and 0 resources on one side only",
     ] {

@@ -45,10 +45,11 @@ impl HostEntry {
     }
 }
 
-const ENV_KEYS: &[&str] = &["environment", "vars", "hosts", "rollout", "flags"];
-const ROLLOUT_KEYS: &[&str] = &["canary", "waves", "soak", "deadline", "halt_on", "on_halt"];
-const HALT_KEYS: &[&str] = &["failed", "drift_after_apply"];
-const HOST_KEYS: &[&str] = &["match", "roles", "vars"];
+pub(crate) const ENV_KEYS: &[&str] = &["environment", "vars", "hosts", "rollout", "flags"];
+pub(crate) const ROLLOUT_KEYS: &[&str] =
+    &["canary", "waves", "soak", "deadline", "halt_on", "on_halt"];
+pub(crate) const HALT_KEYS: &[&str] = &["failed", "drift_after_apply"];
+pub(crate) const HOST_KEYS: &[&str] = &["match", "roles", "vars"];
 
 pub fn read(name: &str, root: &Node, checker: &mut Checker) -> Environment {
     let mut env = Environment {

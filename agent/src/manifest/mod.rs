@@ -6,6 +6,7 @@
 
 pub mod diagnostic;
 pub mod environment;
+pub mod json_schema;
 pub mod kinds;
 pub mod node;
 pub mod role;

@@ -43,7 +43,7 @@ impl ResourceDecl {
     }
 }
 
-const ROLE_KEYS: &[&str] = &["description", "include", "vars", "resources"];
+pub(crate) const ROLE_KEYS: &[&str] = &["description", "include", "vars", "resources"];
 
 /// Checks a parsed role file. Structural errors go to `checker`; what could
 /// be read is returned so that later checks still run on the rest.
