@@ -1,7 +1,5 @@
 //! `tend catalog`: the resolved desired state of one host.
 
-use std::path::PathBuf;
-
 use serde::Serialize;
 
 use crate::catalog::Catalog;
@@ -9,14 +7,8 @@ use crate::resource::Resource;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, default_value = ".")]
-    repo: PathBuf,
-    /// Environment (default: the one whose host entries match the host).
-    #[arg(long)]
-    env: Option<String>,
-    /// Host name (default: this machine's).
-    #[arg(long)]
-    host: Option<String>,
+    #[command(flatten)]
+    target: super::HostArgs,
     #[arg(long, value_enum, default_value_t = Style::Yaml)]
     format: Style,
 }
@@ -29,10 +21,10 @@ pub enum Style {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let mut manifests = super::open_repo(&args.repo)?;
-    let (host, facts) = crate::facts::host_and_facts(args.host.as_deref());
+    let mut manifests = super::open_repo(&args.target.repo)?;
+    let (host, facts) = crate::facts::host_and_facts(args.target.host.as_deref());
     let target = crate::catalog::Target {
-        environment: args.env.as_deref(),
+        environment: args.target.env.as_deref(),
         host: &host,
         facts: &facts,
         secrets: crate::catalog::Secrets::Placeholder,

@@ -9,12 +9,8 @@ use crate::state::DEFAULT_STATE_DIR;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, default_value = ".")]
-    repo: PathBuf,
-    #[arg(long)]
-    env: Option<String>,
-    #[arg(long)]
-    host: Option<String>,
+    #[command(flatten)]
+    target: super::HostArgs,
     /// Show what would change; touch nothing.
     #[arg(long)]
     dry_run: bool,
@@ -43,9 +39,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let options = converge::Options {
-        repo: &args.repo,
-        environment: args.env.as_deref(),
-        host: args.host.as_deref(),
+        repo: &args.target.repo,
+        environment: args.target.env.as_deref(),
+        host: args.target.host.as_deref(),
         dry_run: args.dry_run,
         state_dir: args.state_dir,
         no_cache: args.no_cache,

@@ -31,6 +31,20 @@ impl Format {
     }
 }
 
+/// Which host to compile for, from which repository (`tend catalog`,
+/// `tend converge`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HostArgs {
+    #[arg(long, default_value = ".")]
+    pub repo: std::path::PathBuf,
+    /// Environment (default: the one whose host entries match the host).
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Host name (default: this machine's).
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
 /// Reading the central log's host list from another command (`--log URL
 /// --token-file FILE [--log-ca FILE]`).
 #[derive(Debug, Clone)]
