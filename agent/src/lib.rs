@@ -6,21 +6,19 @@
 //! [`resource`] types, and [`report`] says what happened. [`fsutil`] is the
 //! only module that writes files; [`state`] keeps what was applied.
 
+pub use tend_common::{flags, manifest, rollout, source};
+
 pub mod agent;
 pub mod catalog;
 pub mod commands;
 pub mod converge;
 pub mod engine;
 pub mod facts;
-pub mod flags;
 pub mod fsutil;
 pub mod log;
-pub mod manifest;
 pub mod provider;
 pub mod report;
 pub mod resource;
 pub mod review;
-pub mod rollout;
-pub mod source;
 pub mod state;
 pub mod template;

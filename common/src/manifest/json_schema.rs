@@ -162,12 +162,16 @@ pub fn text(schema: &Value) -> String {
 mod tests {
     use super::*;
 
+    /// The repository's root: this crate is `common/` in it.
     fn root() -> std::path::PathBuf {
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("common/ is inside the repository")
+            .to_path_buf()
     }
 
     /// The committed schemas are the checker's tables as they are now. To
-    /// update them: `TEND_WRITE_SCHEMA=1 cargo test --lib json_schema`.
+    /// update them: `TEND_WRITE_SCHEMA=1 cargo test -p tend-common --lib json_schema`.
     #[test]
     fn the_committed_schemas_match_the_checker() {
         for (file, schema) in [(ROLE_FILE, role()), (ENVIRONMENT_FILE, environment())] {
@@ -180,7 +184,7 @@ mod tests {
             let have = fs_err::read_to_string(&path).unwrap_or_default();
             assert!(
                 have == want,
-                "{file} is out of date with the checker: run `TEND_WRITE_SCHEMA=1 cargo test --lib json_schema` and commit it"
+                "{file} is out of date with the checker: run `TEND_WRITE_SCHEMA=1 cargo test -p tend-common --lib json_schema` and commit it"
             );
         }
     }
