@@ -321,10 +321,10 @@ pub fn lead_over_hosts(
 /// What a commit's page shows, gathered by the server.
 pub struct CommitView<'a> {
     pub commit: &'a str,
-    /// Who made it, when and why: from the log's mirror of the source when
-    /// it has the commit (`from_source`), else as its hosts said.
-    pub revision: Option<crate::source::git::Revision>,
-    pub from_source: bool,
+    /// Its deploy-log row: who made it, when and why, from the log's copy
+    /// of the source when it has the commit (`from_source`), else as its
+    /// hosts said.
+    pub row: Option<&'a CommitRow>,
     /// Its change to the repository: `None` when the log has no source.
     pub change: Option<Result<std::sync::Arc<super::change::Change>, String>>,
     /// Its runs, newest first (up to the page's limit).
@@ -353,15 +353,15 @@ pub struct CommitView<'a> {
 pub fn commit(v: &CommitView) -> String {
     let commit = v.commit;
     let mut b = String::new();
-    if let Some(r) = &v.revision {
+    if let Some(r) = v.row {
         let _ = write!(
             b,
             "<p id=\"commit\"><code>{}</code> by {}: {} <span class=\"when\">committed {}</span>{}</p>",
             esc(commit),
-            esc(&r.author),
-            esc(&r.subject),
-            time(&r.committed_at),
-            if v.from_source {
+            esc(r.author.as_deref().unwrap_or("")),
+            esc(r.subject.as_deref().unwrap_or("")),
+            time(r.committed_at.as_deref().unwrap_or("")),
+            if r.from_source {
                 ""
             } else {
                 " <span class=\"claim\">(as its hosts said: the log has no copy of it from the source)</span>"
@@ -393,9 +393,9 @@ pub fn commit(v: &CommitView) -> String {
         b.push_str("</ul>");
     }
     if let Some([first, p50, p95, last]) = v
-        .revision
-        .as_ref()
-        .and_then(|r| lead_over_hosts(&r.committed_at, v.runs, commit))
+        .row
+        .and_then(|r| r.committed_at.as_deref())
+        .and_then(|at| lead_over_hosts(at, v.runs, commit))
     {
         let _ = write!(
             b,

@@ -1019,7 +1019,7 @@ async fn hosts(State(app): State<App>) -> Response {
 async fn commits(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> Response {
     let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50);
     let now = now_unix();
-    match blocking(&app, move |s| Ok((s.commits(limit)?, s.hosts(now)?))).await {
+    match blocking(&app, move |s| Ok((s.commits(limit, None)?, s.hosts(now)?))).await {
         Ok((mut rows, hosts)) => {
             super::store::fill_pending(&mut rows, &hosts);
             if let Err(r) = with_source(&app, &mut rows).await {
@@ -1085,7 +1085,7 @@ async fn dashboard_home(State(app): State<App>) -> Response {
     let now = now_unix();
     match blocking(&app, move |s| {
         Ok((
-            s.commits(50)?,
+            s.commits(50, None)?,
             hosts_with_enrollments(s, now)?,
             s.rollouts(None, None, 20)?,
             store::read(s, |db| super::hourly::since(db, now.div_euclid(3600) - 167))?,
@@ -1120,8 +1120,8 @@ struct CommitData {
     changed_hosts: usize,
     latest: Vec<crate::report::Report>,
     pending: Vec<String>,
-    /// When its hosts said it was committed (the deploy log's row).
-    claimed_committed_at: Option<String>,
+    /// Its row of the deploy log: who made it and when, as its hosts said.
+    row: Option<store::CommitRow>,
 }
 
 fn commit_data(s: &dyn Store, commit: &str) -> Result<CommitData, StoreError> {
@@ -1195,7 +1195,7 @@ fn commit_data(s: &dyn Store, commit: &str) -> Result<CommitData, StoreError> {
     let environments: std::collections::HashSet<&str> =
         runs.iter().map(|r| r.environment.as_str()).collect();
     let hosts = s.hosts(now_unix())?;
-    let commits = s.commits(50)?;
+    let commits = s.commits(50, None)?;
     let order: HashMap<&str, usize> = commits
         .iter()
         .enumerate()
@@ -1218,12 +1218,12 @@ fn commit_data(s: &dyn Store, commit: &str) -> Result<CommitData, StoreError> {
         }
     }
     pending.sort();
-    let claimed_committed_at = commits
-        .iter()
-        .find(|c| c.commit == commit)
-        .and_then(|c| c.committed_at.clone());
+    let row = match commits.iter().find(|c| c.commit == commit) {
+        Some(c) => Some(c.clone()),
+        None => s.commits(1, Some(commit))?.pop(),
+    };
     Ok(CommitData {
-        claimed_committed_at,
+        row,
         runs,
         more_runs,
         rollouts,
@@ -1247,59 +1247,33 @@ async fn dashboard_commit(State(app): State<App>, Path(commit): Path<String>) ->
     };
     // The source is the authority on the commit; a host's word is shown
     // (and said to be) only when the log has no copy of it.
-    let (change, from_source) = match app.mirror.clone() {
+    let mut row = data.row.clone();
+    let change = match app.mirror.clone() {
         Some(mirror) => {
             let c = commit.clone();
             let read = tokio::task::spawn_blocking(move || {
                 // The change first: it fetches a commit the mirror lacks.
                 let change = mirror.change(&c).map_err(|e| e.to_string());
-                (mirror.revisions(&[c.as_str()]).remove(&c), change)
+                (mirror.revisions(&[c.as_str()]), change)
             })
             .await;
             match read {
-                Ok((revision, change)) => (Some((revision, change)), true),
+                Ok((revisions, change)) => {
+                    if let Some(r) = row.as_mut() {
+                        store::from_source(std::slice::from_mut(r), &revisions);
+                    }
+                    Some(change)
+                }
                 Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             }
         }
-        None => (None, false),
+        None => None,
     };
-    let (source_revision, change) = match change {
-        Some((revision, change)) => (revision, Some(change)),
-        None => (None, None),
-    };
-    let claimed = || {
-        data.runs.iter().find_map(|r| {
-            (r.commit.as_deref() == Some(commit.as_str())).then(|| crate::source::git::Revision {
-                commit: commit.clone(),
-                author: r.author.clone().unwrap_or_default(),
-                committed_at: String::new(),
-                subject: r.subject.clone().unwrap_or_default(),
-            })
-        })
-    };
-    let revision_from_source = from_source && source_revision.is_some();
-    let revision = source_revision
-        .or_else(|| {
-            data.refusal.as_ref().map(|r| crate::source::git::Revision {
-                commit: commit.clone(),
-                author: r["author"].as_str().unwrap_or("").to_owned(),
-                committed_at: r["committed_at"].as_str().unwrap_or("").to_owned(),
-                subject: r["subject"].as_str().unwrap_or("").to_owned(),
-            })
-        })
-        .or_else(claimed);
-    let revision = revision.map(|mut r| {
-        if r.committed_at.is_empty() {
-            r.committed_at = data.claimed_committed_at.clone().unwrap_or_default();
-        }
-        r
-    });
     let effects = super::effect::group(&data.first_changes);
     let failures = super::effect::failures(&data.latest);
     html(dashboard::commit(&dashboard::CommitView {
         commit: &commit,
-        revision,
-        from_source: revision_from_source,
+        row: row.as_ref(),
         change,
         runs: &data.runs,
         more_runs: data.more_runs,
@@ -1552,7 +1526,7 @@ async fn grafana_annotations(State(app): State<App>, body: Bytes) -> Response {
             "`range.from` and `range.to` must be RFC 3339 times",
         );
     }
-    match blocking(&app, |s| s.commits(1000)).await {
+    match blocking(&app, |s| s.commits(1000, None)).await {
         Ok(mut commits) => {
             commits.retain(|c| {
                 let first = super::clock::unix(&c.first_applied);

@@ -38,8 +38,10 @@ pub struct Mirror {
     missing: Mutex<HashMap<String, Instant>>,
     /// Each commit's own change, as read once (a few, for commit pages).
     changes: Mutex<HashMap<String, Arc<Change>>>,
-    /// Who made each commit, when and why, as read once.
-    revisions: Mutex<HashMap<String, Revision>>,
+    /// Who made each commit, when and why, as read once; `None`: not in
+    /// the copy at the last look (forgotten at each fetch), so listings do
+    /// not run git again for it on every page.
+    revisions: Mutex<HashMap<String, Option<Revision>>>,
 }
 
 /// Why a commit's facts cannot be had.
@@ -114,6 +116,10 @@ impl Mirror {
             tracing::info!(commit = %tip, reference = %self.reference, "the source moved");
         }
         *known = Some(tip.clone());
+        self.revisions
+            .lock()
+            .expect("revisions")
+            .retain(|_, r| r.is_some());
         Ok(tip)
     }
 
@@ -203,12 +209,15 @@ impl Mirror {
         let mut found = HashMap::new();
         let mut known = self.revisions.lock().expect("revisions");
         for commit in commits {
-            if let Some(r) = known.get(*commit) {
-                found.insert((*commit).to_owned(), r.clone());
-            } else if self.has(commit)
-                && let Some(r) = self.source.revision(commit)
-            {
-                known.insert((*commit).to_owned(), r.clone());
+            let revision = known
+                .entry((*commit).to_owned())
+                .or_insert_with(|| {
+                    self.has(commit)
+                        .then(|| self.source.revision(commit))
+                        .flatten()
+                })
+                .clone();
+            if let Some(r) = revision {
                 found.insert((*commit).to_owned(), r);
             }
         }

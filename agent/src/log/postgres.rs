@@ -957,15 +957,15 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    fn commits(&self, limit: usize) -> Result<Vec<CommitRow>, StoreError> {
+    fn commits(&self, limit: usize, only: Option<&str>) -> Result<Vec<CommitRow>, StoreError> {
         let limit = i64::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
         let rows = self
             .reader()
             .query(
                 "SELECT commit_id, author, committed_at, subject, first_applied, last_applied,
                         hosts_changed, hosts_failed, hosts, hosts_refused, first_host_unix, last_host_unix
-                 FROM commits ORDER BY last_seq DESC LIMIT $1",
-                &[&limit],
+                 FROM commits WHERE ($2::TEXT IS NULL OR commit_id = $2) ORDER BY last_seq DESC LIMIT $1",
+                &[&limit, &only],
             )
             .map_err(db)?;
         Ok(rows

@@ -822,17 +822,23 @@ impl Store for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(db)
     }
 
-    fn commits(&self, limit: usize) -> Result<Vec<CommitRow>, StoreError> {
+    fn commits(&self, limit: usize, only: Option<&str>) -> Result<Vec<CommitRow>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT c.commit_id, c.author, c.committed_at, c.subject, c.first_applied, c.last_applied,
                         c.hosts_changed, c.hosts_failed, c.hosts, c.hosts_refused, c.first_host_unix, c.last_host_unix
-                 FROM commits c ORDER BY c.last_seq DESC LIMIT ?1",
-            )
+                 FROM commits c {} ORDER BY c.last_seq DESC LIMIT ?1",
+                if only.is_some() { "WHERE c.commit_id = ?2" } else { "" }
+            ))
             .map_err(db)?;
+        let limit = limit.clamp(1, 1000) as i64;
+        let args: Vec<&dyn rusqlite::ToSql> = match &only {
+            Some(commit) => vec![&limit, commit],
+            None => vec![&limit],
+        };
         let rows = stmt
-            .query_map([limit.clamp(1, 1000) as i64], |r| {
+            .query_map(args.as_slice(), |r| {
                 let committed_at: Option<String> = r.get(2)?;
                 let (lead_first_s, lead_last_s) =
                     super::store::lead(committed_at.as_deref(), r.get(10)?, r.get(11)?);

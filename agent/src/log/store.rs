@@ -337,7 +337,8 @@ pub trait Store: Send + Sync + 'static {
     /// A report as it was sent.
     fn report(&self, id: &str) -> Result<Option<String>, StoreError>;
     fn hosts(&self, now_unix: i64) -> Result<Vec<HostRow>, StoreError>;
-    fn commits(&self, limit: usize) -> Result<Vec<CommitRow>, StoreError>;
+    /// The deploy log, newest first; `only`: that commit's row alone.
+    fn commits(&self, limit: usize, only: Option<&str>) -> Result<Vec<CommitRow>, StoreError>;
     /// Removes reports received before `before_unix`; how many.
     fn prune(&self, before_unix: i64) -> Result<usize, StoreError>;
 }
