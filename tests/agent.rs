@@ -115,7 +115,7 @@ impl Fleet {
 
     /// `tend agent` for this fleet's host, reporting to `log`.
     fn agent(&self, log: &str, extra: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tend"));
+        let mut cmd = Command::new(crate::support::bin("tend"));
         cmd.arg("agent")
             .arg("--config")
             .arg(self.config())

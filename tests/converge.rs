@@ -393,7 +393,7 @@ fn a_second_run_waits_for_the_lock_and_says_who_holds_it() {
     lock.file().lock().unwrap();
     fs_err::write(t.state.join("lock"), "pid 4242").unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tend"))
+    let mut child = Command::new(crate::support::bin("tend"))
         .args([
             "converge",
             "--repo",

@@ -118,7 +118,7 @@ fn a_killed_converge_tears_no_file_and_the_next_run_leaves_nothing_behind() {
     for kill in 0..KILLS {
         let (variant, mode, yaml) = role(kill + 2);
         t.role("main", &yaml);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tend"))
+        let mut child = Command::new(crate::support::bin("tend"))
             .args(args(&t))
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -298,7 +298,7 @@ fn a_host_that_never_converged_still_appears_and_says_why() {
     let log = LogServer::start(&[]);
     let token = log.token("web-new.prod", "production");
     let dir = tempfile::tempdir().unwrap();
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
+    let run = std::process::Command::new(crate::support::bin("tend"))
         .arg("agent")
         .arg("--config")
         .arg(dir.path().join("none.yaml"))
@@ -405,7 +405,7 @@ impl Fleet {
                 .arg("sh")
                 .arg(&own)
                 .arg(self.mount_point())
-                .arg(env!("CARGO_BIN_EXE_tend"))
+                .arg(crate::support::bin("tend"))
                 .arg("agent")
                 .arg("--config")
                 .arg(self.dir.path().join("no-settings.yaml"))

@@ -8,7 +8,7 @@ use std::process::Command;
 
 #[test]
 fn the_vagrantfile_is_valid_and_has_a_box_per_dev_host_entry() {
-    let project = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let project = Path::new(crate::support::project());
     let home = tempfile::tempdir().unwrap();
     let out = Command::new("vagrant")
         .args(["validate", "--ignore-provider"])

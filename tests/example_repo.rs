@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::support::tend;
 
 fn repo() -> &'static str {
-    env!("CARGO_MANIFEST_DIR")
+    crate::support::project()
 }
 
 #[test]

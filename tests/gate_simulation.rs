@@ -18,12 +18,12 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use serde_json::json;
-use tend::log::rollouts::{Action, CommitFacts, History};
-use tend::log::sqlite::SqliteStore;
-use tend::log::store::{Incoming, Question, Store};
 use tend::report::Report;
 use tend::rollout::{AdmitRequest, HaltOn, OnHalt, Policy, Wave};
 use tend::source::Revision;
+use tend_log::rollouts::{Action, CommitFacts, History};
+use tend_log::sqlite::SqliteStore;
+use tend_log::store::{Incoming, Question, Store};
 
 /// splitmix64: small, fast, and the same everywhere.
 struct Rng(u64);
@@ -258,7 +258,7 @@ impl Sim {
 
     /// A halt must have a cause: a host that failed or refused, or one
     /// admitted a deadline ago that never reported.
-    fn halted(&mut self, commit: &str, by: Option<&tend::log::rollouts::HaltedBy>) {
+    fn halted(&mut self, commit: &str, by: Option<&tend_log::rollouts::HaltedBy>) {
         let Some(by) = by else {
             self.fail(&format!("{commit} halted by nobody"));
         };
@@ -438,7 +438,7 @@ impl Sim {
         }
     }
 
-    fn rollout(&self, commit: &str) -> tend::log::rollouts::RolloutRow {
+    fn rollout(&self, commit: &str) -> tend_log::rollouts::RolloutRow {
         self.stores[0]
             .rollouts(Some(ENV), Some(commit), 1)
             .unwrap()

@@ -36,12 +36,6 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "catalog", "resource", "report", "provider", "fsutil", "state",
         ],
     ),
-    // The log reads its own copy of the repository (the git runner) and
-    // the environment files in it (a commit's rollout policy).
-    (
-        "log",
-        &["report", "resource", "rollout", "source", "manifest"],
-    ),
     (
         "review",
         &[
@@ -63,6 +57,60 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// The log crate (log/src) from the bottom up: the SQL both stores
+/// speak and the clock → the records kept in it (tokens, rollouts, the
+/// hourly tally) → the store → what is read from the source (mirror,
+/// change) and from the runs (effect, metrics) → pages and the HTTP
+/// server → commands. The shared crate's modules (report, rollout,
+/// source, manifest, hex) may be used anywhere.
+const SHARED: &[&str] = &["report", "rollout", "source", "manifest", "hex"];
+const LOG_ALLOWED: &[(&str, &[&str])] = &[
+    ("clock", &[]),
+    ("sql", &[]),
+    ("listen", &[]),
+    ("pg_tls", &[]),
+    ("settings", &[]),
+    ("identity", &["clock", "sql", "new_token", "token_hash"]),
+    ("hourly", &["sql"]),
+    ("rollouts", &["clock", "sql"]),
+    ("store", &["clock", "sql", "rollouts"]),
+    ("sqlite", &["clock", "sql", "rollouts", "store", "hourly"]),
+    (
+        "postgres",
+        &["clock", "sql", "rollouts", "store", "hourly", "pg_tls"],
+    ),
+    ("notify", &["rollouts"]),
+    ("change", &[]),
+    ("mirror", &["change", "rollouts"]),
+    ("effect", &["store"]),
+    ("metrics", &[]),
+    (
+        "dashboard",
+        &[
+            "clock", "change", "effect", "hourly", "rollouts", "store", "ago", "now_unix",
+        ],
+    ),
+    (
+        "http",
+        &[
+            "clock",
+            "dashboard",
+            "effect",
+            "hourly",
+            "identity",
+            "listen",
+            "metrics",
+            "mirror",
+            "notify",
+            "rollouts",
+            "sql",
+            "store",
+            "ServeOptions",
+            "now_unix",
+        ],
+    ),
+];
+
 fn module_of(rel: &Path) -> String {
     let first = rel
         .components()
@@ -73,20 +121,44 @@ fn module_of(rel: &Path) -> String {
     first.trim_end_matches(".rs").to_owned()
 }
 
-fn imports(text: &str) -> BTreeSet<String> {
+/// What a file names with `crate::X` (and, for a file at the top of its
+/// crate, `super::X`, the same thing).
+fn imports(text: &str, top_level: bool) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for (i, _) in text.match_indices("crate::") {
-        let rest = &text[i + 7..];
-        let name: String = rest
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
+    let mut uses: Vec<(usize, usize)> = text
+        .match_indices("crate::")
+        .map(|(i, m)| (i, m.len()))
+        .collect();
+    if top_level {
+        uses.extend(
+            text.match_indices("super::")
+                .filter(|(i, _)| !text[*i..].starts_with("super::*"))
+                .map(|(i, m)| (i, m.len())),
+        );
+    }
+    for (i, len) in uses {
+        let rest = &text[i + len..];
         // Doc links are not imports.
         let line_start = text[..i].rfind('\n').map_or(0, |n| n + 1);
         if text[line_start..i].trim_start().starts_with("//") {
             continue;
         }
-        out.insert(name);
+        let ident = |s: &str| -> String {
+            s.trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        };
+        match rest.strip_prefix('{') {
+            // `use crate::{a, b::c}`
+            Some(group) => {
+                let group = &group[..group.find('}').unwrap_or(group.len())];
+                out.extend(group.split(',').map(ident).filter(|n| !n.is_empty()));
+            }
+            None => {
+                out.insert(ident(rest));
+            }
+        }
     }
     out
 }
@@ -102,37 +174,103 @@ fn walk(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-#[test]
-fn modules_import_only_from_layers_below() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+fn check_layers(src: &Path, allowed_table: &[(&str, &[&str])], shared: &[&str]) -> Vec<String> {
     let mut files = Vec::new();
-    for src in ["agent/src", "common/src"] {
-        let mut found = Vec::new();
-        walk(&root.join(src), &mut found);
-        files.extend(found.into_iter().map(|f| (root.join(src), f)));
-    }
-    assert!(
-        files
-            .iter()
-            .any(|(_, f)| f.ends_with("common/src/manifest/mod.rs"))
-    );
+    walk(src, &mut files);
+    assert!(!files.is_empty(), "no sources in {}", src.display());
     let mut wrong = Vec::new();
-    for (src, file) in &files {
+    for file in &files {
         let rel = file.strip_prefix(src).unwrap();
         let module = module_of(rel);
-        let Some((_, allowed)) = ALLOWED.iter().find(|(m, _)| *m == module) else {
+        let Some((_, allowed)) = allowed_table.iter().find(|(m, _)| *m == module) else {
             // commands, lib.rs and main.rs sit on top.
             continue;
         };
-        for used in imports(&fs_err::read_to_string(file).unwrap()) {
-            if used != module && !allowed.contains(&used.as_str()) {
-                wrong.push(format!("{} uses crate::{used}", rel.display()));
+        // Tests inside a file may use the modules its tests need.
+        let text = fs_err::read_to_string(file).unwrap();
+        let text = text.split("#[cfg(test)]").next().unwrap();
+        for used in imports(text, rel.components().count() == 1) {
+            if used != module
+                && !allowed.contains(&used.as_str())
+                && !shared.contains(&used.as_str())
+            {
+                wrong.push(format!("{} uses crate::{used}", src.join(rel).display()));
             }
         }
     }
+    wrong
+}
+
+#[test]
+fn modules_import_only_from_layers_below() {
+    let root = Path::new(crate::support::project());
+    let mut wrong = check_layers(&root.join("agent/src"), ALLOWED, &[]);
+    wrong.extend(check_layers(&root.join("common/src"), ALLOWED, &[]));
+    wrong.extend(check_layers(&root.join("log/src"), LOG_ALLOWED, SHARED));
     assert!(
         wrong.is_empty(),
         "imports against the layering:\n{}",
         wrong.join("\n")
     );
+}
+
+/// The crates one package links (its normal dependencies, transitively),
+/// as `cargo tree` resolves them from Cargo.lock.
+fn linked(package: &str) -> BTreeSet<String> {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--locked",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "-p",
+            package,
+        ])
+        .current_dir(crate::support::project())
+        .output()
+        .expect("run cargo tree");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_host_links_no_server_and_the_server_no_engine() {
+    let host = linked("tend");
+    assert!(
+        host.contains("tend-common") && host.contains("ureq"),
+        "{host:?}"
+    );
+    for server_side in [
+        "tokio",
+        "axum",
+        "hyper",
+        "rusqlite",
+        "libsqlite3-sys",
+        "postgres",
+        "tend-log",
+    ] {
+        assert!(
+            !host.contains(server_side),
+            "the host binary links {server_side}"
+        );
+    }
+    let log = linked("tend-log");
+    assert!(
+        log.contains("tend-common") && log.contains("axum"),
+        "{log:?}"
+    );
+    for host_side in ["tend", "handlebars"] {
+        assert!(!log.contains(host_side), "the log server links {host_side}");
+    }
 }

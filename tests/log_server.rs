@@ -434,7 +434,7 @@ pub fn agent_trusting(ca: Option<&std::path::Path>) -> ureq::Agent {
 fn spawn(db: &str, extra: &[&str]) -> (Child, String) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_tend"))
+    let child = Command::new(crate::support::bin("tend"))
         .args(["log", "serve", "--listen", &listen, "--db", db])
         .args(extra)
         .stdout(Stdio::null())

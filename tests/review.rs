@@ -261,7 +261,7 @@ fn parity(dir: &Path, args: &[&str]) -> Run {
 
 #[test]
 fn the_example_environments_differ_only_in_their_knobs_and_parity_names_them() {
-    let repo = env!("CARGO_MANIFEST_DIR");
+    let repo = crate::support::project();
     let run = tend(&["parity", "staging", "production", "--repo", repo]);
     run.expect_code(0);
     for text in [
@@ -400,9 +400,9 @@ fn parity_breaks_when_a_role_a_combination_or_a_resource_is_missing_on_one_side(
 fn a_real_size_change_reaches_exactly_the_hosts_it_touches() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("fleet");
-    let out = std::process::Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/scripts/gen-review-repo"
+    let out = std::process::Command::new(format!(
+        "{}/scripts/gen-review-repo",
+        crate::support::project()
     ))
     .arg(&repo)
     .env("GIT_CONFIG_NOSYSTEM", "1")

@@ -159,7 +159,7 @@ impl Fleet {
 
     /// `tend agent` for `host` (its own state directory), asking `log`.
     fn agent(&self, host: &str, log: &str) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tend"));
+        let mut cmd = Command::new(crate::support::bin("tend"));
         cmd.arg("agent")
             .arg("--config")
             .arg(self.dir.path().join("no-settings.yaml"))

@@ -215,7 +215,7 @@ impl Repo {
 
     /// `tend agent --once` as `host` with its state in `state`.
     fn cycle(&self, host: &str, state: &Path, log: &str, extra: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_tend"))
+        let out = Command::new(crate::support::bin("tend"))
             .arg("agent")
             .arg("--config")
             .arg(self.dir.path().join("no-agent.yaml"))

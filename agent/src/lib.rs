@@ -10,12 +10,12 @@ pub use tend_common::{flags, manifest, rollout, source};
 
 pub mod agent;
 pub mod catalog;
+pub mod cli;
 pub mod commands;
 pub mod converge;
 pub mod engine;
 pub mod facts;
 pub mod fsutil;
-pub mod log;
 pub mod provider;
 pub mod report;
 pub mod resource;

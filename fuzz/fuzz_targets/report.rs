@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = tend::log::parse_report(data);
+    let _ = tend_log::parse_report(data);
 });

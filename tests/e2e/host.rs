@@ -1,7 +1,7 @@
 //! Real Debian hosts made on this machine for end-to-end tests.
 //!
-//! A minimal Debian 12 root file system is built once with debootstrap and
-//! cached (with a systemd layer on top). Every host is a fresh overlayfs
+//! A minimal Debian root file system (12 bookworm or 13 trixie) is built
+//! once with debootstrap and cached (with a systemd layer on top). Every host is a fresh overlayfs
 //! copy of it: a sysvinit host runs in a chroot inside its own mount, UTS,
 //! IPC and PID namespaces; a systemd host is booted with systemd-nspawn
 //! (systemd as PID 1) in its own mount namespace and cgroup. Mounts live in
@@ -22,6 +22,24 @@ pub enum Init {
     SysV,
 }
 
+/// The Debian release a host runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Debian {
+    /// Debian 12.
+    Bookworm,
+    /// Debian 13, the current stable.
+    Trixie,
+}
+
+impl Debian {
+    fn suite(self) -> &'static str {
+        match self {
+            Debian::Bookworm => "bookworm",
+            Debian::Trixie => "trixie",
+        }
+    }
+}
+
 /// The cached images.
 pub struct Images {
     base: PathBuf,
@@ -32,10 +50,12 @@ pub struct Images {
 /// Bump when the image recipe changes, so that old caches are not reused.
 const IMAGE_VERSION: &str = "v1";
 
-fn cache_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/e2e-cache")
-        .join(IMAGE_VERSION)
+fn cache_dir(release: Debian) -> PathBuf {
+    let cache = PathBuf::from(crate::support::project()).join("target/e2e-cache");
+    match release {
+        Debian::Bookworm => cache.join(IMAGE_VERSION),
+        other => cache.join(format!("{IMAGE_VERSION}-{}", other.suite())),
+    }
 }
 
 /// The machine's Debian mirror (deb822 or one-line format).
@@ -71,12 +91,17 @@ fn sh(script: &str) {
     );
 }
 
-/// Builds the images once (and reuses them across runs).
-pub fn images() -> &'static Images {
-    static IMAGES: OnceLock<Images> = OnceLock::new();
-    IMAGES.get_or_init(|| {
+/// Builds the images of a release once (and reuses them across runs).
+pub fn images(release: Debian) -> &'static Images {
+    static BOOKWORM: OnceLock<Images> = OnceLock::new();
+    static TRIXIE: OnceLock<Images> = OnceLock::new();
+    let once = match release {
+        Debian::Bookworm => &BOOKWORM,
+        Debian::Trixie => &TRIXIE,
+    };
+    once.get_or_init(|| {
         assert!(nix::unistd::Uid::effective().is_root(), "end-to-end tests need root (CI runs as root)");
-        let dir = cache_dir();
+        let dir = cache_dir(release);
         std::fs::create_dir_all(&dir).unwrap();
         // Other test processes building the same cache wait here.
         let lock = std::fs::File::create(dir.join("lock")).unwrap();
@@ -90,9 +115,10 @@ pub fn images() -> &'static Images {
         if !images.base.is_dir() {
             let tmp = dir.join("base.tmp");
             let _ = std::fs::remove_dir_all(&tmp);
-            eprintln!("e2e: building a Debian 12 root file system with debootstrap (once)");
+            eprintln!("e2e: building a Debian {release:?} root file system with debootstrap (once)");
             sh(&format!(
-                "debootstrap --variant=minbase --include=init-system-helpers bookworm {} {} >{}/debootstrap.log 2>&1",
+                "debootstrap --variant=minbase --include=init-system-helpers {} {} {} >{}/debootstrap.log 2>&1",
+                release.suite(),
                 tmp.display(),
                 mirror(),
                 dir.display()
@@ -150,6 +176,7 @@ pub fn one_at_a_time() -> MutexGuard<'static, ()> {
 pub struct Host {
     pub name: String,
     pub init: Init,
+    pub release: Debian,
     dir: PathBuf,
     /// `unshare` (sysvinit) or the `unshare` that became systemd-nspawn.
     launcher: Child,
@@ -165,7 +192,12 @@ impl Host {
     /// Starts a fresh host named `name` with the repository `repo` mounted
     /// read-only at /srv/repo and tend at /usr/local/bin/tend.
     pub fn start(init: Init, name: &str, repo: &Path) -> Host {
-        let images = images();
+        Host::start_on(Debian::Bookworm, init, name, repo)
+    }
+
+    /// As [`Host::start`], on the given Debian release.
+    pub fn start_on(release: Debian, init: Init, name: &str, repo: &Path) -> Host {
+        let images = images(release);
         let scratch = tempfile::Builder::new()
             .prefix("tend-e2e-")
             .tempdir_in("/var/tmp")
@@ -174,7 +206,7 @@ impl Host {
         for d in ["upper", "work", "root"] {
             std::fs::create_dir(dir.join(d)).unwrap();
         }
-        let tend = PathBuf::from(env!("CARGO_BIN_EXE_tend"));
+        let tend = PathBuf::from(crate::support::bin("tend"));
         let (lower, id) = match init {
             Init::SysV => (images.base.display().to_string(), String::new()),
             Init::Systemd => (
@@ -212,12 +244,19 @@ impl Host {
                 }
                 let script = format!(
                     "echo $$ > /sys/fs/cgroup/systemd/{cg}/cgroup.procs; echo $$ > /sys/fs/cgroup/unified/{cg}/cgroup.procs; \
-                     {mount_root} exec systemd-nspawn -q -D $R --register=no --keep-unit --hostname={name} -b \
+                     {mount_root} {cgroup_v2} exec systemd-nspawn -q -D $R --register=no --keep-unit --hostname={name} -b \
                      --bind-ro={tend}:/usr/local/bin/tend --bind-ro={repo}:/srv/repo \
                      --bind={arch}:/var/cache/apt/archives",
                     tend = tend.display(),
                     repo = repo.display(),
                     arch = images.archives.display(),
+                    // systemd 257 (Debian 13) boots on the unified cgroup
+                    // hierarchy only; this machine mounts both.
+                    cgroup_v2 = if release == Debian::Bookworm {
+                        ""
+                    } else {
+                        "export SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1;"
+                    },
                 );
                 cgroup = Some(cg);
                 script
@@ -248,6 +287,7 @@ impl Host {
         let mut host = Host {
             name: name.to_owned(),
             init,
+            release,
             dir,
             launcher,
             pid: 0,
@@ -369,7 +409,7 @@ impl Host {
     /// directories copied up with nothing changed (overlayfs copies a
     /// directory up when, say, an unnamed temporary file is made in it).
     pub fn changes(&self) -> std::collections::BTreeMap<PathBuf, String> {
-        let images = images();
+        let images = images(self.release);
         let lowers: Vec<&Path> = match self.init {
             Init::SysV => vec![&images.base],
             Init::Systemd => vec![&images.systemd_layer, &images.base],
@@ -548,7 +588,7 @@ pub fn repo_with(e2e_env: &str) -> tempfile::TempDir {
         .prefix("tend-e2e-repo-")
         .tempdir_in("/var/tmp")
         .unwrap();
-    let project = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let project = Path::new(crate::support::project());
     sh(&format!(
         "cp -a {p}/roles {p}/manifests {d}/",
         p = project.display(),

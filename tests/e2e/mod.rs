@@ -1,9 +1,10 @@
-//! End-to-end: fresh Debian 12 hosts (systemd booted with systemd-nspawn,
-//! sysvinit in a chroot) converged into the example roles for real.
+//! End-to-end: fresh Debian 12 and 13 hosts (systemd booted with
+//! systemd-nspawn, sysvinit in a chroot) converged into the example roles
+//! for real, and both Debian packages installed and run.
 
 mod host;
 
-use host::{Host, Init, free_port, http_get, one_at_a_time, repo_with};
+use host::{Debian, Host, Init, free_port, http_get, one_at_a_time, repo_with};
 
 fn env_file(host: &str, role: &str, vars: &str) -> String {
     format!(
@@ -49,7 +50,7 @@ fn listed(report: &serde_json::Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn web_host(init: Init, name: &str) {
+fn web_host(release: Debian, init: Init, name: &str) {
     let _one = one_at_a_time();
     let port = free_port();
     let repo = repo_with(&env_file(
@@ -57,7 +58,7 @@ fn web_host(init: Init, name: &str) {
         "web",
         &format!("listen: \"127.0.0.1:{port}\""),
     ));
-    let host = Host::start(init, name, repo.path());
+    let host = Host::start_on(release, init, name, repo.path());
 
     let first = host.converge(&["--format", "json"]);
     first.expect_code(2);
@@ -146,12 +147,17 @@ fn web_host(init: Init, name: &str) {
 
 #[test]
 fn web_on_a_systemd_host() {
-    web_host(Init::Systemd, "web-sd.e2e");
+    web_host(Debian::Bookworm, Init::Systemd, "web-sd.e2e");
 }
 
 #[test]
 fn web_on_a_sysvinit_host() {
-    web_host(Init::SysV, "web-sysv.e2e");
+    web_host(Debian::Bookworm, Init::SysV, "web-sysv.e2e");
+}
+
+#[test]
+fn web_on_a_debian_13_systemd_host() {
+    web_host(Debian::Trixie, Init::Systemd, "web-13.e2e");
 }
 
 #[test]
@@ -682,23 +688,11 @@ fn the_agent_from_its_debian_package_pulls_converges_reports_and_stops_cleanly()
         .into_owned();
     let log = crate::support::receiver::Receiver::start();
 
-    // The package, built around the tested binary.
-    let debs = tempfile::tempdir().unwrap();
-    let built =
-        std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-deb"))
-            .arg(debs.path())
-            .args(["--binary", env!("CARGO_BIN_EXE_tend")])
-            .output()
-            .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let deb = String::from_utf8(built.stdout).unwrap().trim().to_owned();
+    let debs = build_debs();
+    let deb = &debs.tend;
 
     let host = Host::start(Init::Systemd, name, repo.path());
-    host.copy_in(std::path::Path::new(&deb), "/root/tend.deb");
+    host.copy_in(std::path::Path::new(deb), "/root/tend.deb");
     let install = host.run(&["apt-get", "install", "-y", "-q", "/root/tend.deb"]);
     install.expect_code(0);
     // Installed, not running: nothing starts until it is configured.
@@ -729,6 +723,14 @@ fn the_agent_from_its_debian_package_pulls_converges_reports_and_stops_cleanly()
         ),
     );
     host.write("/etc/tend/token", "agent-e2e-token\n");
+    // The packaged watchdog, faster: a hung agent is restarted in seconds.
+    host.run(&["mkdir", "-p", "/etc/systemd/system/tend-agent.service.d"])
+        .expect_code(0);
+    host.write(
+        "/etc/systemd/system/tend-agent.service.d/watchdog.conf",
+        "[Service]\nWatchdogSec=4s\nRestartSec=1s\n",
+    );
+    host.run(&["systemctl", "daemon-reload"]).expect_code(0);
     host.run(&["systemctl", "enable", "--now", "tend-agent"])
         .expect_code(0);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
@@ -747,6 +749,48 @@ fn the_agent_from_its_debian_package_pulls_converges_reports_and_stops_cleanly()
     assert_eq!(report.body["revision"]["subject"], "web for the agent test");
     assert!(http_get(port).is_some_and(|p| p.contains(&format!("photos on {name}"))));
 
+    // Type=notify: the agent said it was up and what its last cycle did.
+    let show = |property: &str| {
+        host.run(&["systemctl", "show", "-p", property, "--value", "tend-agent"])
+            .stdout
+            .trim()
+            .to_owned()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !show("StatusText").starts_with("last cycle: changed") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status: {}",
+            show("StatusText")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // Waiting between cycles is progress: three watchdog periods pass and
+    // the agent is not restarted.
+    let first_pid = show("MainPID");
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    assert_eq!(show("NRestarts"), "0", "{}", show("StatusText"));
+    assert_eq!(show("MainPID"), first_pid);
+    // A hung agent (stopped dead) misses its pings: systemd kills it and
+    // starts it again.
+    host.run(&["systemctl", "kill", "--signal=SIGSTOP", "tend-agent"])
+        .expect_code(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while show("NRestarts") == "0" || show("ActiveState") != "active" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stopped agent was not restarted:\n{}",
+            host.run(&["journalctl", "-u", "tend-agent", "--no-pager"])
+                .stdout
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_ne!(show("MainPID"), first_pid);
+    let journal = host
+        .run(&["journalctl", "-u", "tend-agent", "--no-pager"])
+        .stdout;
+    assert!(journal.contains("Watchdog timeout"), "{journal}");
+
     host.run(&["systemctl", "stop", "tend-agent"])
         .expect_code(0);
     let result = host.run(&["systemctl", "show", "-p", "Result", "--value", "tend-agent"]);
@@ -760,6 +804,288 @@ fn the_agent_from_its_debian_package_pulls_converges_reports_and_stops_cleanly()
     assert_eq!(host.run(&["test", "-e", "/usr/bin/tend"]).code, 1);
 }
 
+/// Both packages, built around the tested binaries (and lintian-clean of
+/// errors).
+struct Debs {
+    _dir: tempfile::TempDir,
+    tend: String,
+    tend_log: String,
+}
+
+fn build_debs() -> Debs {
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = crate::support::bin("tend").parent().unwrap();
+    let built =
+        std::process::Command::new(format!("{}/scripts/build-deb", crate::support::project()))
+            .arg(dir.path())
+            .arg("--bin-dir")
+            .arg(bin_dir)
+            .output()
+            .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let paths: Vec<String> = String::from_utf8(built.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let find = |prefix: &str| {
+        paths
+            .iter()
+            .find(|p| {
+                std::path::Path::new(p)
+                    .file_name()
+                    .is_some_and(|f| f.to_string_lossy().starts_with(prefix))
+            })
+            .unwrap_or_else(|| panic!("no {prefix}*.deb in {paths:?}"))
+            .clone()
+    };
+    Debs {
+        tend: find("tend_"),
+        tend_log: find("tend-log_"),
+        _dir: dir,
+    }
+}
+
+#[test]
+fn both_packages_are_lintian_clean_and_ship_man_pages_and_completions() {
+    let debs = build_debs();
+    for deb in [&debs.tend, &debs.tend_log] {
+        let out = std::process::Command::new("lintian")
+            .args(["--fail-on", "error", "--no-tag-display-limit"])
+            .arg(deb)
+            .output()
+            .expect("run lintian");
+        assert!(
+            out.status.success(),
+            "lintian on {deb}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listing = std::process::Command::new("dpkg-deb")
+            .arg("-c")
+            .arg(deb)
+            .output()
+            .unwrap();
+        let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+        let name = if deb == &debs.tend {
+            "tend"
+        } else {
+            "tend-log"
+        };
+        for path in [
+            format!("./usr/bin/{name}"),
+            format!("./usr/share/man/man1/{name}.1.gz"),
+            format!("./usr/share/bash-completion/completions/{name}"),
+            format!("./usr/share/zsh/vendor-completions/_{name}"),
+            format!("./usr/share/fish/vendor_completions.d/{name}.fish"),
+        ] {
+            assert!(listing.contains(&path), "{deb} lacks {path}:\n{listing}");
+        }
+    }
+    // The two install side by side: no file is in both.
+    let files = |deb: &str| -> std::collections::BTreeSet<String> {
+        let out = std::process::Command::new("dpkg-deb")
+            .arg("-c")
+            .arg(deb)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('d'))
+            .filter_map(|l| l.split_whitespace().nth(5).map(str::to_owned))
+            .collect()
+    };
+    let both: Vec<String> = files(&debs.tend)
+        .intersection(&files(&debs.tend_log))
+        .cloned()
+        .collect();
+    assert!(both.is_empty(), "in both packages: {both:?}");
+    // A page per subcommand, as git has them.
+    let listing = std::process::Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(&debs.tend_log)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    for page in [
+        "tend-log-serve.1.gz",
+        "tend-log-token-create.1.gz",
+        "tend-log-rollout-resume.1.gz",
+    ] {
+        assert!(listing.contains(page), "no {page}:\n{listing}");
+    }
+}
+
+/// Debian 13, fresh: both packages installed from their .debs; the log
+/// serves from its packaged unit (its own user, hardened), an agent
+/// enrolls with a join token, converges the web role, and its run is on
+/// the dashboard.
+#[test]
+fn both_packages_on_a_fresh_debian_13_host_log_serves_agent_enrolls_and_reports() {
+    let _one = one_at_a_time();
+    let name = "web-13.e2e";
+    let port = free_port();
+    let log_port = free_port();
+    let repo = repo_with(&env_file(
+        name,
+        "web",
+        &format!("listen: \"127.0.0.1:{port}\""),
+    ));
+    git_in(repo.path(), &["init", "--quiet", "--initial-branch=main"]);
+    git_in(repo.path(), &["add", "-A"]);
+    git_in(
+        repo.path(),
+        &["commit", "--quiet", "-m", "web on Debian 13"],
+    );
+    let daemon = GitDaemon::start(repo.path().parent().unwrap());
+    let repo_name = repo
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let source = format!("git://127.0.0.1:{}/{repo_name}", daemon.port);
+    let debs = build_debs();
+
+    let host = Host::start_on(Debian::Trixie, Init::Systemd, name, repo.path());
+    assert!(host.read("/etc/os-release").contains("VERSION_ID=\"13\""));
+    host.copy_in(std::path::Path::new(&debs.tend_log), "/root/tend-log.deb");
+    host.copy_in(std::path::Path::new(&debs.tend), "/root/tend.deb");
+    host.run(&[
+        "apt-get",
+        "install",
+        "-y",
+        "-q",
+        "/root/tend-log.deb",
+        "/root/tend.deb",
+    ])
+    .expect_code(0);
+    // Installed, nothing started.
+    for unit in ["tend-log", "tend-agent"] {
+        assert_eq!(
+            host.run(&["systemctl", "is-active", unit]).stdout.trim(),
+            "inactive"
+        );
+        assert_eq!(
+            host.run(&["systemctl", "is-enabled", unit]).stdout.trim(),
+            "disabled"
+        );
+    }
+    assert_eq!(
+        host.run(&["id", "-u", "tend-log"]).code,
+        0,
+        "no tend-log user"
+    );
+
+    host.write(
+        "/etc/tend-log/log.yaml",
+        &format!("listen: 127.0.0.1:{log_port}\nsource: {source}\nref: main\n"),
+    );
+    host.run(&["systemctl", "enable", "--now", "tend-log"])
+        .expect_code(0);
+    let journal = || {
+        host.run(&["journalctl", "-u", "tend-log", "--no-pager"])
+            .stdout
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", log_port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log does not listen:\n{}",
+            journal()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Its own unprivileged user, in a sandbox.
+    let pid = host
+        .run(&["systemctl", "show", "-p", "MainPID", "--value", "tend-log"])
+        .stdout;
+    let status = host.read(&format!("/proc/{}/status", pid.trim()));
+    let uid = host.run(&["id", "-u", "tend-log"]).stdout;
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(uid.trim())),
+        "{status}"
+    );
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+
+    // The operator's commands, as the service's user, read the same settings.
+    let as_log = |args: &[&str]| {
+        let mut argv = vec!["runuser", "-u", "tend-log", "--", "tend-log"];
+        argv.extend_from_slice(args);
+        let run = host.run(&argv);
+        run.expect_code(0);
+        run.stdout
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    let join = as_log(&["enroll", "create", "--env", "e2e", "--match", "*.e2e"]);
+    let viewer = as_log(&["token", "create", "--viewer", "e2e"]);
+    host.write("/etc/tend/join-token", &format!("{join}\n"));
+    host.write(
+        "/etc/tend/agent.yaml",
+        &format!(
+            "source: {source}\nref: main\ninterval: 1h\nsplay: 0s\nlog: http://127.0.0.1:{log_port}\n\
+             enroll_token_file: /etc/tend/join-token\nhost: {name}\n"
+        ),
+    );
+    host.run(&["systemctl", "enable", "--now", "tend-agent"])
+        .expect_code(0);
+
+    let get = |path: &str| -> Option<String> {
+        let mut response = ureq::get(&format!("http://127.0.0.1:{log_port}{path}"))
+            .header("Authorization", &format!("Bearer {viewer}"))
+            .call()
+            .ok()?;
+        response.body_mut().read_to_string().ok()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let reports = loop {
+        let body = get(&format!("/v1/reports?host={name}")).unwrap_or_default();
+        let page: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if page["reports"].as_array().is_some_and(|r| !r.is_empty()) {
+            break page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no report from the agent:\n{}\n{}",
+            host.run(&["journalctl", "-u", "tend-agent", "--no-pager"])
+                .stdout,
+            journal()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let run = &reports["reports"][0];
+    assert_eq!(run["status"], "changed", "{run}");
+    assert_eq!(run["failed"], 0, "{run}");
+    assert!(http_get(port).is_some_and(|p| p.contains(&format!("photos on {name}"))));
+    // Enrolled: the agent holds a host token of its own now.
+    assert_eq!(host.run(&["test", "-s", "/var/lib/tend/token"]).code, 0);
+    // On the dashboard: the host's page lists the run, with the commit's
+    // subject from the log's own mirror of the source.
+    let page = get(&format!("/hosts/{name}")).expect("the host's page");
+    assert!(page.contains(name) && page.contains("changed"), "{page}");
+    let front = get("/").expect("the front page");
+    assert!(front.contains("web on Debian 13"), "{front}");
+
+    host.run(&["systemctl", "stop", "tend-agent", "tend-log"])
+        .expect_code(0);
+    assert_eq!(
+        host.run(&["systemctl", "show", "-p", "Result", "--value", "tend-log"])
+            .stdout
+            .trim(),
+        "success"
+    );
+}
+
 /// The dev boxes' provisioning script (vagrant/provision.sh), run in a
 /// fresh Debian host as Vagrant would run it in a box: the dev web host is
 /// built by the code that builds production.
@@ -770,7 +1096,7 @@ fn the_dev_box_provisioner_converges_the_dev_web_host() {
     let repo = repo_with(&env_file("unused.e2e", "base", ""));
     let host = Host::start(Init::Systemd, name, repo.path());
     host.copy_in(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("vagrant/provision.sh"),
+        &std::path::Path::new(crate::support::project()).join("vagrant/provision.sh"),
         "/root/provision.sh",
     );
     let first = host.run(&["sh", "/root/provision.sh", name, "/srv/repo"]);

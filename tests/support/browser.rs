@@ -181,7 +181,7 @@ impl Browser {
         self.loaded();
         let page = self.current();
         let png = self.page("Page.captureScreenshot", json!({"format": "png"}));
-        let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-shots");
+        let shots = PathBuf::from(crate::support::project()).join("target/dashboard-shots");
         fs_err::create_dir_all(&shots).unwrap();
         fs_err::write(
             shots.join(format!("{shot}.png")),

@@ -13,6 +13,89 @@ use std::process::Command;
 
 pub const HOST: &str = "test-host";
 
+/// The project's root: the workspace, which is also the example repository.
+pub fn project() -> &'static str {
+    static ROOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let tests = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = tests.parent().expect("tests/ is in the workspace");
+        root.to_str().expect("a UTF-8 path").to_owned()
+    })
+}
+
+/// A binary the workspace builds (`tend`, `tend-log`), beside this test's
+/// own build directory: `target/<profile>/NAME`. Cargo builds only the test
+/// package's dependencies as libraries, so `scripts/test` builds the
+/// binaries first; a binary older than its sources is refused rather than
+/// tested.
+pub fn bin(name: &str) -> &'static Path {
+    static BINS: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    let (tend, tend_log) = BINS.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test's own path");
+        // target/<profile>/deps/integration-HASH
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>");
+        let workspace = Path::new(project());
+        let built = |name: &str, crates: &[&str]| {
+            let path = dir.join(name);
+            let built = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "{} is missing: build the binaries first \
+                     (`cargo build --workspace --bins`, as scripts/test does)",
+                        path.display()
+                    )
+                });
+            for krate in crates {
+                if let Some(newer) =
+                    newest_source(&workspace.join(krate)).filter(|(t, _)| *t > built)
+                {
+                    panic!(
+                        "{} is older than {}: build the binaries first \
+                         (`cargo build --workspace --bins`, as scripts/test does)",
+                        path.display(),
+                        newer.1.display()
+                    );
+                }
+            }
+            path
+        };
+        (
+            built("tend", &["agent", "common"]),
+            built("tend-log", &["log", "common"]),
+        )
+    });
+    match name {
+        "tend" => tend,
+        "tend-log" => tend_log,
+        other => panic!("no binary {other} in the workspace"),
+    }
+}
+
+/// The most recently modified file under `dir` (its Cargo.toml and src/).
+fn newest_source(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    let mut stack = vec![dir.join("src"), dir.join("Cargo.toml")];
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).into_iter().flatten().flatten() {
+                stack.push(entry.path());
+            }
+        } else if let Ok(t) = meta.modified()
+            && newest.as_ref().is_none_or(|(n, _)| t > *n)
+        {
+            newest = Some((t, path));
+        }
+    }
+    newest
+}
+
 pub struct Test {
     _dir: tempfile::TempDir,
     pub repo: PathBuf,
@@ -138,7 +221,7 @@ impl Test {
 }
 
 pub fn tend(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_tend"))
+    let out = Command::new(crate::support::bin("tend"))
         .args(args)
         .env("NO_COLOR", "1")
         .env_remove("TEND_STATE_DIR")

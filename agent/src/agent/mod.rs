@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod schedule;
 pub mod settings;
 pub mod signals;
+pub mod watchdog;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -56,6 +57,36 @@ pub enum Cycle {
         crate::manifest::Repo,
         Vec<crate::manifest::diagnostic::Diagnostic>,
     ),
+}
+
+impl Cycle {
+    /// One line for `systemctl status`.
+    pub fn summary(&self) -> String {
+        match self {
+            Cycle::Ran(report) => {
+                let commit = report.revision.as_ref().map_or("", |r| r.commit.as_str());
+                format!(
+                    "{} at {}: {} changed, {} drift, {} failed",
+                    serde_json::to_value(report.status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    commit.get(..10).unwrap_or(commit),
+                    report.summary.changed,
+                    report.summary.drift,
+                    report.summary.failed
+                )
+            }
+            Cycle::Disabled(reason) => format!("disabled: {reason}"),
+            Cycle::NothingToApply(why) => format!("nothing to apply: {why}"),
+            Cycle::Invalid(_, problems) => {
+                format!(
+                    "the last good commit no longer compiles ({} problems)",
+                    problems.len()
+                )
+            }
+        }
+    }
 }
 
 /// One cycle: fetch, judge, converge, report. Cycles of two agent
@@ -403,6 +434,7 @@ fn finish(
 /// SIGINT the resource in progress finishes and the agent returns.
 pub fn serve(settings: &Settings) -> anyhow::Result<()> {
     let signals = signals::Signals::install()?;
+    let systemd = watchdog::Notifier::from_env();
     let host = settings.host.clone().unwrap_or_else(crate::facts::hostname);
     let offset = schedule::offset(&host, settings.splay);
     tracing::info!(
@@ -418,14 +450,16 @@ pub fn serve(settings: &Settings) -> anyhow::Result<()> {
     // Reports waiting in the spool are retried before the next cycle, with
     // exponential backoff and jitter: (when, attempt).
     let mut retry: Option<(Duration, u32)> = None;
+    systemd.ready("waiting for the first cycle");
     loop {
         let mut memory = Memory::load(&settings.state_dir)?;
         memory.next_run = Some(next_at.as_secs() + u64::from(next_at.subsec_nanos() > 0));
         memory.save(&settings.state_dir)?;
         let wake_at = retry.map_or(next_at, |(at, _)| at.min(next_at));
-        let woke = signals.wait(wake_at.saturating_sub(since_epoch()));
+        let woke = wait(&signals, &systemd, wake_at);
         if woke == signals::Wake::Terminate {
             tracing::info!("agent stopping");
+            systemd.stopping();
             return Ok(());
         }
         if woke == signals::Wake::Time
@@ -438,9 +472,18 @@ pub fn serve(settings: &Settings) -> anyhow::Result<()> {
             });
             continue;
         }
-        let outcome = run_cycle(settings);
+        systemd.status("running a cycle");
+        let outcome = {
+            let _busy = systemd.busy(watchdog::HUNG_AFTER);
+            run_cycle(settings)
+        };
+        systemd.status(&match &outcome {
+            Ok(cycle) => format!("last cycle: {}", cycle.summary()),
+            Err(e) => format!("last cycle failed: {e}"),
+        });
         if signals.terminating() {
             tracing::info!("agent stopping");
+            systemd.stopping();
             return Ok(());
         }
         next_at = schedule::next_run(since_epoch(), settings.interval, offset);
@@ -455,6 +498,24 @@ pub fn serve(settings: &Settings) -> anyhow::Result<()> {
         }
         retry =
             waiting(settings).then(|| (since_epoch() + backoff(0, settings.interval, &host), 0));
+    }
+}
+
+/// Waits for `wake_at` (since the epoch) or a signal, pinging systemd's
+/// watchdog on the way: waiting is progress.
+fn wait(
+    signals: &signals::Signals,
+    systemd: &watchdog::Notifier,
+    wake_at: Duration,
+) -> signals::Wake {
+    loop {
+        let left = wake_at.saturating_sub(since_epoch());
+        let step = systemd.ping_every().map_or(left, |every| left.min(every));
+        let woke = signals.wait(step);
+        systemd.ping();
+        if woke != signals::Wake::Time || step == left {
+            return woke;
+        }
     }
 }
 

@@ -21,6 +21,12 @@ use crate::source::Revision;
 
 pub use gate::HaltedBy;
 
+/// A database transaction with this server's cache of rollouts beside it.
+pub trait Db: Sql {
+    /// This server's rollouts as it last read or wrote them.
+    fn cache(&self) -> &Cache;
+}
+
 /// The members of the rollouts this server decided last, each with the
 /// version of the rollout it saw. A decision whose rollout row still has
 /// that version (no other server, no failed transaction, changed it since)
@@ -237,7 +243,7 @@ fn held_holding(row: &RolloutRow) -> Holding {
 /// The rollouts of an environment (or all), newest first; `commit` may be
 /// a prefix.
 pub fn list(
-    db: &mut dyn Sql,
+    db: &mut dyn Db,
     environment: Option<&str>,
     commit: Option<&str>,
     limit: usize,
@@ -269,7 +275,7 @@ pub fn waves(db: &mut dyn Sql, rollout_id: i64) -> Result<Vec<(String, u32)>, St
         .collect())
 }
 
-fn find(db: &mut dyn Sql, environment: &str, commit: &str) -> Result<Option<Stored>, StoreError> {
+fn find(db: &mut dyn Db, environment: &str, commit: &str) -> Result<Option<Stored>, StoreError> {
     let rows = db.rows(
         &format!("SELECT {COLUMNS} FROM rollouts r WHERE r.environment = $1 AND r.commit_id = $2"),
         &[text(environment), text(commit)],
@@ -278,7 +284,7 @@ fn find(db: &mut dyn Sql, environment: &str, commit: &str) -> Result<Option<Stor
 }
 
 /// The newest rollout of an environment.
-fn latest(db: &mut dyn Sql, environment: &str) -> Result<Option<Stored>, StoreError> {
+fn latest(db: &mut dyn Db, environment: &str) -> Result<Option<Stored>, StoreError> {
     let rows = db.rows(
         &format!(
             "SELECT {COLUMNS} FROM rollouts r WHERE r.environment = $1 ORDER BY r.id DESC LIMIT 1"
@@ -315,7 +321,7 @@ fn member_of(c: &[Cell]) -> (String, Member) {
     )
 }
 
-fn load_members(db: &mut dyn Sql, s: &mut Stored) -> Result<(), StoreError> {
+fn load_members(db: &mut dyn Db, s: &mut Stored) -> Result<(), StoreError> {
     s.loaded = true;
     let cached = db.cache().take(s.row.id, s.version);
     if !cfg!(debug_assertions)
@@ -341,7 +347,7 @@ fn load_members(db: &mut dyn Sql, s: &mut Stored) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn one_member(db: &mut dyn Sql, id: i64, host: &str) -> Result<Option<Member>, StoreError> {
+fn one_member(db: &mut dyn Db, id: i64, host: &str) -> Result<Option<Member>, StoreError> {
     let rows = db.rows(
         &format!("SELECT {MEMBER_COLUMNS} FROM rollout_hosts WHERE rollout_id = $1 AND host = $2"),
         &[Param::Int(id), text(host)],
@@ -360,7 +366,7 @@ fn opt_text(v: Option<String>) -> Param {
 /// Writes back what a step changed: the rollout's row (with a new
 /// version) and its touched members. The members go to the cache, under
 /// that version, while the rollout is in motion.
-fn save(db: &mut dyn Sql, s: &mut Stored, step: &gate::Step, now: i64) -> Result<(), StoreError> {
+fn save(db: &mut dyn Db, s: &mut Stored, step: &gate::Step, now: i64) -> Result<(), StoreError> {
     s.version = new_version();
     let r = &s.gate;
     let held = match &r.holding {
@@ -453,7 +459,7 @@ fn save(db: &mut dyn Sql, s: &mut Stored, step: &gate::Step, now: i64) -> Result
 /// environment's hosts the log has heard from within two of their
 /// intervals, with its wave and the commit it runs.
 fn start(
-    db: &mut dyn Sql,
+    db: &mut dyn Db,
     environment: &str,
     facts: &CommitFacts,
     policy: &Policy,
@@ -528,7 +534,7 @@ fn start(
 }
 
 /// Removes a rollout, to start it again (a force push back to it).
-fn forget(db: &mut dyn Sql, id: i64) -> Result<(), StoreError> {
+fn forget(db: &mut dyn Db, id: i64) -> Result<(), StoreError> {
     db.cache().forget(id);
     db.exec(
         "DELETE FROM rollout_hosts WHERE rollout_id = $1",
@@ -572,7 +578,7 @@ fn refuse(state: Phase, reason: String) -> Admission {
 /// needs no decision (most questions while a wave runs or soaks); `None`
 /// means the question needs the locked, writing path.
 pub fn admit(
-    db: &mut dyn Sql,
+    db: &mut dyn Db,
     history: &dyn History,
     req: &AdmitRequest,
     facts: &CommitFacts,
@@ -681,7 +687,7 @@ pub fn admit(
 /// waiting host's questions keep it counted alive, for when its wave
 /// opens.
 fn quick_answer(
-    db: &mut dyn Sql,
+    db: &mut dyn Db,
     s: &Stored,
     host: &str,
     now: i64,
@@ -707,7 +713,7 @@ fn quick_answer(
 
 /// The environment's rollout in motion, if any, gives way to `commit`.
 fn supersede_latest(
-    db: &mut dyn Sql,
+    db: &mut dyn Db,
     environment: &str,
     commit: &str,
     now: i64,
@@ -775,7 +781,7 @@ fn outcome(report: &Report, commit: &str) -> Outcome {
 /// Takes a stored run into account: the host has reported on the commit
 /// it ran (or refused); a failure may halt the rollout, a last report may
 /// open a wave or complete it.
-pub fn observe(db: &mut dyn Sql, report: &Report, now: i64) -> Result<Option<Halt>, StoreError> {
+pub fn observe(db: &mut dyn Db, report: &Report, now: i64) -> Result<Option<Halt>, StoreError> {
     if report.mode != RunMode::Apply {
         return Ok(None);
     }
@@ -826,7 +832,7 @@ pub fn observe(db: &mut dyn Sql, report: &Report, now: i64) -> Result<Option<Hal
 
 /// Lets time decide (deadlines passing, soaks ending) in every rollout
 /// whose next check is due; the halts it caused.
-pub fn tick(db: &mut dyn Sql, now: i64) -> Result<Vec<Halt>, StoreError> {
+pub fn tick(db: &mut dyn Db, now: i64) -> Result<Vec<Halt>, StoreError> {
     let due = db.rows(
         "SELECT environment, commit_id FROM rollouts WHERE state = 'rolling' AND next_check_unix IS NOT NULL AND next_check_unix <= $1",
         &[Param::Int(now)],
@@ -865,7 +871,7 @@ pub enum Action {
 /// the one of `commit`). An error message for the operator when there is
 /// nothing to act on.
 pub fn act(
-    db: &mut dyn Sql,
+    db: &mut dyn Db,
     environment: &str,
     commit: Option<&str>,
     action: Action,

@@ -527,6 +527,12 @@ fn refusal(
 /// with this server's cache of rollouts.
 struct Lite<'a>(&'a Connection, &'a rollouts::Cache);
 
+impl rollouts::Db for Lite<'_> {
+    fn cache(&self) -> &rollouts::Cache {
+        self.1
+    }
+}
+
 fn sqlite_params(args: &[Param]) -> Vec<&dyn rusqlite::ToSql> {
     args.iter()
         .map(|a| match a {
@@ -573,10 +579,6 @@ impl Sql for Lite<'_> {
     /// One writer at a time already: nothing to take.
     fn lock_environment(&mut self, _environment: &str) -> Result<(), StoreError> {
         Ok(())
-    }
-
-    fn cache(&self) -> &rollouts::Cache {
-        self.1
     }
 }
 

@@ -46,7 +46,7 @@ pub fn group(first_changes: &[Report]) -> Vec<Effect> {
                 continue;
             }
             let text = r.diff.clone().unwrap_or_else(|| {
-                let action = r.action.map(|a| crate::log::store::word(&a));
+                let action = r.action.map(|a| crate::store::word(&a));
                 let mut what = action.unwrap_or_else(|| "change".to_owned());
                 if !r.changes.is_empty() {
                     what = format!("{what}: {}", r.changes.join(", "));

@@ -7,7 +7,9 @@
 //! once. The tokio runtime lives here only: the host side never starts it.
 
 mod change;
+pub mod cli;
 pub mod clock;
+pub mod commands;
 mod dashboard;
 mod effect;
 pub mod hourly;
@@ -20,9 +22,13 @@ pub mod notify;
 mod pg_tls;
 pub mod postgres;
 pub mod rollouts;
+pub mod settings;
 pub mod sql;
 pub mod sqlite;
 pub mod store;
+
+// What the host and the log both speak, under the names the modules use.
+pub(crate) use tend_common::{hex, manifest, report, rollout, source};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -138,12 +144,12 @@ pub fn new_token() -> String {
     let mut bytes = Vec::with_capacity(32);
     bytes.extend_from_slice(a.as_bytes());
     bytes.extend_from_slice(b.as_bytes());
-    crate::resource::hex(&bytes)
+    crate::hex(&bytes)
 }
 
 /// What is stored of a token: its sha256.
 pub fn token_hash(token: &str) -> String {
-    crate::resource::hex(&Sha256::digest(token.trim().as_bytes()))
+    crate::hex(&Sha256::digest(token.trim().as_bytes()))
 }
 
 pub fn now_unix() -> i64 {

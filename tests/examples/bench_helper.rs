@@ -411,14 +411,14 @@ fn log_load(url: &str, token_file: &Path, host: &str, senders: usize, seconds: u
 }
 
 fn log_seed(db: &str, n: usize) {
-    let store = tend::log::open(&db.parse().unwrap()).unwrap();
+    let store = tend_log::open(&db.parse().unwrap()).unwrap();
     let started = std::time::Instant::now();
     let mut i = 0;
     // A run an hour a host, the newest now: a week of runs in the picture.
-    let now = tend::log::now_unix();
+    let now = tend_log::now_unix();
     let first_run = now - i64::try_from(n / 1000).unwrap_or(0) * 3600;
     while i < n {
-        let batch: Vec<tend::log::store::Incoming> = (i..(i + 10_000).min(n))
+        let batch: Vec<tend_log::store::Incoming> = (i..(i + 10_000).min(n))
             .map(|k| {
                 let host = format!("web-{}.prod", k % 1000);
                 let commit = format!("{:040x}", k / 1000);
@@ -441,10 +441,10 @@ fn log_seed(db: &str, n: usize) {
                     v["status"] = serde_json::json!("unchanged");
                 }
                 body = v.to_string();
-                tend::log::store::Incoming {
+                tend_log::store::Incoming {
                     report: serde_json::from_str(&body).unwrap(),
                     body,
-                    received_unix: tend::log::now_unix(),
+                    received_unix: tend_log::now_unix(),
                 }
             })
             .collect();
@@ -572,37 +572,37 @@ fn rollout_seed(db: &str, n: usize, tokens_file: &Path, repo: &Path) {
         format!("{c0}\n{c1}\n"),
     )
     .unwrap();
-    let database: tend::log::Database = db.parse().unwrap();
-    let store = tend::log::open(&database).unwrap();
+    let database: tend_log::Database = db.parse().unwrap();
+    let store = tend_log::open(&database).unwrap();
     // Each host's token, bound to its name and environment, all in one
     // transaction.
-    let tokens: Vec<(String, String)> = tend::log::store::write(&*store, |sql| {
+    let tokens: Vec<(String, String)> = tend_log::store::write(&*store, |sql| {
         (0..n)
             .map(|i| {
                 let host = fleet_host(i);
-                let new = tend::log::identity::NewToken {
-                    kind: tend::log::identity::Kind::Host,
+                let new = tend_log::identity::NewToken {
+                    kind: tend_log::identity::Kind::Host,
                     name: &host,
                     environment: Some("production"),
                     expires_unix: None,
                     replace: true,
                     created_by: "bench",
                 };
-                let token = tend::log::identity::create(sql, &new, 0)?.expect("a host token");
+                let token = tend_log::identity::create(sql, &new, 0)?.expect("a host token");
                 Ok((host, token))
             })
             .collect()
     })
     .unwrap();
     for chunk in (0..n).collect::<Vec<_>>().chunks(2000) {
-        let batch: Vec<tend::log::store::Incoming> = chunk
+        let batch: Vec<tend_log::store::Incoming> = chunk
             .iter()
             .map(|&i| {
                 let body = fleet_report(&fleet_host(i), &c0, &format!("seed-{i}"));
-                tend::log::store::Incoming {
+                tend_log::store::Incoming {
                     report: serde_json::from_str(&body).unwrap(),
                     body,
-                    received_unix: tend::log::now_unix(),
+                    received_unix: tend_log::now_unix(),
                 }
             })
             .collect();

@@ -63,6 +63,4 @@ pub trait Sql {
     fn rows(&mut self, sql: &str, args: &[Param]) -> Result<Vec<Vec<Cell>>, StoreError>;
     /// Holds the environment's rollout lock until the transaction ends.
     fn lock_environment(&mut self, environment: &str) -> Result<(), StoreError>;
-    /// This server's rollouts as it last read or wrote them.
-    fn cache(&self) -> &super::rollouts::Cache;
 }

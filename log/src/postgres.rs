@@ -29,6 +29,12 @@ use crate::rollout::Admission;
 /// with this server's cache of rollouts.
 struct Pg<'a, C: postgres::GenericClient>(&'a mut C, &'a rollouts::Cache);
 
+impl<C: postgres::GenericClient> rollouts::Db for Pg<'_, C> {
+    fn cache(&self) -> &rollouts::Cache {
+        self.1
+    }
+}
+
 fn pg_params(args: &[Param]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
     args.iter()
         .map(|a| match a {
@@ -80,10 +86,6 @@ impl<C: postgres::GenericClient> Sql for Pg<'_, C> {
             )
             .map_err(db)?;
         Ok(())
-    }
-
-    fn cache(&self) -> &rollouts::Cache {
-        self.1
     }
 }
 
