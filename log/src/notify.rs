@@ -257,11 +257,13 @@ async fn send_with_retries(url: &str, text: &str) {
 }
 
 fn post(url: &str, body: &str) -> Result<(), String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    let mut config = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .into();
+        .http_status_as_error(false);
+    if url.starts_with("https://") {
+        config = config.tls_config(crate::report::client::tls_config(None)?);
+    }
+    let agent: ureq::Agent = config.build().into();
     let response = agent
         .post(url)
         .header("Content-Type", "application/json")

@@ -477,6 +477,14 @@ pub fn serve(settings: &Settings) -> anyhow::Result<()> {
             let _busy = systemd.busy(watchdog::HUNG_AFTER);
             run_cycle(settings)
         };
+        // What the cycle allocated (catalog, plan, diffs) is freed, but
+        // glibc keeps the pages: give them back, so that an agent waiting
+        // out its interval holds only what it needs.
+        // SAFETY: malloc_trim only releases free memory; it takes no
+        // pointer and is safe to call at any time.
+        unsafe {
+            nix::libc::malloc_trim(0);
+        }
         systemd.status(&match &outcome {
             Ok(cycle) => format!("last cycle: {}", cycle.summary()),
             Err(e) => format!("last cycle failed: {e}"),

@@ -35,23 +35,8 @@ impl Client {
             // The log closes a connection idle for 10 s: never reuse one
             // that old.
             .max_idle_age(Duration::from_secs(5));
-        if let Some(ca) = ca {
-            let mut roots = read_certificates(ca)?;
-            if roots.is_empty() {
-                return Err(format!(
-                    "`{}` holds no certificate (PEM, `-----BEGIN CERTIFICATE-----`)",
-                    ca.display()
-                ));
-            }
-            // Besides the system's roots, when it has them.
-            if let Ok(system) = read_certificates(Path::new(SYSTEM_ROOTS)) {
-                roots.extend(system);
-            }
-            config = config.tls_config(
-                ureq::tls::TlsConfig::builder()
-                    .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
-                    .build(),
-            );
+        if base.starts_with("https://") {
+            config = config.tls_config(tls_config(ca)?);
         }
         Ok(Client {
             agent: config.build().into(),
@@ -62,6 +47,36 @@ impl Client {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+}
+
+/// TLS as Debian's own tools do it: the system's roots (ca-certificates,
+/// with whatever CA the operator added by update-ca-certificates), plus
+/// `ca`. No roots compiled into the binary: a CA the site distrusts is
+/// distrusted here too.
+pub fn tls_config(ca: Option<&Path>) -> Result<ureq::tls::TlsConfig, String> {
+    let mut roots = Vec::new();
+    if let Some(ca) = ca {
+        roots = read_certificates(ca)?;
+        if roots.is_empty() {
+            return Err(format!(
+                "`{}` holds no certificate (PEM, `-----BEGIN CERTIFICATE-----`)",
+                ca.display()
+            ));
+        }
+    }
+    if let Ok(system) = read_certificates(Path::new(SYSTEM_ROOTS)) {
+        roots.extend(system);
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "no certificate to trust: `{SYSTEM_ROOTS}` is missing (apt install ca-certificates) \
+             and no CA was given (--log-ca FILE)"
+        ));
+    }
+    Ok(ureq::tls::TlsConfig::builder()
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+        .build())
 }
 
 fn read_certificates(file: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
