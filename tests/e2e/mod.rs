@@ -162,15 +162,25 @@ fn web_on_a_debian_13_systemd_host() {
 
 #[test]
 fn db_serves_the_templated_setting() {
+    db_host(Debian::Bookworm, "db-sd.e2e", "");
+}
+
+/// Debian 13 ships PostgreSQL 17: the role's `pg_version` knob says so in
+/// the environment, nothing else differs.
+#[test]
+fn db_on_a_debian_13_host_with_its_postgresql_version_as_a_knob() {
+    db_host(Debian::Trixie, "db-13.e2e", ", pg_version: 17");
+}
+
+fn db_host(release: Debian, name: &str, knobs: &str) {
     let _one = one_at_a_time();
     let port = free_port();
-    let name = "db-sd.e2e";
     let repo = repo_with(&env_file(
         name,
         "db",
-        &format!("pg_port: {port}, pg_listen: \"127.0.0.1\", shared_buffers: 48MB"),
+        &format!("pg_port: {port}, pg_listen: \"127.0.0.1\", shared_buffers: 48MB{knobs}"),
     ));
-    let host = Host::start(Init::Systemd, name, repo.path());
+    let host = Host::start_on(release, Init::Systemd, name, repo.path());
     let run = host.converge(&[]);
     run.expect_code(2);
     let port = port.to_string();
@@ -191,7 +201,7 @@ fn db_serves_the_templated_setting() {
     host.converge(&[]).expect_code(0);
 }
 
-fn app_host(init: Init, name: &str) {
+fn app_host(release: Debian, init: Init, name: &str) {
     let _one = one_at_a_time();
     let port = free_port();
     let repo = repo_with(&env_file(
@@ -199,7 +209,7 @@ fn app_host(init: Init, name: &str) {
         "app",
         &format!("app_listen: \"127.0.0.1:{port}\""),
     ));
-    let host = Host::start(init, name, repo.path());
+    let host = Host::start_on(release, init, name, repo.path());
     host.converge(&[]).expect_code(2);
     let page = http_get(port).unwrap_or_else(|| panic!("the app does not answer on {port}"));
     assert!(
@@ -244,12 +254,17 @@ fn app_host(init: Init, name: &str) {
 
 #[test]
 fn app_on_a_systemd_host() {
-    app_host(Init::Systemd, "app-sd.e2e");
+    app_host(Debian::Bookworm, Init::Systemd, "app-sd.e2e");
 }
 
 #[test]
 fn app_on_a_sysvinit_host() {
-    app_host(Init::SysV, "app-sysv.e2e");
+    app_host(Debian::Bookworm, Init::SysV, "app-sysv.e2e");
+}
+
+#[test]
+fn app_on_a_debian_13_systemd_host() {
+    app_host(Debian::Trixie, Init::Systemd, "app-13.e2e");
 }
 
 #[test]
