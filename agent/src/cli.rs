@@ -3,7 +3,7 @@
 //! library so that the man pages and shell completions are made from the
 //! very parser the binary runs (`cargo run -p xtask -- dist`).
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use crate::commands;
 
@@ -14,12 +14,8 @@ use crate::commands;
     about = "Converge this host to the role manifests in a git repository"
 )]
 pub struct Cli {
-    /// More log output on stderr (-v info, -vv debug).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
-    /// Log lines as text for people, or one JSON object a line for machines.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
-    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub globals: tend_common::cli::Globals,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -51,10 +47,4 @@ pub enum Command {
     Flags(commands::flags::Command),
     /// How the agent is doing: last run, last good commit, source, spool.
     Status(commands::status::Args),
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }

@@ -2,6 +2,7 @@
 //! manifests and environment files, flag and rollout buckets and policies,
 //! the run report and the client for the log, and the git runner.
 
+pub mod cli;
 pub mod flags;
 pub mod manifest;
 pub mod report;

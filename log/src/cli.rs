@@ -3,7 +3,7 @@
 //! library so that the man pages and shell completions are made from the
 //! very parser the binary runs (`cargo run -p xtask -- dist`).
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
 use crate::commands;
 
@@ -14,18 +14,8 @@ use crate::commands;
     about = "The central log of tend: every host's runs, the deploy log, rollouts"
 )]
 pub struct Cli {
-    /// More log output on stderr (-v info, -vv debug).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
-    /// Log lines as text for people, or one JSON object a line for machines.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
-    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub globals: tend_common::cli::Globals,
     #[command(subcommand)]
     pub command: commands::Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }

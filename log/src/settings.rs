@@ -5,12 +5,12 @@
 //! as in manifests and the agent's settings.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::manifest::diagnostic::{Diagnostic, Location};
-use crate::manifest::node::{Key, Node, Pos, Value};
+use crate::manifest::diagnostic::Diagnostic;
+use crate::manifest::node::{Key, Node};
 use crate::manifest::schema::Checker;
+use crate::manifest::settings as file;
 
 pub const DEFAULT_PATH: &str = "/etc/tend-log/log.yaml";
 
@@ -59,56 +59,24 @@ pub struct FileSettings {
 
 /// Reads the settings file; `Ok(None)` when it does not exist.
 pub fn read(path: &Path) -> Result<Option<FileSettings>, Vec<Diagnostic>> {
-    let file: Arc<Path> = Arc::from(path);
-    let text = match fs_err::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            let whole = Location::new(&file, Pos::default());
-            return Err(vec![Diagnostic::new(whole, format!("cannot read: {e}"))]);
-        }
-    };
-    parse(path, &text).map(Some)
+    match file::read_text(path)? {
+        Some(text) => parse(path, &text).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// The settings in `text` (the content of the file at `path`).
 pub fn parse(path: &Path, text: &str) -> Result<FileSettings, Vec<Diagnostic>> {
-    let file: Arc<Path> = Arc::from(path);
     let mut out = FileSettings::default();
-    // A file of comments only (as the package installs it) sets nothing.
-    if text
-        .lines()
-        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-    {
-        return Ok(out);
-    }
-    let options = crate::manifest::node::parse_options(text.len());
-    let root: Node = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
-        let pos = e.location().map_or(Pos::default(), |l| Pos {
-            line: u32::try_from(l.line()).unwrap_or(1),
-            col: u32::try_from(l.column()).unwrap_or(1),
-        });
-        vec![
-            Diagnostic::new(Location::new(&file, pos), format!("invalid YAML: {e}"))
-                .hint("check the indentation and quoting around this place"),
-        ]
-    })?;
-    let mut checker = Checker::new(&file);
-    if let Some(entries) = checker.map(&root, "the log's settings", None) {
-        checker.unknown_keys(
-            entries,
-            KEYS,
-            "the log's settings (one key per `tend-log serve` flag)",
-        );
-        for (key, value) in entries {
-            read_key(&mut checker, &mut out, key, value);
-        }
-    }
-    if checker.errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(checker.errors)
-    }
+    file::parse(
+        path,
+        text,
+        "the log's settings",
+        KEYS,
+        "the log's settings (one key per `tend-log serve` flag)",
+        |checker, key, value| read_key(checker, &mut out, key, value),
+    )?;
+    Ok(out)
 }
 
 fn read_key(checker: &mut Checker, out: &mut FileSettings, key: &Key, value: &Node) {
@@ -120,83 +88,20 @@ fn read_key(checker: &mut Checker, out: &mut FileSettings, key: &Key, value: &No
         "db_file" => out.db_file = path(checker),
         "tls_cert" => out.tls_cert = path(checker),
         "tls_key" => out.tls_key = path(checker),
-        "plain_http" => out.plain_http = boolean(checker, key, value),
-        "public_metrics" => out.public_metrics = boolean(checker, key, value),
-        "max_connections" => out.max_connections = count(checker, key, value),
-        "max_waiting" => out.max_waiting = count(checker, key, value),
-        "body_limit" => out.body_limit = count(checker, key, value),
-        "retain" => out.retain = duration(checker, key, value),
+        "plain_http" => out.plain_http = file::boolean(checker, key, value),
+        "public_metrics" => out.public_metrics = file::boolean(checker, key, value),
+        "max_connections" => out.max_connections = file::count(checker, key, value),
+        "max_waiting" => out.max_waiting = file::count(checker, key, value),
+        "body_limit" => out.body_limit = file::count(checker, key, value),
+        "retain" => out.retain = file::duration(checker, key, value),
         "notify" => out.notify = string(checker),
         "notify_file" => out.notify_file = path(checker),
-        "notify_window" => out.notify_window = duration(checker, key, value),
+        "notify_window" => out.notify_window = file::duration(checker, key, value),
         "source" => out.source = string(checker),
         "ref" => out.reference = string(checker),
         "mirror_dir" => out.mirror_dir = path(checker),
         _ => {}
     }
-}
-
-fn wrong(checker: &mut Checker, key: &Key, value: &Node, what: &str, hint: &str) {
-    checker.push(
-        Diagnostic::new(
-            checker.at(value.pos),
-            format!(
-                "`{}` must be {what}, found {}",
-                key.name,
-                value.value.kind()
-            ),
-        )
-        .key(key.name.clone())
-        .hint(hint.to_owned()),
-    );
-}
-
-fn duration(checker: &mut Checker, key: &Key, value: &Node) -> Option<Duration> {
-    let text = checker.string(key, value)?;
-    match humantime::parse_duration(&text) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            checker.push(
-                Diagnostic::new(
-                    checker.at(value.pos),
-                    format!("`{}` cannot be `{text}`: {e}", key.name),
-                )
-                .key(key.name.clone())
-                .hint("write a duration such as 90d, 1h or 30s"),
-            );
-            None
-        }
-    }
-}
-
-fn boolean(checker: &mut Checker, key: &Key, value: &Node) -> Option<bool> {
-    if let Value::Bool(b) = value.value {
-        return Some(b);
-    }
-    wrong(
-        checker,
-        key,
-        value,
-        "true or false",
-        "write true or false, unquoted",
-    );
-    None
-}
-
-fn count(checker: &mut Checker, key: &Key, value: &Node) -> Option<usize> {
-    if let Value::Int(n) = value.value
-        && let Ok(n) = usize::try_from(n)
-    {
-        return Some(n);
-    }
-    wrong(
-        checker,
-        key,
-        value,
-        "a whole number",
-        "write a number such as 512, unquoted",
-    );
-    None
 }
 
 #[cfg(test)]

@@ -682,25 +682,7 @@ fn the_agent_from_its_debian_package_pulls_converges_reports_and_stops_cleanly()
     let _one = one_at_a_time();
     let name = "agent-sd.e2e";
     let port = free_port();
-    // The repository, served by a git daemon on loopback.
-    let repo = repo_with(&env_file(
-        name,
-        "web",
-        &format!("listen: \"127.0.0.1:{port}\""),
-    ));
-    git_in(repo.path(), &["init", "--quiet", "--initial-branch=main"]);
-    git_in(repo.path(), &["add", "-A"]);
-    git_in(
-        repo.path(),
-        &["commit", "--quiet", "-m", "web for the agent test"],
-    );
-    let daemon = GitDaemon::start(repo.path().parent().unwrap());
-    let repo_name = repo
-        .path()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+    let (repo, _daemon, source) = served_web_repo(name, port, "web for the agent test");
     let log = crate::support::receiver::Receiver::start();
 
     let debs = build_debs();
@@ -733,8 +715,8 @@ fn the_agent_from_its_debian_package_pulls_converges_reports_and_stops_cleanly()
     host.write(
         "/etc/tend/agent.yaml",
         &format!(
-            "source: git://127.0.0.1:{}/{repo_name}\nref: main\ninterval: 1h\nsplay: 0s\nlog: {}\ntoken_file: /etc/tend/token\nhost: {name}\n",
-            daemon.port, log.url
+            "source: {source}\nref: main\ninterval: 1h\nsplay: 0s\nlog: {}\ntoken_file: /etc/tend/token\nhost: {name}\n",
+            log.url
         ),
     );
     host.write("/etc/tend/token", "agent-e2e-token\n");
@@ -817,6 +799,29 @@ fn the_agent_from_its_debian_package_pulls_converges_reports_and_stops_cleanly()
         "purge left /var/lib/tend"
     );
     assert_eq!(host.run(&["test", "-e", "/usr/bin/tend"]).code, 1);
+}
+
+/// A repository whose host `name` has the web role listening on `port`,
+/// committed with `subject` and served by a git daemon on loopback at the
+/// returned `git://` URL.
+fn served_web_repo(name: &str, port: u16, subject: &str) -> (tempfile::TempDir, GitDaemon, String) {
+    let repo = repo_with(&env_file(
+        name,
+        "web",
+        &format!("listen: \"127.0.0.1:{port}\""),
+    ));
+    git_in(repo.path(), &["init", "--quiet", "--initial-branch=main"]);
+    git_in(repo.path(), &["add", "-A"]);
+    git_in(repo.path(), &["commit", "--quiet", "-m", subject]);
+    let daemon = GitDaemon::start(repo.path().parent().unwrap());
+    let repo_name = repo
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let source = format!("git://127.0.0.1:{}/{repo_name}", daemon.port);
+    (repo, daemon, source)
 }
 
 /// Both packages, built around the tested binaries (and lintian-clean of
@@ -945,25 +950,7 @@ fn both_packages_on_a_fresh_debian_13_host_log_serves_agent_enrolls_and_reports(
     let name = "web-13.e2e";
     let port = free_port();
     let log_port = free_port();
-    let repo = repo_with(&env_file(
-        name,
-        "web",
-        &format!("listen: \"127.0.0.1:{port}\""),
-    ));
-    git_in(repo.path(), &["init", "--quiet", "--initial-branch=main"]);
-    git_in(repo.path(), &["add", "-A"]);
-    git_in(
-        repo.path(),
-        &["commit", "--quiet", "-m", "web on Debian 13"],
-    );
-    let daemon = GitDaemon::start(repo.path().parent().unwrap());
-    let repo_name = repo
-        .path()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    let source = format!("git://127.0.0.1:{}/{repo_name}", daemon.port);
+    let (repo, _daemon, source) = served_web_repo(name, port, "web on Debian 13");
     let debs = build_debs();
 
     let host = Host::start_on(Debian::Trixie, Init::Systemd, name, repo.path());

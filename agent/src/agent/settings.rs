@@ -4,12 +4,12 @@
 //! line and column, with a hint, as in manifests.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::manifest::diagnostic::{Diagnostic, Location};
-use crate::manifest::node::{Key, Node, Value};
+use crate::manifest::diagnostic::Diagnostic;
+use crate::manifest::node::{Key, Node};
 use crate::manifest::schema::Checker;
+use crate::manifest::settings as file;
 
 pub const DEFAULT_PATH: &str = "/etc/tend/agent.yaml";
 
@@ -52,53 +52,24 @@ pub struct FileSettings {
 
 /// Reads the settings file; `Ok(None)` when it does not exist.
 pub fn read(path: &Path) -> Result<Option<FileSettings>, Vec<Diagnostic>> {
-    let file: Arc<Path> = Arc::from(path);
-    let whole = Location::new(&file, crate::manifest::node::Pos::default());
-    let text = match fs_err::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(vec![Diagnostic::new(whole, format!("cannot read: {e}"))]),
-    };
-    parse(path, &text).map(Some)
+    match file::read_text(path)? {
+        Some(text) => parse(path, &text).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// The settings in `text` (the content of the file at `path`).
 pub fn parse(path: &Path, text: &str) -> Result<FileSettings, Vec<Diagnostic>> {
-    let file: Arc<Path> = Arc::from(path);
-    if text.trim().is_empty() {
-        return Ok(FileSettings::default());
-    }
-    let root: Node =
-        serde_saphyr::from_str_with_options(text, crate::manifest::node::parse_options(text.len()))
-            .map_err(|e| {
-                let pos = e
-                    .location()
-                    .map_or(Default::default(), |l| crate::manifest::node::Pos {
-                        line: u32::try_from(l.line()).unwrap_or(1),
-                        col: u32::try_from(l.column()).unwrap_or(1),
-                    });
-                vec![
-                    Diagnostic::new(Location::new(&file, pos), format!("invalid YAML: {e}"))
-                        .hint("check the indentation and quoting around this place"),
-                ]
-            })?;
-    let mut checker = Checker::new(&file);
     let mut out = FileSettings::default();
-    if let Some(entries) = checker.map(&root, "the agent's settings", None) {
-        checker.unknown_keys(
-            entries,
-            KEYS,
-            "the agent's settings (one key per `tend agent` flag)",
-        );
-        for (key, value) in entries {
-            read_key(&mut checker, &mut out, key, value);
-        }
-    }
-    if checker.errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(checker.errors)
-    }
+    file::parse(
+        path,
+        text,
+        "the agent's settings",
+        KEYS,
+        "the agent's settings (one key per `tend agent` flag)",
+        |checker, key, value| read_key(checker, &mut out, key, value),
+    )?;
+    Ok(out)
 }
 
 fn read_key(checker: &mut Checker, out: &mut FileSettings, key: &Key, value: &Node) {
@@ -113,10 +84,10 @@ fn read_key(checker: &mut Checker, out: &mut FileSettings, key: &Key, value: &No
         "token_file" => out.token_file = string(checker).map(PathBuf::from),
         "enroll_token_file" => out.enroll_token_file = string(checker).map(PathBuf::from),
         "log_ca" => out.log_ca = string(checker).map(PathBuf::from),
-        "interval" => out.interval = duration(checker, key, value),
-        "splay" => out.splay = duration(checker, key, value),
-        "require_signed" => out.require_signed = boolean(checker, key, value),
-        "allow_rewind" => out.allow_rewind = boolean(checker, key, value),
+        "interval" => out.interval = file::duration(checker, key, value),
+        "splay" => out.splay = file::duration(checker, key, value),
+        "require_signed" => out.require_signed = file::boolean(checker, key, value),
+        "allow_rewind" => out.allow_rewind = file::boolean(checker, key, value),
         "rollout_offline" => {
             if let Some(text) = string(checker) {
                 match text.parse() {
@@ -131,43 +102,6 @@ fn read_key(checker: &mut Checker, out: &mut FileSettings, key: &Key, value: &No
         }
         _ => {}
     }
-}
-
-fn duration(checker: &mut Checker, key: &Key, value: &Node) -> Option<Duration> {
-    let text = checker.string(key, value)?;
-    match humantime::parse_duration(&text) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            checker.push(
-                Diagnostic::new(
-                    checker.at(value.pos),
-                    format!("`{}` cannot be `{text}`: {e}", key.name),
-                )
-                .key(key.name.clone())
-                .hint("write a duration such as 30m, 1h or 90s"),
-            );
-            None
-        }
-    }
-}
-
-fn boolean(checker: &mut Checker, key: &Key, value: &Node) -> Option<bool> {
-    if let Value::Bool(b) = value.value {
-        return Some(b);
-    }
-    checker.push(
-        Diagnostic::new(
-            checker.at(value.pos),
-            format!(
-                "`{}` must be true or false, found {}",
-                key.name,
-                value.value.kind()
-            ),
-        )
-        .key(key.name.clone())
-        .hint("write true or false, unquoted"),
-    );
-    None
 }
 
 #[cfg(test)]

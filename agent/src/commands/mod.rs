@@ -14,22 +14,10 @@ pub mod rollout;
 pub mod status;
 
 use std::path::Path;
+pub use tend_common::cli::{EXIT_ERROR, Format};
 
 use crate::manifest::Repo;
 use crate::manifest::diagnostic::Diagnostic;
-
-/// How results are printed: for people, or as JSON.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
-
-impl Format {
-    pub fn is_json(self) -> bool {
-        matches!(self, Format::Json)
-    }
-}
 
 /// Which host to compile for, from which repository (`tend catalog`,
 /// `tend converge`).
@@ -78,9 +66,6 @@ impl LogReadArgs {
         })
     }
 }
-
-/// Exit code for usage, manifest and template errors (nothing was touched).
-pub const EXIT_ERROR: u8 = 1;
 
 /// Prints diagnostics to stderr, with a count.
 pub fn print_diagnostics(repo: &Repo, diagnostics: &[Diagnostic]) {

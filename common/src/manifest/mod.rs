@@ -11,6 +11,7 @@ pub mod kinds;
 pub mod node;
 pub mod role;
 pub mod schema;
+pub mod settings;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -10,6 +10,7 @@ pub mod show;
 pub mod token;
 
 use std::path::PathBuf;
+pub use tend_common::cli::{EXIT_ERROR, Format};
 
 use clap::{Args, Subcommand};
 
@@ -19,22 +20,6 @@ use crate::{Database, clock, settings};
 
 const DEFAULT_LOG_DB: &str = "sqlite:/var/lib/tend-log/log.db";
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8140";
-
-/// Exit code for usage errors and refusals.
-pub const EXIT_ERROR: u8 = 1;
-
-/// How results are printed: for people, or as JSON.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
-
-impl Format {
-    pub fn is_json(self) -> bool {
-        matches!(self, Format::Json)
-    }
-}
 
 #[derive(Subcommand)]
 pub enum Command {
