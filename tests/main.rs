@@ -13,6 +13,7 @@ mod diagnostics;
 mod e2e;
 mod example_repo;
 mod exec_and_accounts;
+mod fast_delivery;
 mod faults;
 mod flags;
 mod gate_simulation;

@@ -112,11 +112,12 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
     }
     if let Some(mirror) = &mirror {
         let mirror = Arc::clone(mirror);
+        let poll = options.source_poll.max(std::time::Duration::from_secs(1));
         std::thread::Builder::new()
             .name("log-fetcher".into())
             .spawn(move || {
                 loop {
-                    std::thread::sleep(FETCH_EVERY);
+                    std::thread::sleep(poll);
                     if let Err(e) = mirror.fetch() {
                         tracing::warn!(error = %e, "cannot fetch the source");
                     }
@@ -153,6 +154,8 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
         .route("/v1/rollouts/admit", post(admit))
         .route("/v1/rollouts/resume", post(resume))
         .route("/v1/rollouts/abort", post(abort))
+        .route("/v1/source", get(source_head))
+        .route("/v1/source/notify", post(source_notify))
         .route("/hosts/{host}", get(dashboard_host))
         .route("/grafana", get(grafana_health))
         .route("/grafana/annotations", post(grafana_annotations))
@@ -240,7 +243,6 @@ fn write_batches(
 
 /// How often the mirror fetches by itself (questions about commits it
 /// lacks fetch at once).
-const FETCH_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 /// How often time is let decide (deadlines, soaks) with no question or
 /// report to do it.
 const TICK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -352,7 +354,9 @@ enum Access {
 fn access(method: &Method, path: &str, public_metrics: bool) -> Access {
     match (method.as_str(), path) {
         ("POST", "/v1/reports" | "/v1/rollouts/admit") => Access::Host,
-        ("POST", "/v1/rollouts/resume" | "/v1/rollouts/abort") => Access::Operator,
+        ("POST", "/v1/rollouts/resume" | "/v1/rollouts/abort" | "/v1/source/notify") => {
+            Access::Operator
+        }
         ("GET" | "POST", "/login") | ("POST", "/logout" | "/v1/enroll") => Access::Anyone,
         ("GET", "/metrics") if public_metrics => Access::Anyone,
         _ => Access::Reader,
@@ -1435,6 +1439,49 @@ async fn act(app: App, who: Identity, body: Bytes, action: Action) -> Response {
         Ok(Ok(row)) => axum::Json(json!({ "rollout": row })).into_response(),
         Ok(Err(why)) => error(StatusCode::CONFLICT, why),
         Err(r) => r,
+    }
+}
+
+/// `GET /v1/source`: the ref the log follows, its commit as last fetched
+/// and when.
+async fn source_head(State(app): State<App>) -> Response {
+    let Some(mirror) = &app.mirror else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this log follows no source (--source)",
+        );
+    };
+    axum::Json(head_json(mirror)).into_response()
+}
+
+fn head_json(mirror: &Mirror) -> serde_json::Value {
+    let (reference, commit, fetched_at) = mirror.head();
+    serde_json::json!({
+        "ref": reference,
+        "commit": commit,
+        "fetched_at": fetched_at.map(super::clock::rfc3339),
+    })
+}
+
+/// `POST /v1/source/notify` (an operator's token): the ref moved, fetch it
+/// now rather than at the next poll. For a git server's post-receive hook
+/// or a forge's push webhook; the body is ignored, since the log believes
+/// its own fetch, not the caller. Answers once fetched, with the commit.
+async fn source_notify(State(app): State<App>) -> Response {
+    let Some(mirror) = app.mirror.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this log follows no source (--source)",
+        );
+    };
+    let fetching = Arc::clone(&mirror);
+    match tokio::task::spawn_blocking(move || fetching.fetch()).await {
+        Ok(Ok(_)) => axum::Json(head_json(&mirror)).into_response(),
+        Ok(Err(e)) => error(
+            StatusCode::BAD_GATEWAY,
+            format!("cannot fetch the source: {e}"),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

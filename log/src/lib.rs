@@ -97,6 +97,9 @@ pub struct ServeOptions {
     pub source: Option<(String, String)>,
     /// Where the mirror lives.
     pub mirror_dir: PathBuf,
+    /// How often the mirror fetches the ref, to learn that it moved
+    /// (`POST /v1/source/notify` makes it fetch at once).
+    pub source_poll: std::time::Duration,
     /// The certificate and key files (PEM) to serve TLS with.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Plain HTTP on a non-loopback address (a TLS-terminating proxy in front).
@@ -110,6 +113,9 @@ pub struct ServeOptions {
 
 /// Reports waiting to be stored by default.
 pub const DEFAULT_MAX_WAITING: usize = 4096;
+/// `--source-poll`: a pushed commit is known within this long without a
+/// notify hook.
+pub const DEFAULT_SOURCE_POLL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Connections served at once by default.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;

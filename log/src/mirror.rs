@@ -29,6 +29,8 @@ pub struct Mirror {
     reference: String,
     /// The ref's commit at the last fetch.
     tip: Mutex<Option<String>>,
+    /// When a fetch last succeeded (Unix seconds).
+    fetched_at: Mutex<Option<i64>>,
     /// One fetch at a time; and when the last one ran.
     fetching: Mutex<Option<Instant>>,
     /// What each (environment, commit) has been found to be: commits never
@@ -92,6 +94,7 @@ impl Mirror {
             missing: Mutex::new(HashMap::new()),
             changes: Mutex::new(HashMap::new()),
             revisions: Mutex::new(HashMap::new()),
+            fetched_at: Mutex::new(None),
         };
         if let Err(e) = mirror.fetch() {
             tracing::warn!(error = %e, source = %url, "cannot fetch the source yet; rollouts wait for it");
@@ -116,11 +119,22 @@ impl Mirror {
             tracing::info!(commit = %tip, reference = %self.reference, "the source moved");
         }
         *known = Some(tip.clone());
+        *self.fetched_at.lock().expect("fetched_at") = Some(crate::now_unix());
         self.revisions
             .lock()
             .expect("revisions")
             .retain(|_, r| r.is_some());
         Ok(tip)
+    }
+
+    /// The ref followed, its commit as last known, and when a fetch last
+    /// succeeded (Unix seconds).
+    pub fn head(&self) -> (&str, Option<String>, Option<i64>) {
+        (
+            &self.reference,
+            self.tip.lock().expect("tip").clone(),
+            *self.fetched_at.lock().expect("fetched_at"),
+        )
     }
 
     fn has(&self, commit: &str) -> bool {

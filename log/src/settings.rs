@@ -33,6 +33,7 @@ pub const KEYS: &[&str] = &[
     "source",
     "ref",
     "mirror_dir",
+    "source_poll",
 ];
 
 /// What the file sets; `None` where it says nothing.
@@ -55,6 +56,7 @@ pub struct FileSettings {
     pub source: Option<String>,
     pub reference: Option<String>,
     pub mirror_dir: Option<PathBuf>,
+    pub source_poll: Option<Duration>,
 }
 
 /// Reads the settings file; `Ok(None)` when it does not exist.
@@ -100,6 +102,7 @@ fn read_key(checker: &mut Checker, out: &mut FileSettings, key: &Key, value: &No
         "source" => out.source = string(checker),
         "ref" => out.reference = string(checker),
         "mirror_dir" => out.mirror_dir = path(checker),
+        "source_poll" => out.source_poll = file::duration(checker, key, value),
         _ => {}
     }
 }

@@ -60,6 +60,10 @@ pub struct Args {
     /// The branch, tag or commit the hosts follow [default: main].
     #[arg(long = "ref")]
     reference: Option<String>,
+    /// How often the log fetches the ref to learn that it moved
+    /// [default: 10s]; `POST /v1/source/notify` makes it fetch at once.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    source_poll: Option<Duration>,
     /// Where the copy of the source lives [default: `mirror` beside a
     /// SQLite database, else /var/lib/tend-log/mirror].
     #[arg(long, value_name = "DIR")]
@@ -125,6 +129,10 @@ impl Args {
                         .join("mirror"),
                     Database::Postgres(_) => PathBuf::from("/var/lib/tend-log/mirror"),
                 }),
+            source_poll: self
+                .source_poll
+                .or(file.source_poll)
+                .unwrap_or(crate::DEFAULT_SOURCE_POLL),
             listen,
             db,
             body_limit: self
