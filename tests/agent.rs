@@ -9,12 +9,12 @@ use crate::support::receiver::{Receiver, nobody_listening};
 use crate::support::{HOST, Run, tend};
 
 /// A git remote with a `main` branch, a target tree and a state directory.
-struct Fleet {
+pub(crate) struct Fleet {
     dir: tempfile::TempDir,
-    remote: PathBuf,
+    pub(crate) remote: PathBuf,
     root: PathBuf,
     state: PathBuf,
-    token: PathBuf,
+    pub(crate) token: PathBuf,
     gnupg: Option<PathBuf>,
 }
 
@@ -36,7 +36,7 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 impl Fleet {
-    fn new() -> Fleet {
+    pub(crate) fn new() -> Fleet {
         let dir = tempfile::tempdir().unwrap();
         let remote = dir.path().join("remote");
         let root = dir.path().join("root");
@@ -70,7 +70,7 @@ impl Fleet {
         fs_err::write(path, text).unwrap();
     }
 
-    fn role(&self, motd: &str) {
+    pub(crate) fn role(&self, motd: &str) {
         self.write(
             "roles/main/role.yaml",
             &format!("resources:\n  - file: \"{{{{root}}}}/motd\"\n    content: \"{motd}\\n\"\n"),
@@ -78,7 +78,7 @@ impl Fleet {
     }
 
     /// Commits everything as `author`; returns the commit id.
-    fn commit(&self, author: &str, subject: &str) -> String {
+    pub(crate) fn commit(&self, author: &str, subject: &str) -> String {
         self.commit_with(author, subject, &[])
     }
 
@@ -114,7 +114,7 @@ impl Fleet {
     }
 
     /// `tend agent` for this fleet's host, reporting to `log`.
-    fn agent(&self, log: &str, extra: &[&str]) -> Command {
+    pub(crate) fn agent(&self, log: &str, extra: &[&str]) -> Command {
         let mut cmd = Command::new(crate::support::bin("tend"));
         cmd.arg("agent")
             .arg("--config")
@@ -152,7 +152,7 @@ impl Fleet {
         self.dir.path().join("agent.yaml")
     }
 
-    fn motd(&self) -> String {
+    pub(crate) fn motd(&self) -> String {
         fs_err::read_to_string(self.root.join("motd")).unwrap_or_default()
     }
 }

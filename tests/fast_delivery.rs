@@ -120,3 +120,122 @@ fn a_log_without_a_source_says_so() {
     assert_eq!(status, 404, "{body}");
     assert!(body.to_string().contains("--source"), "{body}");
 }
+
+/// A running agent (interval 1 h) hears from the log's watch that the ref
+/// moved and converges the new commit within its watch splay, not an
+/// interval later.
+#[test]
+fn a_pushed_commit_reaches_a_waiting_agent_in_seconds() {
+    let fleet = crate::agent::Fleet::new();
+    fleet.role("one");
+    let first = fleet.commit("Ana Diaz", "one");
+    let source = fleet.remote.display().to_string();
+    let log = LogServer::start(&["--source", &source, "--ref", "main", "--source-poll", "1h"]);
+    let token = log.token(crate::support::HOST, "prod");
+    fs_err::copy(&token, &fleet.token).unwrap();
+    let operator = self::token(&log, &["--operator", "ana"]);
+    let agent = fleet
+        .agent(
+            &log.url,
+            &["--interval", "1h", "--splay", "0s", "--watch-splay", "1s"],
+        )
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let converged = |motd: &str, within: Duration| {
+        let start = Instant::now();
+        while fleet.motd() != motd {
+            if start.elapsed() > within {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(start.elapsed())
+    };
+    assert!(
+        converged("one\n", Duration::from_secs(30)).is_some(),
+        "the first cycle did not run"
+    );
+
+    fleet.role("two");
+    let second = fleet.commit("Ana Diaz", "two");
+    assert_ne!(first, second);
+    let (status, head) = log.post_to("/v1/source/notify", Some(&operator), b"");
+    assert_eq!(status, 200, "{head}");
+    let took = converged("two\n", Duration::from_secs(20));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(agent.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = agent.wait_with_output().unwrap();
+    let took = took.unwrap_or_else(|| {
+        panic!(
+            "the agent did not converge the pushed commit:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    // Within the watch splay (1 s) and a cycle, far from the 1 h interval.
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the log says the source moved"), "{stderr}");
+    let (_, page) = log.get(&format!(
+        "/v1/reports?host={}&commit={second}",
+        crate::support::HOST
+    ));
+    assert_eq!(page["reports"].as_array().map(Vec::len), Some(1), "{page}");
+}
+
+/// `GET /v1/watch`: at once when the host is behind, held until the ref
+/// moves, "nothing yet" when its time is up; a host's token only.
+#[test]
+fn a_watch_answers_when_the_ref_moves_and_not_before() {
+    let (_dir, repo) = source_repo();
+    let first = commit(&repo, "first");
+    let source = repo.display().to_string();
+    let log = LogServer::start(&["--source", &source, "--ref", "main", "--source-poll", "1h"]);
+    let operator = token(&log, &["--operator", "ana"]);
+    let host = fs_err::read_to_string(log.token("web-1.prod", "production")).unwrap();
+    let host = host.trim().to_owned();
+    let viewer = fs_err::read_to_string(&log.viewer).unwrap();
+
+    let (status, _) = log.get_as(Some(viewer.trim()), "/v1/watch");
+    assert_eq!(status, 403, "a viewer holds no watch");
+    // Behind: at once.
+    let (status, answer) = log.get_as(Some(&host), "/v1/watch?after=0000000");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["moved"], true);
+    assert_eq!(answer["commit"], first.as_str());
+    // Up to date: held for its timeout, then nothing.
+    let asked = Instant::now();
+    let (_, answer) = log.get_as(Some(&host), &format!("/v1/watch?after={first}&timeout=2"));
+    assert_eq!(answer["moved"], false, "{answer}");
+    assert!(
+        asked.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    // Held while the ref moves: answered with the new commit at once.
+    let watching = {
+        let url = format!("{}/v1/watch?after={first}&timeout=30", log.url);
+        let host = host.clone();
+        std::thread::spawn(move || {
+            let asked = Instant::now();
+            let mut response = ureq::get(&url)
+                .header("Authorization", &format!("Bearer {host}"))
+                .call()
+                .unwrap();
+            let body: serde_json::Value =
+                serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+            (body, asked.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let second = commit(&repo, "second");
+    let (status, _) = log.post_to("/v1/source/notify", Some(&operator), b"");
+    assert_eq!(status, 200);
+    let (answer, took) = watching.join().unwrap();
+    assert_eq!(answer["moved"], true, "{answer}");
+    assert_eq!(answer["commit"], second.as_str());
+    assert!(took < Duration::from_secs(10), "held {took:?}");
+}

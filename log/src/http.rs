@@ -155,6 +155,7 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
         .route("/v1/rollouts/resume", post(resume))
         .route("/v1/rollouts/abort", post(abort))
         .route("/v1/source", get(source_head))
+        .route("/v1/watch", get(watch))
         .route("/v1/source/notify", post(source_notify))
         .route("/hosts/{host}", get(dashboard_host))
         .route("/grafana", get(grafana_health))
@@ -353,7 +354,7 @@ enum Access {
 
 fn access(method: &Method, path: &str, public_metrics: bool) -> Access {
     match (method.as_str(), path) {
-        ("POST", "/v1/reports" | "/v1/rollouts/admit") => Access::Host,
+        ("POST", "/v1/reports" | "/v1/rollouts/admit") | ("GET", "/v1/watch") => Access::Host,
         ("POST", "/v1/rollouts/resume" | "/v1/rollouts/abort" | "/v1/source/notify") => {
             Access::Operator
         }
@@ -1461,6 +1462,52 @@ fn head_json(mirror: &Mirror) -> serde_json::Value {
         "commit": commit,
         "fetched_at": fetched_at.map(super::clock::rfc3339),
     })
+}
+
+#[derive(serde::Deserialize)]
+struct WatchQuery {
+    /// The commit the host has: the watch answers when the ref is elsewhere.
+    after: Option<String>,
+    /// Seconds to hold the request before answering "nothing yet".
+    timeout: Option<u64>,
+}
+
+/// Longest a watch is held (the request deadline is 60 s): the agent asks
+/// again at once, so a connection a proxy cut is noticed within this.
+const WATCH_HOLD: u64 = 50;
+
+/// `GET /v1/watch?after=COMMIT` (a host's token): answers as soon as the
+/// ref the log follows is at another commit than `after` (at once if it
+/// already is), or after `timeout` seconds with `"moved": false`. A held
+/// watch costs a connection and a parked task, no thread.
+async fn watch(State(app): State<App>, Query(q): Query<WatchQuery>) -> Response {
+    let Some(mirror) = &app.mirror else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this log follows no source (--source)",
+        );
+    };
+    let mut heads = mirror.subscribe();
+    let hold = std::time::Duration::from_secs(q.timeout.unwrap_or(WATCH_HOLD).clamp(1, WATCH_HOLD));
+    let after = q.after.filter(|a| !a.is_empty());
+    let moved = tokio::time::timeout(hold, async {
+        loop {
+            let head = heads.borrow_and_update().clone();
+            if let Some(head) = head.filter(|h| Some(h) != after.as_ref()) {
+                return head;
+            }
+            if heads.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    })
+    .await;
+    match moved {
+        Ok(commit) => {
+            axum::Json(json!({ "moved": true, "commit": commit, "why": "source" })).into_response()
+        }
+        Err(_) => axum::Json(json!({ "moved": false, "commit": after })).into_response(),
+    }
 }
 
 /// `POST /v1/source/notify` (an operator's token): the ref moved, fetch it

@@ -31,6 +31,8 @@ pub struct Mirror {
     tip: Mutex<Option<String>>,
     /// When a fetch last succeeded (Unix seconds).
     fetched_at: Mutex<Option<i64>>,
+    /// The ref's commit, for those waiting for it to move (`/v1/watch`).
+    moved: tokio::sync::watch::Sender<Option<String>>,
     /// One fetch at a time; and when the last one ran.
     fetching: Mutex<Option<Instant>>,
     /// What each (environment, commit) has been found to be: commits never
@@ -95,10 +97,13 @@ impl Mirror {
             changes: Mutex::new(HashMap::new()),
             revisions: Mutex::new(HashMap::new()),
             fetched_at: Mutex::new(None),
+            moved: tokio::sync::watch::Sender::new(None),
         };
         if let Err(e) = mirror.fetch() {
             tracing::warn!(error = %e, source = %url, "cannot fetch the source yet; rollouts wait for it");
-            *mirror.tip.lock().expect("tip") = mirror.source.resolve("refs/tend/fetched").ok();
+            let known = mirror.source.resolve("refs/tend/fetched").ok();
+            mirror.moved.send_replace(known.clone());
+            *mirror.tip.lock().expect("tip") = known;
         }
         Ok(mirror)
     }
@@ -120,11 +125,23 @@ impl Mirror {
         }
         *known = Some(tip.clone());
         *self.fetched_at.lock().expect("fetched_at") = Some(crate::now_unix());
+        self.moved.send_if_modified(|seen| {
+            let moved = seen.as_deref() != Some(tip.as_str());
+            if moved {
+                *seen = Some(tip.clone());
+            }
+            moved
+        });
         self.revisions
             .lock()
             .expect("revisions")
             .retain(|_, r| r.is_some());
         Ok(tip)
+    }
+
+    /// The ref's commit now and each time it moves.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.moved.subscribe()
     }
 
     /// The ref followed, its commit as last known, and when a fetch last

@@ -63,6 +63,15 @@ impl Receiver {
                 }
                 let mut body = vec![0; length];
                 let _ = reader.read_exact(&mut body);
+                // An agent's watch (`GET /v1/watch`) is not what this stands
+                // in for: a log without it, as the agent must bear.
+                if request_line.starts_with("GET ") {
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 404 X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno"
+                    );
+                    continue;
+                }
                 n.fetch_add(1, Ordering::SeqCst);
                 let code = s.load(Ordering::SeqCst);
                 if code == 0 {

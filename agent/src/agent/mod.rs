@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod schedule;
 pub mod settings;
 pub mod signals;
+pub mod watch;
 pub mod watchdog;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +42,9 @@ pub struct Settings {
     pub allow_rewind: bool,
     /// Under a rollout policy with no log to ask: hold or proceed.
     pub rollout_offline: gate::Offline,
+    /// Woken by the log's watch, the agent cycles after a stable per-host
+    /// jitter inside this.
+    pub watch_splay: Duration,
 }
 
 /// How a cycle ended.
@@ -450,6 +454,13 @@ pub fn serve(settings: &Settings) -> anyhow::Result<()> {
     // Reports waiting in the spool are retried before the next cycle, with
     // exponential backoff and jitter: (when, attempt).
     let mut retry: Option<(Duration, u32)> = None;
+    if let Some(log) = &settings.log {
+        let known = Memory::load(&settings.state_dir)
+            .ok()
+            .and_then(|m| m.last_applied);
+        let jitter = schedule::offset(&format!("watch:{host}"), settings.watch_splay);
+        watch::spawn(log.clone(), known, jitter, signals::wake_for_watch);
+    }
     systemd.ready("waiting for the first cycle");
     loop {
         let mut memory = Memory::load(&settings.state_dir)?;

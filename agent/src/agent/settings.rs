@@ -29,6 +29,7 @@ pub const KEYS: &[&str] = &[
     "require_signed",
     "allow_rewind",
     "rollout_offline",
+    "watch_splay",
 ];
 
 /// What the file sets; `None` where it says nothing.
@@ -48,6 +49,7 @@ pub struct FileSettings {
     pub require_signed: Option<bool>,
     pub allow_rewind: Option<bool>,
     pub rollout_offline: Option<super::gate::Offline>,
+    pub watch_splay: Option<Duration>,
 }
 
 /// Reads the settings file; `Ok(None)` when it does not exist.
@@ -86,6 +88,7 @@ fn read_key(checker: &mut Checker, out: &mut FileSettings, key: &Key, value: &No
         "log_ca" => out.log_ca = string(checker).map(PathBuf::from),
         "interval" => out.interval = file::duration(checker, key, value),
         "splay" => out.splay = file::duration(checker, key, value),
+        "watch_splay" => out.watch_splay = file::duration(checker, key, value),
         "require_signed" => out.require_signed = file::boolean(checker, key, value),
         "allow_rewind" => out.allow_rewind = file::boolean(checker, key, value),
         "rollout_offline" => {

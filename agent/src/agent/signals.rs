@@ -11,6 +11,20 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction
 static WAKE: AtomicI32 = AtomicI32::new(-1);
 static HANGUP: AtomicBool = AtomicBool::new(false);
 static TERMINATE: AtomicBool = AtomicBool::new(false);
+static WATCHED: AtomicBool = AtomicBool::new(false);
+
+/// Wakes the waiting agent for a cycle, as the log's watch asks (from a
+/// thread, not a signal handler).
+pub fn wake_for_watch() {
+    WATCHED.store(true, Ordering::SeqCst);
+    let fd = WAKE.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: as in the handler: the fd lives as long as the process.
+        unsafe {
+            nix::libc::write(fd, [1u8].as_ptr().cast(), 1);
+        }
+    }
+}
 
 extern "C" fn on_signal(signal: nix::libc::c_int) {
     if signal == Signal::SIGHUP as nix::libc::c_int {
@@ -34,6 +48,8 @@ extern "C" fn on_signal(signal: nix::libc::c_int) {
 pub enum Wake {
     Time,
     Hangup,
+    /// The log's watch: the source moved.
+    Watch,
     Terminate,
 }
 
@@ -76,6 +92,9 @@ impl Signals {
             }
             if HANGUP.swap(false, Ordering::SeqCst) {
                 return Wake::Hangup;
+            }
+            if WATCHED.swap(false, Ordering::SeqCst) {
+                return Wake::Watch;
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {

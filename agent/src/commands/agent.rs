@@ -69,6 +69,11 @@ pub struct Args {
     /// has (hold) or apply the new one (proceed) [default: hold].
     #[arg(long, value_name = "hold|proceed")]
     rollout_offline: Option<crate::agent::gate::Offline>,
+    /// Woken by the log (the source moved), cycle after a stable per-host
+    /// delay inside this, so that the git server sees the fleet's fetches
+    /// spread [default: 10s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    watch_splay: Option<Duration>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<u8> {
@@ -141,6 +146,10 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
             .rollout_offline
             .or(file.rollout_offline)
             .unwrap_or_default(),
+        watch_splay: a
+            .watch_splay
+            .or(file.watch_splay)
+            .unwrap_or(Duration::from_secs(10)),
     };
     if a.once {
         once(&settings)

@@ -1,0 +1,110 @@
+//! The agent's watch on the log (SPEC §9): one long-poll, `GET
+//! /v1/watch?after=COMMIT` with the host's token, held by a thread of its
+//! own. When the log says the ref moved, the agent runs a cycle after its
+//! jitter (stable per host, inside `--watch-splay`), so that a push
+//! reaches the fleet in seconds while the git server sees the fetches
+//! spread. The watch only wakes the agent: the cycle still fetches from
+//! the source and decides for itself, and the interval schedule still
+//! runs (drift is corrected on time with or without a log).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::report::send::Endpoint;
+
+/// How long the agent waits for an answer: the log holds a watch up to
+/// 50 s, and then answers "nothing yet".
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(70);
+/// Longest pause between attempts after failures (the log is down).
+const MOST_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Starts the watch; `wake` is called (after the jitter) each time the
+/// log's ref moves to a commit the agent has not been woken for yet.
+pub fn spawn(log: Endpoint, first_known: Option<String>, jitter: Duration, wake: fn()) {
+    let spawned = std::thread::Builder::new()
+        .name("tend-watch".into())
+        .spawn(move || watch_forever(&log, first_known, jitter, wake));
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the watch on the log; cycles follow the interval");
+    }
+}
+
+fn watch_forever(log: &Endpoint, mut after: Option<String>, jitter: Duration, wake: fn()) {
+    let mut failures = 0u32;
+    loop {
+        match ask(log, after.as_deref()) {
+            Ok(Some(commit)) => {
+                failures = 0;
+                tracing::info!(commit = %commit, jitter_ms = jitter.as_millis() as u64, "the log says the source moved");
+                std::thread::sleep(jitter);
+                wake();
+                after = Some(commit);
+            }
+            Ok(None) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                let pause = backoff(failures);
+                // Once, not every retry: a log that is down is said by the cycles.
+                if failures == 1 {
+                    tracing::warn!(error = %e, retry_in_s = pause.as_secs(), "the watch on the log broke");
+                }
+                std::thread::sleep(pause);
+            }
+        }
+    }
+}
+
+/// 1, 2, 4 … 60 s.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(MOST_BACKOFF)
+}
+
+/// One long-poll: the commit the ref moved to, or `None` (nothing yet).
+fn ask(log: &Endpoint, after: Option<&str>) -> Result<Option<String>, String> {
+    let token = read_token(&log.token_file)?;
+    let client = crate::report::client::Client::new(&log.url, log.ca.as_deref(), REQUEST_TIMEOUT)?;
+    let url = client.url("/v1/watch");
+    let mut request = client
+        .agent
+        .get(&url)
+        .header("Authorization", format!("Bearer {token}"));
+    if let Some(after) = after {
+        request = request.query("after", after);
+    }
+    let mut response = request.call().map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("{url} answered {status}: {}", body.trim()));
+    }
+    let answer: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    Ok(answer["moved"]
+        .as_bool()
+        .unwrap_or(false)
+        .then(|| answer["commit"].as_str().map(str::to_owned))
+        .flatten()
+        .filter(|c| Some(c.as_str()) != after))
+}
+
+fn read_token(file: &PathBuf) -> Result<String, String> {
+    let text = fs_err::read_to_string(file).map_err(|e| e.to_string())?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!("`{}` is empty", file.display()));
+    }
+    Ok(token.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_to_a_minute() {
+        let pauses: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+}
