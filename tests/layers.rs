@@ -81,7 +81,7 @@ const LOG_ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("notify", &["rollouts"]),
     ("change", &[]),
-    ("mirror", &["change", "rollouts"]),
+    ("mirror", &["change", "rollouts", "now_unix"]),
     ("effect", &["store"]),
     ("metrics", &[]),
     (
