@@ -239,3 +239,75 @@ fn a_watch_answers_when_the_ref_moves_and_not_before() {
     assert_eq!(answer["commit"], second.as_str());
     assert!(took < Duration::from_secs(10), "held {took:?}");
 }
+
+/// Run now, fleet-wide: `tend log wake ENV [--match GLOB]` wakes the
+/// matching agents through their watches and says how many; a woken agent
+/// corrects drift at once, not at its next interval.
+#[test]
+fn an_operator_wakes_an_environment_and_its_agents_run_now() {
+    let fleet = crate::agent::Fleet::new();
+    fleet.role("one");
+    fleet.commit("Ana Diaz", "one");
+    let source = fleet.remote.display().to_string();
+    let log = LogServer::start(&["--source", &source, "--ref", "main", "--source-poll", "1h"]);
+    fs_err::copy(log.token(crate::support::HOST, "prod"), &fleet.token).unwrap();
+    let operator = fleet.remote.parent().unwrap().join("operator");
+    fs_err::write(&operator, token(&log, &["--operator", "ana"])).unwrap();
+    let agent = fleet
+        .agent(
+            &log.url,
+            &["--interval", "1h", "--splay", "0s", "--watch-splay", "1s"],
+        )
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !ok() {
+            assert!(start.elapsed() < Duration::from_secs(30), "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for("the first cycle", &|| fleet.motd() == "one\n");
+    let wake = |args: &[&str]| {
+        let mut argv = vec!["log", "wake", "prod", "--server", &log.url];
+        argv.extend_from_slice(&["--token-file", operator.to_str().unwrap()]);
+        argv.extend_from_slice(args);
+        let run = tend(&argv);
+        run.expect_code(0);
+        run.stdout.trim().to_owned()
+    };
+    // Past the start-up cycles, a hand edit stays: the interval is an hour.
+    std::thread::sleep(Duration::from_secs(3));
+    let motd = fleet.remote.parent().unwrap().join("root/motd");
+    fs_err::write(&motd, "edited by hand\n").unwrap();
+    // Nobody matches: nobody runs.
+    assert_eq!(
+        wake(&["--match", "db-*"]),
+        "woke 0 hosts of prod matching db-*"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(fleet.motd(), "edited by hand\n");
+    wait_for("one host woken", &|| wake(&[]) == "woke 1 host of prod");
+    wait_for("the drift corrected", &|| fleet.motd() == "one\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(agent.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = agent.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("an operator woke this host"), "{stderr}");
+    // A viewer may not wake anyone.
+    let viewer = tend(&[
+        "log",
+        "wake",
+        "prod",
+        "--server",
+        &log.url,
+        "--token-file",
+        log.viewer.to_str().unwrap(),
+    ]);
+    assert_eq!(viewer.code, 1, "{}", viewer.stdout);
+    assert!(viewer.stderr.contains("403"), "{}", viewer.stderr);
+}

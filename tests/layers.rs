@@ -70,6 +70,7 @@ const LOG_ALLOWED: &[(&str, &[&str])] = &[
     ("listen", &[]),
     ("pg_tls", &[]),
     ("settings", &[]),
+    ("watches", &[]),
     ("identity", &["clock", "sql", "new_token", "token_hash"]),
     ("hourly", &["sql"]),
     ("rollouts", &["clock", "sql"]),
@@ -94,6 +95,7 @@ const LOG_ALLOWED: &[(&str, &[&str])] = &[
         "http",
         &[
             "clock",
+            "watches",
             "dashboard",
             "effect",
             "hourly",

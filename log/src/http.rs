@@ -51,6 +51,8 @@ struct App {
     public_metrics: bool,
     /// Served over TLS: session cookies are `Secure`.
     secure_cookies: bool,
+    /// The hosts' watches held here, and operators' wakes.
+    watches: Arc<super::watches::Watches>,
 }
 
 pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Result<()> {
@@ -135,6 +137,7 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
         last_use: Arc::default(),
         public_metrics: options.public_metrics,
         secure_cookies: options.tls.is_some(),
+        watches: Arc::default(),
     };
     tokio::spawn(record_use_forever(
         Arc::clone(&app.store),
@@ -156,6 +159,7 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
         .route("/v1/rollouts/abort", post(abort))
         .route("/v1/source", get(source_head))
         .route("/v1/watch", get(watch))
+        .route("/v1/wake", post(wake))
         .route("/v1/source/notify", post(source_notify))
         .route("/hosts/{host}", get(dashboard_host))
         .route("/grafana", get(grafana_health))
@@ -355,9 +359,10 @@ enum Access {
 fn access(method: &Method, path: &str, public_metrics: bool) -> Access {
     match (method.as_str(), path) {
         ("POST", "/v1/reports" | "/v1/rollouts/admit") | ("GET", "/v1/watch") => Access::Host,
-        ("POST", "/v1/rollouts/resume" | "/v1/rollouts/abort" | "/v1/source/notify") => {
-            Access::Operator
-        }
+        (
+            "POST",
+            "/v1/rollouts/resume" | "/v1/rollouts/abort" | "/v1/source/notify" | "/v1/wake",
+        ) => Access::Operator,
         ("GET" | "POST", "/login") | ("POST", "/logout" | "/v1/enroll") => Access::Anyone,
         ("GET", "/metrics") if public_metrics => Access::Anyone,
         _ => Access::Reader,
@@ -1478,36 +1483,96 @@ const WATCH_HOLD: u64 = 50;
 
 /// `GET /v1/watch?after=COMMIT` (a host's token): answers as soon as the
 /// ref the log follows is at another commit than `after` (at once if it
-/// already is), or after `timeout` seconds with `"moved": false`. A held
+/// already is: `"why": "source"`), or an operator wakes the host (`"why":
+/// "wake"`), or after `timeout` seconds with `"moved": false`. A held
 /// watch costs a connection and a parked task, no thread.
-async fn watch(State(app): State<App>, Query(q): Query<WatchQuery>) -> Response {
+async fn watch(
+    State(app): State<App>,
+    Extension(who): Extension<Identity>,
+    Query(q): Query<WatchQuery>,
+) -> Response {
     let Some(mirror) = &app.mirror else {
         return error(
             StatusCode::NOT_FOUND,
             "this log follows no source (--source)",
         );
     };
+    let environment = who.environment.clone().unwrap_or_default();
+    let mut held = app.watches.hold(&who.name, &environment);
     let mut heads = mirror.subscribe();
     let hold = std::time::Duration::from_secs(q.timeout.unwrap_or(WATCH_HOLD).clamp(1, WATCH_HOLD));
     let after = q.after.filter(|a| !a.is_empty());
-    let moved = tokio::time::timeout(hold, async {
+    let answered = tokio::time::timeout(hold, async {
         loop {
             let head = heads.borrow_and_update().clone();
-            if let Some(head) = head.filter(|h| Some(h) != after.as_ref()) {
-                return head;
+            if let Some(head) = head.as_ref().filter(|h| Some(*h) != after.as_ref()) {
+                return ("source", Some(head.clone()));
             }
-            if heads.changed().await.is_err() {
-                std::future::pending::<()>().await;
+            tokio::select! {
+                changed = heads.changed() => {
+                    if changed.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                wake = held.wakes.recv() => {
+                    if let Ok(wake) = wake
+                        && wake.includes(&who.name, &environment)
+                    {
+                        return ("wake", head);
+                    }
+                }
             }
         }
     })
     .await;
-    match moved {
-        Ok(commit) => {
-            axum::Json(json!({ "moved": true, "commit": commit, "why": "source" })).into_response()
+    match answered {
+        Ok((why, commit)) => {
+            axum::Json(json!({ "moved": true, "commit": commit, "why": why })).into_response()
         }
         Err(_) => axum::Json(json!({ "moved": false, "commit": after })).into_response(),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct WakeRequest {
+    environment: String,
+    #[serde(rename = "match")]
+    pattern: Option<String>,
+}
+
+/// `POST /v1/wake` (an operator's token): the hosts of an environment
+/// (whose names match `match`) that hold a watch on this server run a
+/// cycle now, each after its jitter. Answers how many were woken.
+async fn wake(State(app): State<App>, body: Bytes) -> Response {
+    let request: WakeRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not {{\"environment\": …, \"match\": …}}: {e}"),
+            );
+        }
+    };
+    let pattern = match request
+        .pattern
+        .as_deref()
+        .map(glob::Pattern::new)
+        .transpose()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("`match` is not a glob: {e}"),
+            );
+        }
+    };
+    let woken = app.watches.wake(super::watches::Wake {
+        environment: request.environment.clone(),
+        pattern,
+    });
+    tracing::info!(environment = %request.environment, woken, "hosts woken");
+    axum::Json(json!({ "environment": request.environment, "woken": woken })).into_response()
 }
 
 /// `POST /v1/source/notify` (an operator's token): the ref moved, fetch it

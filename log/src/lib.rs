@@ -26,6 +26,7 @@ pub mod settings;
 pub mod sql;
 pub mod sqlite;
 pub mod store;
+pub mod watches;
 
 // What the host and the log both speak, under the names the modules use.
 pub(crate) use tend_common::{hex, manifest, report, rollout, source};

@@ -33,12 +33,21 @@ fn watch_forever(log: &Endpoint, mut after: Option<String>, jitter: Duration, wa
     let mut failures = 0u32;
     loop {
         match ask(log, after.as_deref()) {
-            Ok(Some(commit)) => {
+            Ok(Some(Answer::Moved(commit))) => {
                 failures = 0;
                 tracing::info!(commit = %commit, jitter_ms = jitter.as_millis() as u64, "the log says the source moved");
                 std::thread::sleep(jitter);
                 wake();
                 after = Some(commit);
+            }
+            Ok(Some(Answer::Woken)) => {
+                failures = 0;
+                tracing::info!(
+                    jitter_ms = jitter.as_millis() as u64,
+                    "an operator woke this host through the log"
+                );
+                std::thread::sleep(jitter);
+                wake();
             }
             Ok(None) => failures = 0,
             Err(e) => {
@@ -59,8 +68,16 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(MOST_BACKOFF)
 }
 
-/// One long-poll: the commit the ref moved to, or `None` (nothing yet).
-fn ask(log: &Endpoint, after: Option<&str>) -> Result<Option<String>, String> {
+/// Why the log answered a watch.
+enum Answer {
+    /// The ref is at this commit, which the agent was not woken for yet.
+    Moved(String),
+    /// An operator asked for a cycle now (`tend-log wake`).
+    Woken,
+}
+
+/// One long-poll: what the log said, or `None` (nothing yet).
+fn ask(log: &Endpoint, after: Option<&str>) -> Result<Option<Answer>, String> {
     let token = read_token(&log.token_file)?;
     let client = crate::report::client::Client::new(&log.url, log.ca.as_deref(), REQUEST_TIMEOUT)?;
     let url = client.url("/v1/watch");
@@ -81,12 +98,16 @@ fn ask(log: &Endpoint, after: Option<&str>) -> Result<Option<String>, String> {
         return Err(format!("{url} answered {status}: {}", body.trim()));
     }
     let answer: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-    Ok(answer["moved"]
-        .as_bool()
-        .unwrap_or(false)
-        .then(|| answer["commit"].as_str().map(str::to_owned))
-        .flatten()
-        .filter(|c| Some(c.as_str()) != after))
+    if !answer["moved"].as_bool().unwrap_or(false) {
+        return Ok(None);
+    }
+    if answer["why"] == "wake" {
+        return Ok(Some(Answer::Woken));
+    }
+    Ok(answer["commit"]
+        .as_str()
+        .filter(|c| Some(*c) != after)
+        .map(|c| Answer::Moved(c.to_owned())))
 }
 
 fn read_token(file: &PathBuf) -> Result<String, String> {

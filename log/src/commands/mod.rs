@@ -8,6 +8,7 @@ pub mod rollout;
 pub mod serve;
 pub mod show;
 pub mod token;
+pub mod wake;
 
 use std::path::PathBuf;
 pub use tend_common::cli::{EXIT_ERROR, Format};
@@ -36,6 +37,9 @@ pub enum Command {
     Rollout(rollout::Command),
     /// Print reports from a log server, for people or as JSON.
     Show(show::Args),
+    /// Run now: the hosts of an environment (matching a glob) cycle at
+    /// once, through the watches they hold on the log.
+    Wake(wake::Args),
 }
 
 pub fn run(command: Command) -> anyhow::Result<u8> {
@@ -45,6 +49,7 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
         Command::Enroll(command) => enroll::run(command),
         Command::Rollout(command) => rollout::run(command),
         Command::Show(args) => show::run(args),
+        Command::Wake(args) => wake::run(args),
     }
 }
 
