@@ -31,8 +31,20 @@ pub fn spawn(log: Endpoint, first_known: Option<String>, jitter: Duration, wake:
 
 fn watch_forever(log: &Endpoint, mut after: Option<String>, jitter: Duration, wake: fn()) {
     let mut failures = 0u32;
+    // Built once (it reads the system's CA bundle), again after a failure.
+    let mut client = None;
     loop {
-        match ask(log, after.as_deref()) {
+        let asked = match &client {
+            Some(client) => ask(client, log, after.as_deref()),
+            None => {
+                crate::report::client::Client::new(&log.url, log.ca.as_deref(), REQUEST_TIMEOUT)
+                    .and_then(|built| ask(client.insert(built), log, after.as_deref()))
+            }
+        };
+        if asked.is_err() {
+            client = None;
+        }
+        match asked {
             Ok(Some(Answer::Moved(commit))) => {
                 failures = 0;
                 tracing::info!(commit = %commit, jitter_ms = jitter.as_millis() as u64, "the log says the source moved");
@@ -77,9 +89,13 @@ enum Answer {
 }
 
 /// One long-poll: what the log said, or `None` (nothing yet).
-fn ask(log: &Endpoint, after: Option<&str>) -> Result<Option<Answer>, String> {
+fn ask(
+    client: &crate::report::client::Client,
+    log: &Endpoint,
+    after: Option<&str>,
+) -> Result<Option<Answer>, String> {
+    // Read each time: enrollment or a rotation may write it meanwhile.
     let token = read_token(&log.token_file)?;
-    let client = crate::report::client::Client::new(&log.url, log.ca.as_deref(), REQUEST_TIMEOUT)?;
     let url = client.url("/v1/watch");
     let mut request = client
         .agent
