@@ -70,7 +70,7 @@ const LOG_ALLOWED: &[(&str, &[&str])] = &[
     ("listen", &[]),
     ("pg_tls", &[]),
     ("settings", &[]),
-    ("watches", &[]),
+    ("watches", &["identity"]),
     ("identity", &["clock", "sql", "new_token", "token_hash"]),
     ("hourly", &["sql"]),
     ("rollouts", &["clock", "sql"]),

@@ -392,16 +392,7 @@ pub fn enroll(
         )));
     }
     let pattern = join[2].text();
-    let matches = glob::Pattern::new(&pattern).is_ok_and(|p| {
-        p.matches_with(
-            host,
-            glob::MatchOptions {
-                case_sensitive: false,
-                require_literal_separator: false,
-                require_literal_leading_dot: false,
-            },
-        )
-    });
+    let matches = glob::Pattern::new(&pattern).is_ok_and(|p| host_matches(&p, host));
     if !matches {
         return Ok(Err(format!(
             "`{host}` does not match this join token's names `{pattern}`"
@@ -596,4 +587,18 @@ pub fn close_session(sql: &mut dyn Sql, secret: &str) -> Result<(), StoreError> 
         &[Param::Text(token_hash(secret))],
     )?;
     Ok(())
+}
+
+/// Whether a host name matches a glob of host names (`web-*.prod`), as
+/// join tokens and wakes select hosts: DNS names, so case does not count,
+/// and `*` spans dots.
+pub fn host_matches(pattern: &glob::Pattern, host: &str) -> bool {
+    pattern.matches_with(
+        host,
+        glob::MatchOptions {
+            case_sensitive: false,
+            require_literal_separator: false,
+            require_literal_leading_dot: false,
+        },
+    )
 }

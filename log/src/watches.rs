@@ -17,16 +17,10 @@ pub struct Wake {
 impl Wake {
     pub fn includes(&self, host: &str, environment: &str) -> bool {
         environment == self.environment
-            && self.pattern.as_ref().is_none_or(|p| {
-                p.matches_with(
-                    host,
-                    glob::MatchOptions {
-                        case_sensitive: false,
-                        require_literal_separator: false,
-                        require_literal_leading_dot: false,
-                    },
-                )
-            })
+            && self
+                .pattern
+                .as_ref()
+                .is_none_or(|p| crate::identity::host_matches(p, host))
     }
 }
 
