@@ -83,6 +83,7 @@ const LOG_ALLOWED: &[(&str, &[&str])] = &[
     ("notify", &["rollouts"]),
     ("change", &[]),
     ("mirror", &["change", "rollouts", "now_unix"]),
+    ("fanout", &["mirror", "store", "watches"]),
     ("effect", &["store"]),
     ("metrics", &[]),
     (
@@ -96,6 +97,7 @@ const LOG_ALLOWED: &[(&str, &[&str])] = &[
         &[
             "clock",
             "watches",
+            "fanout",
             "dashboard",
             "effect",
             "hourly",

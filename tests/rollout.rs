@@ -63,10 +63,15 @@ impl Fleet {
     /// `tend agent` running for good for `host`, on its own clock, in a
     /// process group of its own (so that what it runs stops with it).
     fn daemon(&self, host: &str, log: &str, interval: &str, splay: &str) -> Daemon {
+        self.daemon_with(host, log, &["--interval", interval, "--splay", splay])
+    }
+
+    /// `tend agent` running for good with `args`.
+    fn daemon_with(&self, host: &str, log: &str, args: &[&str]) -> Daemon {
         use std::os::unix::process::CommandExt as _;
         let child = self
             .agent(host, log)
-            .args(["--interval", interval, "--splay", splay])
+            .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(if std::env::var_os("TEND_TEST_SERVER_LOGS").is_some() {
                 std::process::Stdio::inherit()
@@ -1308,4 +1313,105 @@ fn a_report_refused_for_its_token_stays_in_the_spool() {
                 .next()
                 .is_none()
     );
+}
+
+/// Agents on a half-hour interval (SPEC §9): the push reaches the canary
+/// through its watch, and each later wave is woken by the log the moment
+/// it opens, not at the hosts' next slot; a rollback is sent at once too.
+/// With `two_servers`, the hosts are split over two log servers on one
+/// PostgreSQL and only the first is told of the push: the second learns
+/// of it, and of the waves the first opens, through the database.
+fn waves_and_rollbacks_reach_hosts_on_a_half_hour_interval_in_seconds(two_servers: bool) {
+    let hosts = ["web-1.prod", "web-2.prod", "web-3.prod", "web-4.prod"];
+    let poll = ["--source-poll", "1h"];
+    let (fleet, _cluster) = if two_servers {
+        Fleet::new_on(Db::Postgres, &hosts, &poll)
+    } else {
+        (Fleet::new(&hosts, &poll), None)
+    };
+    let second = two_servers.then(|| LogServer::alongside(&fleet.log));
+    let operator = fs_err::read_to_string(fleet.operator("ana")).unwrap();
+    let push = |subject: &str, policy: &str, extra: &str| {
+        let commit = fleet.commit("Ana Diaz", subject, Some(policy), extra);
+        let (status, head) = fleet
+            .log
+            .post_to("/v1/source/notify", Some(operator.trim()), b"");
+        assert_eq!(status, 200, "{head}");
+        (commit, Instant::now())
+    };
+    fleet.commit("Ana Diaz", "v0", None, "");
+    let _daemons: Vec<Daemon> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let log = match &second {
+                Some(second) if i % 2 == 1 => &second.url,
+                _ => &fleet.log.url,
+            };
+            let args = ["--interval", "30m", "--splay", "1s", "--watch-splay", "2s"];
+            fleet.daemon_with(h, log, &args)
+        })
+        .collect();
+    fleet.wait_for(Duration::from_secs(60), "every host on v0", || {
+        on(&fleet, &hosts, "v0")
+    });
+
+    let policy = "  canary: [\"web-1.prod\"]\n  waves: [\"50%\", \"100%\"]\n  soak: 3s\n  on_halt: rollback\n";
+    let (c1, pushed) = push("v1", policy, "");
+    let waves = fleet.waves();
+    fleet.wait_for(Duration::from_secs(60), "every host on v1", || {
+        on(&fleet, &hosts, "v1")
+    });
+    let took = pushed.elapsed();
+    fleet.wait_for(Duration::from_secs(20), "the rollout done", || {
+        fleet.rollout(&c1)["state"] == "done"
+    });
+    // Two soaks of 3 s, the canary's watch jitter (≤ 2 s), three runs and
+    // a second per wave for the log to see the soak end: with an interval
+    // of 30 minutes, only wakes get there in this time.
+    assert!(took < Duration::from_secs(40), "{took:?}");
+    let first = first_runs(&fleet, &c1);
+    for wave in [1, 2] {
+        let before = hosts_in(&waves, wave - 1)
+            .iter()
+            .map(|h| first[h])
+            .max()
+            .unwrap();
+        for h in hosts_in(&waves, wave) {
+            assert!(
+                first[&h] >= before + 3,
+                "{h} before wave {} soaked: {first:?}",
+                wave - 1
+            );
+        }
+    }
+
+    // A commit that fails on the canary: halted, and the canary sent back
+    // to v1 at once.
+    let canary_fails = "  - exec: canary-only\n    command: \"test {{host.name}} != web-1.prod\"\n    creates: \"{{root}}/never\"\n";
+    let (bad, _) = push("v2", policy, canary_fails);
+    fleet.wait_for(Duration::from_secs(30), "the rollout halted", || {
+        fleet.rollout(&bad)["state"] == "halted"
+    });
+    let halted = Instant::now();
+    fleet.wait_for(Duration::from_secs(30), "the canary rolled back", || {
+        fleet.last_report("web-1.prod")["rollout"]["decision"] == "rolled_back"
+    });
+    assert!(
+        halted.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        halted.elapsed()
+    );
+    assert_eq!(fleet.motd("web-1.prod"), "v1");
+    assert!(on(&fleet, &hosts[1..], "v1"));
+}
+
+#[test]
+fn daemons_on_a_half_hour_interval_are_woken_for_each_wave_and_for_a_rollback() {
+    waves_and_rollbacks_reach_hosts_on_a_half_hour_interval_in_seconds(false);
+}
+
+#[test]
+fn two_log_servers_on_one_postgresql_wake_each_others_watches() {
+    waves_and_rollbacks_reach_hosts_on_a_half_hour_interval_in_seconds(true);
 }

@@ -51,8 +51,10 @@ struct App {
     public_metrics: bool,
     /// Served over TLS: session cookies are `Secure`.
     secure_cookies: bool,
-    /// The hosts' watches held here, and operators' wakes.
+    /// The hosts' watches held here.
     watches: Arc<super::watches::Watches>,
+    /// Wakes for the watches held here and on the other servers.
+    fanout: Arc<super::fanout::Fanout>,
 }
 
 pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Result<()> {
@@ -127,6 +129,9 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
             })?;
         tokio::spawn(tick_forever(Arc::clone(&store), notifier.clone()));
     }
+    let watches: Arc<super::watches::Watches> = Arc::default();
+    let fanout =
+        super::fanout::Fanout::start(Arc::clone(&store), Arc::clone(&watches), mirror.clone())?;
     let app = App {
         store,
         writes,
@@ -137,7 +142,8 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
         last_use: Arc::default(),
         public_metrics: options.public_metrics,
         secure_cookies: options.tls.is_some(),
-        watches: Arc::default(),
+        watches,
+        fanout,
     };
     tokio::spawn(record_use_forever(
         Arc::clone(&app.store),
@@ -250,7 +256,7 @@ fn write_batches(
 /// lacks fetch at once).
 /// How often time is let decide (deadlines, soaks) with no question or
 /// report to do it.
-const TICK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+const TICK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Deadlines pass and soaks end with nobody asking: a hung host halts its
 /// rollout (and chat hears of it) within seconds of its deadline.
@@ -1514,13 +1520,18 @@ async fn watch(
                         std::future::pending::<()>().await;
                     }
                 }
-                wake = held.wakes.recv() => {
-                    if let Ok(wake) = wake
-                        && wake.includes(&who.name, &environment)
-                    {
-                        return ("wake", head);
+                wake = held.wakes.recv() => match wake {
+                    Ok(wake) if wake.includes(&who.name, &environment) => {
+                        return (wake.why.as_str(), head);
                     }
-                }
+                    // Wakes came faster than this watch read them: one of
+                    // them may have been for it, and a cycle for nothing
+                    // costs less than a wake lost.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        return (super::watches::Why::Rollout.as_str(), head);
+                    }
+                    _ => {}
+                },
             }
         }
     })
@@ -1567,10 +1578,11 @@ async fn wake(State(app): State<App>, body: Bytes) -> Response {
             );
         }
     };
-    let woken = app.watches.wake(super::watches::Wake {
-        environment: request.environment.clone(),
-        pattern,
-    });
+    let woken = app.fanout.wake(
+        &request.environment,
+        super::watches::Who::Matching(pattern),
+        super::watches::Why::Wake,
+    );
     tracing::info!(environment = %request.environment, woken, "hosts woken");
     axum::Json(json!({ "environment": request.environment, "woken": woken })).into_response()
 }

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod commands;
 mod dashboard;
 mod effect;
+mod fanout;
 pub mod hourly;
 mod http;
 pub mod identity;

@@ -312,6 +312,37 @@ pub struct PostgresStore {
 /// Reading connections per server.
 const READERS: usize = 4;
 
+/// The channel log servers on one database tell each other on (SPEC §9:
+/// a ref that moved, a wave that opened, an operator's wake).
+const CHANNEL: &str = "tend_log";
+
+/// LISTENs on its own connection for good, connecting again (1 s, then
+/// up to 30 s apart) when the connection drops: what is published
+/// meanwhile is missed, and the mirror's poll and the agents' own
+/// schedule cover it.
+fn listen_forever(url: &str, tls: MakeRustls, heard: &dyn Fn(String)) {
+    use postgres::fallible_iterator::FallibleIterator as _;
+    let mut pause = std::time::Duration::from_secs(1);
+    loop {
+        let listened = Client::connect(url, tls.clone()).and_then(|mut client| {
+            client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+            tracing::debug!("listening to the other log servers");
+            pause = std::time::Duration::from_secs(1);
+            let mut notes = client.notifications();
+            let mut each = notes.blocking_iter();
+            while let Some(note) = each.next()? {
+                heard(note.payload().to_owned());
+            }
+            Ok(())
+        });
+        if let Err(e) = listened {
+            tracing::warn!(error = %db(e), retry_in_s = pause.as_secs(), "lost the channel to the other log servers");
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_secs(30));
+    }
+}
+
 /// The error with its causes (a TLS handshake's says which certificate
 /// check failed).
 fn db(e: postgres::Error) -> StoreError {
@@ -723,6 +754,7 @@ impl Store for PostgresStore {
             );
         }
         tx.commit().map_err(db)?;
+        self.rollouts.committed();
         Ok(answers.into_iter().flatten().collect())
     }
 
@@ -731,7 +763,28 @@ impl Store for PostgresStore {
         let mut tx = client.transaction().map_err(db)?;
         let halts = rollouts::tick(&mut Pg(&mut tx, &self.rollouts), now)?;
         tx.commit().map_err(db)?;
+        self.rollouts.committed();
         Ok(halts)
+    }
+
+    fn next_wakes(&self) -> Vec<rollouts::RolloutWake> {
+        self.rollouts.next_wakes()
+    }
+
+    fn publish(&self, message: &str) -> Result<(), StoreError> {
+        // Outside a transaction: delivered at once.
+        self.reader()
+            .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &message])
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn listen(&self, heard: Box<dyn Fn(String) + Send>) -> bool {
+        let (url, tls) = (self.url.clone(), self.tls.clone());
+        std::thread::Builder::new()
+            .name("log-listener".into())
+            .spawn(move || listen_forever(&url, tls, &*heard))
+            .is_ok()
     }
 
     fn rollouts(
@@ -767,6 +820,7 @@ impl Store for PostgresStore {
             now,
         )?;
         tx.commit().map_err(db)?;
+        self.rollouts.committed();
         Ok(done)
     }
 
@@ -862,6 +916,7 @@ impl Store for PostgresStore {
             )?);
         }
         tx.commit().map_err(db)?;
+        self.rollouts.committed();
         Ok(Inserted {
             stored: out,
             halts,

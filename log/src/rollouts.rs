@@ -34,14 +34,57 @@ pub trait Db: Sql {
 /// thousands of hosts asking costs a row each, not a fleet each. Versions
 /// are random, so a transaction that did not commit can never seem
 /// current.
+///
+/// Beside them, the hosts the gate asked to wake (a wave opened, a
+/// rollback, a resume) until the server hands them to the watches.
 #[derive(Default)]
-pub struct Cache(std::sync::Mutex<std::collections::HashMap<i64, (i64, Members)>>);
+pub struct Cache {
+    members: std::sync::Mutex<std::collections::HashMap<i64, (i64, Members)>>,
+    /// Decided in the writing transaction under way (a store has one
+    /// writer at a time).
+    pending: std::sync::Mutex<Vec<RolloutWake>>,
+    /// Committed, not yet handed to the watches.
+    ready: std::sync::Mutex<Vec<RolloutWake>>,
+    arrived: std::sync::Condvar,
+}
 
 type Members = std::collections::BTreeMap<String, Member>;
 
+/// Hosts of one environment the gate wants to hear from now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutWake {
+    pub environment: String,
+    pub hosts: Vec<String>,
+}
+
 impl Cache {
+    /// The writing transaction committed: its wakes may go out (never
+    /// before, or a host woken would be answered from the old state). A
+    /// transaction that failed leaves its wakes to the next commit: a host
+    /// woken for nothing runs a cycle and is told what it already knew.
+    pub fn committed(&self) {
+        let mut pending = self.pending.lock().expect("rollout wakes");
+        if pending.is_empty() {
+            return;
+        }
+        self.ready
+            .lock()
+            .expect("rollout wakes")
+            .append(&mut pending);
+        self.arrived.notify_all();
+    }
+
+    /// Waits for committed wakes and takes them.
+    pub fn next_wakes(&self) -> Vec<RolloutWake> {
+        let mut ready = self.ready.lock().expect("rollout wakes");
+        while ready.is_empty() {
+            ready = self.arrived.wait(ready).expect("rollout wakes");
+        }
+        std::mem::take(&mut *ready)
+    }
+
     fn take(&self, id: i64, version: i64) -> Option<Members> {
-        let mut map = self.0.lock().expect("rollout cache");
+        let mut map = self.members.lock().expect("rollout cache");
         match map.remove(&id) {
             Some((v, members)) if v == version => Some(members),
             _ => None,
@@ -49,14 +92,14 @@ impl Cache {
     }
 
     fn put(&self, id: i64, version: i64, members: Members) {
-        self.0
+        self.members
             .lock()
             .expect("rollout cache")
             .insert(id, (version, members));
     }
 
     fn forget(&self, id: i64) {
-        self.0.lock().expect("rollout cache").remove(&id);
+        self.members.lock().expect("rollout cache").remove(&id);
     }
 }
 
@@ -367,6 +410,16 @@ fn opt_text(v: Option<String>) -> Param {
 /// version) and its touched members. The members go to the cache, under
 /// that version, while the rollout is in motion.
 fn save(db: &mut dyn Db, s: &mut Stored, step: &gate::Step, now: i64) -> Result<(), StoreError> {
+    if !step.wake.is_empty() {
+        db.cache()
+            .pending
+            .lock()
+            .expect("rollout wakes")
+            .push(RolloutWake {
+                environment: s.gate.environment.clone(),
+                hosts: step.wake.clone(),
+            });
+    }
     s.version = new_version();
     let r = &s.gate;
     let held = match &r.holding {

@@ -594,6 +594,7 @@ impl SqliteStore {
             .map_err(db)?;
         let out = decide(&mut Lite(&tx, &self.rollouts))?;
         tx.commit().map_err(db)?;
+        self.rollouts.committed();
         Ok(out)
     }
 }
@@ -637,6 +638,10 @@ impl Store for SqliteStore {
 
     fn tick(&self, now: i64) -> Result<Vec<Halt>, StoreError> {
         self.gate(|db| rollouts::tick(db, now))
+    }
+
+    fn next_wakes(&self) -> Vec<rollouts::RolloutWake> {
+        self.rollouts.next_wakes()
     }
 
     fn rollouts(
@@ -725,6 +730,7 @@ impl Store for SqliteStore {
         }
         tally.record(&mut Lite(&tx, &self.rollouts))?;
         tx.commit().map_err(db)?;
+        self.rollouts.committed();
         Ok(Inserted {
             stored: out,
             halts,

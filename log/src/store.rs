@@ -305,6 +305,20 @@ pub trait Store: Send + Sync + 'static {
     /// Lets time decide in the rollouts whose next check is due
     /// (deadlines, soaks); the halts it caused.
     fn tick(&self, now_unix: i64) -> Result<Vec<Halt>, StoreError>;
+    /// Waits for the hosts the gate wants to hear from now (a wave opened,
+    /// a rollback, a resume), once the transaction that decided it has
+    /// committed.
+    fn next_wakes(&self) -> Vec<super::rollouts::RolloutWake>;
+    /// Tells every other log server on this database (PostgreSQL's
+    /// NOTIFY); a store no other server shares has nobody to tell.
+    fn publish(&self, _message: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Hears what the other servers publish, on a thread of its own, for
+    /// as long as the process runs; false when nobody else can publish.
+    fn listen(&self, _heard: Box<dyn Fn(String) + Send>) -> bool {
+        false
+    }
     /// Rollouts, newest first; `commit` may be a prefix.
     fn rollouts(
         &self,

@@ -1,26 +1,58 @@
 //! The watches hosts hold (`GET /v1/watch`): who is waiting on this
 //! server, and the wakes an operator sends them (`tend-log wake ENV
-//! [--match GLOB]`, "run now" for a whole environment or part of it).
+//! [--match GLOB]`, "run now" for a whole environment or part of it)
+//! and the rollout gate sends them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// An operator's "run now": the hosts of `environment` whose names match
-/// `pattern` (all of them without one).
+/// Hosts to wake: an operator's "run now" for an environment (or the
+/// hosts of it whose names match a glob), or the hosts the rollout gate
+/// wants to hear from (a wave that includes them opened, a rollback).
 #[derive(Debug, Clone)]
 pub struct Wake {
     pub environment: String,
-    pub pattern: Option<glob::Pattern>,
+    pub who: Who,
+    pub why: Why,
+}
+
+#[derive(Debug, Clone)]
+pub enum Who {
+    /// Every host of the environment, or those whose names match.
+    Matching(Option<glob::Pattern>),
+    /// These hosts.
+    Hosts(Arc<std::collections::BTreeSet<String>>),
+}
+
+/// What a woken watch answers, as `why`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Why {
+    /// An operator (`tend-log wake`): a full cycle, after the host's jitter.
+    Wake,
+    /// The gate: the host has the commit already and only asks again.
+    Rollout,
+}
+
+impl Why {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::Wake => "wake",
+            Why::Rollout => "rollout",
+        }
+    }
 }
 
 impl Wake {
     pub fn includes(&self, host: &str, environment: &str) -> bool {
         environment == self.environment
-            && self
-                .pattern
-                .as_ref()
-                .is_none_or(|p| crate::identity::host_matches(p, host))
+            && match &self.who {
+                Who::Matching(pattern) => pattern
+                    .as_ref()
+                    .is_none_or(|p| crate::identity::host_matches(p, host)),
+                Who::Hosts(hosts) => hosts.contains(host),
+            }
     }
 }
 
@@ -36,7 +68,7 @@ impl Default for Watches {
         Watches {
             held: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
-            wakes: tokio::sync::broadcast::Sender::new(64),
+            wakes: tokio::sync::broadcast::Sender::new(1024),
         }
     }
 }
@@ -107,7 +139,8 @@ mod tests {
         let mut staging = watches.hold("web-1.staging", "staging");
         let wake = Wake {
             environment: "production".into(),
-            pattern: Some(glob::Pattern::new("web-*").unwrap()),
+            who: Who::Matching(Some(glob::Pattern::new("web-*").unwrap())),
+            why: Why::Wake,
         };
         assert_eq!(watches.wake(wake), 1);
         // Every held watch hears of it and keeps it only if it is included.
@@ -120,8 +153,18 @@ mod tests {
         assert_eq!(watches.len(), 2);
         let all = Wake {
             environment: "production".into(),
-            pattern: None,
+            who: Who::Matching(None),
+            why: Why::Wake,
         };
         assert_eq!(watches.wake(all), 1);
+        // The gate's wakes name hosts.
+        let named = Wake {
+            environment: "production".into(),
+            who: Who::Hosts(Arc::new(["db-1.prod".to_owned()].into())),
+            why: Why::Rollout,
+        };
+        assert!(named.includes("db-1.prod", "production"));
+        assert!(!named.includes("db-2.prod", "production"));
+        assert_eq!(watches.wake(named), 1);
     }
 }

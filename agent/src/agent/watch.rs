@@ -3,7 +3,8 @@
 //! own. When the log says the ref moved, the agent runs a cycle after its
 //! jitter (stable per host, inside `--watch-splay`), so that a push
 //! reaches the fleet in seconds while the git server sees the fetches
-//! spread. The watch only wakes the agent: the cycle still fetches from
+//! spread; when the log's rollout wants to hear from it (its wave opened,
+//! a rollback), after a tenth of that. The watch only wakes the agent: the cycle still fetches from
 //! the source and decides for itself, and the interval schedule still
 //! runs (drift is corrected on time with or without a log).
 
@@ -52,6 +53,18 @@ fn watch_forever(log: &Endpoint, mut after: Option<String>, jitter: Duration, wa
                 wake();
                 after = Some(commit);
             }
+            Ok(Some(Answer::Rollout)) => {
+                failures = 0;
+                // It has the commit: its fetch finds nothing new, so a tenth
+                // of the jitter spreads the questions enough.
+                let short = jitter / 10;
+                tracing::info!(
+                    jitter_ms = short.as_millis() as u64,
+                    "the log's rollout wants to hear from this host (a wave opened, or a rollback)"
+                );
+                std::thread::sleep(short);
+                wake();
+            }
             Ok(Some(Answer::Woken)) => {
                 failures = 0;
                 tracing::info!(
@@ -86,6 +99,9 @@ enum Answer {
     Moved(String),
     /// An operator asked for a cycle now (`tend-log wake`).
     Woken,
+    /// The gate wants to hear from this host: a wave that includes it
+    /// opened, or the rollout it applied halted with a rollback.
+    Rollout,
 }
 
 /// One long-poll: what the log said, or `None` (nothing yet).
@@ -119,6 +135,9 @@ fn ask(
     }
     if answer["why"] == "wake" {
         return Ok(Some(Answer::Woken));
+    }
+    if answer["why"] == "rollout" {
+        return Ok(Some(Answer::Rollout));
     }
     Ok(answer["commit"]
         .as_str()

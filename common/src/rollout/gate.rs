@@ -260,6 +260,10 @@ pub struct Step {
     pub touched: Vec<String>,
     /// An operator's action could not be taken: why.
     pub refused: Option<String>,
+    /// Hosts that should ask again now rather than at their next slot: a
+    /// wave that includes them opened, the rollout they applied halted
+    /// with a rollback, or an operator resumed it (SPEC §9).
+    pub wake: Vec<String>,
 }
 
 /// What holds the next wave.
@@ -479,6 +483,18 @@ fn full_step(r: &mut Rollout, event: Event, now: i64) -> Step {
                         out.touched.push(host.clone());
                     }
                 }
+                // Those waiting for the wave, and those sent back by a
+                // rollback, go on with the commit.
+                let rolled_back = r.rollback_to.is_some();
+                out.wake.extend(
+                    r.members
+                        .iter()
+                        .filter(|(_, m)| {
+                            m.wave <= r.wave
+                                && (!m.settled() || (rolled_back && m.admitted.is_some()))
+                        })
+                        .map(|(h, _)| h.clone()),
+                );
                 r.phase = Phase::Rolling;
                 r.rollback_to = None;
                 r.note = Some(format!("resumed by {who} at {}", rfc3339(now)));
@@ -572,6 +588,13 @@ fn settle(r: &mut Rollout, now: i64, out: &mut Step) {
         r.wave += 1;
         r.wave_opened = now;
         out.changed = true;
+        let opened = r.wave;
+        out.wake.extend(
+            r.members
+                .iter()
+                .filter(|(_, m)| m.wave == opened && m.admitted.is_none() && !m.settled())
+                .map(|(h, _)| h.clone()),
+        );
     }
     let (next, holding) = look_ahead(r, now);
     if next != r.next_check || holding != r.holding {
@@ -625,6 +648,13 @@ fn halt_if_due(r: &mut Rollout, failed: usize, drifted: usize, now: i64, out: &m
     r.halted_by = culprit;
     if r.policy.on_halt == OnHalt::Rollback {
         r.rollback_to = Some(r.fallback.clone().unwrap_or_default());
+        // Those that applied it (or are applying it) go back now.
+        out.wake.extend(
+            r.members
+                .iter()
+                .filter(|(_, m)| m.admitted.is_some())
+                .map(|(h, _)| h.clone()),
+        );
     }
     out.halted = true;
     out.changed = true;
@@ -1045,6 +1075,32 @@ mod tests {
         // Resumed: the commit goes on, nobody rolls back.
         step(&mut r, Event::Resume { who: "ops".into() }, T + 100);
         assert!(ask(&mut r, "web-1", T + 101).admitted);
+    }
+
+    #[test]
+    fn the_gate_names_whom_to_wake_when_a_wave_opens_on_a_rollback_and_on_a_resume() {
+        let mut r = rollout(&["web-1", "web-2", "web-3"], OnHalt::Rollback);
+        r.policy.soak_s = 60;
+        assert!(ask(&mut r, "web-1", T).admitted);
+        assert!(!ask(&mut r, "web-2", T + 1).admitted);
+        let clean = report(&mut r, "web-1", Outcome::Clean, T + 10);
+        assert!(clean.wake.is_empty(), "soaking: {:?}", clean.wake);
+        // The soak ends with nobody asking: the tick opens wave 1 and
+        // names its hosts, those that asked and those that did not.
+        assert!(step(&mut r, Event::Tick, T + 69).wake.is_empty());
+        let opened = step(&mut r, Event::Tick, T + 70);
+        assert_eq!(r.wave, 1);
+        assert_eq!(opened.wake, ["web-2", "web-3"]);
+        assert!(ask(&mut r, "web-2", T + 71).admitted);
+        // web-2 fails: the rollout halts and those admitted roll back.
+        let halted = report(&mut r, "web-2", failed(), T + 80);
+        assert!(halted.halted);
+        assert_eq!(halted.wake, ["web-1", "web-2"]);
+        // Resumed: everyone of the open waves goes on with the commit.
+        let resumed = step(&mut r, Event::Resume { who: "ops".into() }, T + 90);
+        assert_eq!(resumed.wake, ["web-1", "web-2", "web-3"]);
+        // Nothing more to open: a later tick wakes nobody.
+        assert!(step(&mut r, Event::Tick, T + 200).wake.is_empty());
     }
 
     #[test]
