@@ -195,6 +195,24 @@ impl Backups {
         &self.temps
     }
 
+    /// A copy of `content` written but not yet in place, for the caller
+    /// to land before what replaces the original (none when one is kept
+    /// already).
+    pub fn stage(
+        &self,
+        content: &[u8],
+        batch: &mut fsutil::batch::WriteBatch,
+    ) -> Result<Option<fsutil::Staged>, FsError> {
+        let digest = crate::resource::sha256_hex(content);
+        let target = self.dir.join(&digest);
+        if target.exists() {
+            return Ok(None);
+        }
+        fsutil::ensure_private_dir(&self.dir)?;
+        let dir = batch.dir(&self.dir)?;
+        fsutil::stage(&dir, &target, content, 0o600, None, None, &self.temps).map(Some)
+    }
+
     /// Keeps a copy of `content`; returns its digest (the file name).
     pub fn keep(&self, content: &[u8]) -> Result<String, FsError> {
         let digest = crate::resource::sha256_hex(content);

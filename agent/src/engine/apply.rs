@@ -11,6 +11,8 @@ use crate::state::Backups;
 
 pub struct Executor {
     backups: Backups,
+    /// Files written and on their way into place (see [`Executor::settle`]).
+    batch: fsutil::batch::WriteBatch,
     /// Parent directories already checked for unsafe symlinks in this run.
     checked: HashSet<PathBuf>,
     /// Whether `apt-get update` already ran in this run.
@@ -21,8 +23,86 @@ impl Executor {
     pub fn new(backups: Backups) -> Self {
         Self {
             backups,
+            batch: fsutil::batch::WriteBatch::new(),
             checked: HashSet::new(),
             updated: false,
+        }
+    }
+
+    /// Writes a file of resource `tag` and hands it to the batch, which
+    /// puts it in place (after its backup) while the run goes on. Its
+    /// failures come from [`Executor::settle`]; other operations are only
+    /// carried out after a settle.
+    pub fn write(&mut self, tag: usize, op: &Op) -> Result<(), String> {
+        let Op::WriteFile {
+            path,
+            content,
+            mode,
+            uid,
+            gid,
+        } = op
+        else {
+            return self.execute(op).map(|_| ());
+        };
+        let staged = (|| -> Result<Vec<fsutil::Staged>, FsError> {
+            fsutil::check_parents(path, &mut self.checked)?;
+            let mut files = Vec::with_capacity(2);
+            if let Some(old) = self.old_content(path)? {
+                files.extend(self.backups.stage(&old, &mut self.batch).map_err(|e| {
+                    FsError::Io(std::io::Error::other(format!(
+                        "the old content of `{}` could not be backed up, so it is left as it is: {e}",
+                        path.display()
+                    )))
+                })?);
+            }
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            let dir = self.batch.dir(dir.unwrap_or(std::path::Path::new(".")))?;
+            let file = fsutil::stage(&dir, path, content, *mode, *uid, *gid, self.backups.temps());
+            match file {
+                Ok(file) => files.push(file),
+                Err(e) => {
+                    for f in &files {
+                        f.discard();
+                    }
+                    return Err(e);
+                }
+            }
+            Ok(files)
+        })()
+        .map_err(|e| e.to_string())?;
+        self.batch.submit(tag, staged);
+        Ok(())
+    }
+
+    /// Whether files of resource `tag` are still on their way into place.
+    pub fn pending(&self, tag: usize) -> bool {
+        self.batch.pending(tag)
+    }
+
+    /// Waits until the files handed to the batch are in place; what
+    /// failed, by resource.
+    pub fn settle(&mut self) -> Vec<(usize, String)> {
+        text(self.batch.settle())
+    }
+
+    /// Settles, and syncs each directory written to: the files are on disk
+    /// under their names, and the run's state may say so.
+    pub fn sync(&mut self) -> Vec<(usize, String)> {
+        text(self.batch.sync())
+    }
+
+    /// The content of the regular file at `path`, to back up before it is
+    /// replaced; none when nothing is there.
+    fn old_content(&self, path: &std::path::Path) -> Result<Option<Vec<u8>>, FsError> {
+        match fs_err::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+            Ok(meta) if meta.is_file() => Ok(Some(fsutil::read_nofollow(path, 0)?)),
+            // A symlink or directory in the way: kept the slow way.
+            Ok(_) => {
+                self.back_up(path)?;
+                Ok(None)
+            }
         }
     }
 
@@ -196,4 +276,11 @@ fn check(
             "apt-get remove"
         }))
     }
+}
+
+fn text(failed: Vec<(usize, FsError)>) -> Vec<(usize, String)> {
+    failed
+        .into_iter()
+        .map(|(t, e)| (t, e.to_string()))
+        .collect()
 }

@@ -57,6 +57,7 @@ pub fn run(catalog: &Catalog, previous: &Applied, executor: Option<&mut Executor
             break;
         }
         run.plan_paths_ahead(position);
+        run.settle_for(index);
         let started = Instant::now();
         let mut report = run.resource(index, &catalog.digests[index]);
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -69,6 +70,12 @@ pub fn run(catalog: &Catalog, previous: &Applied, executor: Option<&mut Executor
             status: report.status,
             report: (report.status != Status::Unchanged).then_some(report),
         });
+    }
+    // Every file in place and its directory synced before the run's state
+    // (written by the caller) says so.
+    if let Some(executor) = run.executor.as_deref_mut() {
+        let failed = executor.sync();
+        let _ = run.mark_failed(failed, None);
     }
     run.outcomes
 }
@@ -353,16 +360,92 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Waits for the files on their way before a resource that could see
+    /// them missing: one that requires or is notified by a resource whose
+    /// files are not in place yet (a failure there skips it, as it would
+    /// have), and any that reads the host beyond its own path while
+    /// planning (an exec's guards, a directory it purges, packages,
+    /// services, accounts). Files and plain directories go on.
+    fn settle_for(&mut self, index: usize) {
+        let Some(executor) = self.executor.as_deref_mut() else {
+            return;
+        };
+        let own_path_only = match &self.catalog.resources[index].desired {
+            Desired::File(_) | Desired::Symlink(_) => true,
+            Desired::Directory(d) => !d.purge,
+            _ => false,
+        };
+        let waits = !own_path_only
+            || self.catalog.requires[index]
+                .iter()
+                .chain(&self.catalog.notifiers[index])
+                .any(|&d| executor.pending(d));
+        if waits {
+            let failed = executor.settle();
+            let _ = self.mark_failed(failed, None);
+        }
+    }
+
+    /// Marks the resources whose files did not land as failed; the error of
+    /// `current` (the resource being applied) is returned instead.
+    fn mark_failed(
+        &mut self,
+        failed: Vec<(usize, String)>,
+        current: Option<usize>,
+    ) -> Result<(), String> {
+        let mut mine = Ok(());
+        for (index, error) in failed {
+            let error = if self.catalog.resources[index].sensitive {
+                "failed (sensitive: details hidden)".to_owned()
+            } else {
+                error
+            };
+            if Some(index) == current {
+                mine = Err(error);
+                continue;
+            }
+            tracing::warn!(resource = %self.catalog.resources[index].id, error = %error, "a file written did not land");
+            self.status[index] = Some(Status::Failed);
+            if let Some(outcome) = self.outcomes.iter_mut().find(|o| o.index == index) {
+                outcome.status = Status::Failed;
+                if let Some(report) = &mut outcome.report {
+                    report.status = Status::Failed;
+                    report.error = Some(error);
+                }
+            }
+        }
+        mine
+    }
+
     /// Carries out one resource's operations; returns the output to report
-    /// (an exec's), or the reason it failed.
+    /// (an exec's), or the reason it failed. Files go to the executor's
+    /// batch; anything else waits until the files before it are in place
+    /// (a command, a service or a package may read them).
     fn apply(&mut self, index: usize, ops: &[Op]) -> Result<Option<String>, String> {
-        let executor = self
-            .executor
-            .as_deref_mut()
-            .expect("only a real run applies");
         let mut output = None;
         for op in ops {
+            if !matches!(op, Op::WriteFile { .. } | Op::CreateDir { .. }) {
+                let failed = self
+                    .executor
+                    .as_deref_mut()
+                    .expect("only a real run applies")
+                    .settle();
+                self.mark_failed(failed, Some(index))?;
+            }
+            let executor = self
+                .executor
+                .as_deref_mut()
+                .expect("only a real run applies");
             match op {
+                Op::WriteFile { .. } => {
+                    executor.write(index, op)?;
+                    if op
+                        .path()
+                        .is_some_and(|p| p.to_string_lossy().contains("/systemd/"))
+                    {
+                        self.units_changed = true;
+                    }
+                }
                 Op::InstallPackage { .. } | Op::RemovePackage { .. } => {
                     self.packages
                         .apply(self.catalog, index, &self.status, executor)?;

@@ -5,6 +5,7 @@
 //! refuse to pass through a parent directory that is a symlink someone other
 //! than root could have planted.
 
+pub mod batch;
 pub mod dirfd;
 pub mod temps;
 
@@ -91,6 +92,9 @@ fn temp_name(temps: &TempLog, path: &Path) -> String {
 /// symlink at `path` is replaced, not written through; the directory is
 /// reached by an openat chain (see [`dirfd`]) and every step after is
 /// relative to it, so no link swapped in meanwhile can redirect the write.
+/// Durable when it returns: the file, then the directory, are synced. A run
+/// writing many files uses [`batch::WriteBatch`], which lands them the same
+/// way in parallel and syncs each directory once.
 pub fn atomic_write(
     path: &Path,
     content: &[u8],
@@ -99,25 +103,41 @@ pub fn atomic_write(
     gid: Option<u32>,
     temps: &TempLog,
 ) -> Result<(), FsError> {
-    use nix::fcntl::{openat, renameat};
+    let dir_fd = std::sync::Arc::new(dirfd::open_dir(dir_and_name(path)?.0)?);
+    let staged = stage(&dir_fd, path, content, mode, uid, gid, temps)?;
+    staged.land()?;
+    sync_fd(&dir_fd, dir_and_name(path)?.0)
+}
+
+/// A new file written under a temporary name beside `path`, with its mode
+/// and owner set, not yet synced nor in place.
+pub struct Staged {
+    dir_fd: std::sync::Arc<std::os::fd::OwnedFd>,
+    tmp_name: String,
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+/// Writes `content` to a temporary file in the directory `dir_fd` (that of
+/// `path`, opened by the openat chain), recorded in the run's journal of
+/// temporary files first.
+pub fn stage(
+    dir_fd: &std::sync::Arc<std::os::fd::OwnedFd>,
+    path: &Path,
+    content: &[u8],
+    mode: u32,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    temps: &TempLog,
+) -> Result<Staged, FsError> {
+    use nix::fcntl::openat;
     use nix::sys::stat::Mode;
-    let dir = path
-        .parent()
-        .ok_or_else(|| FsError::NoParent(path.to_path_buf()))?;
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| FsError::NoParent(path.to_path_buf()))?;
-    let dir_fd = dirfd::open_dir(dir)?;
+    let (dir, _) = dir_and_name(path)?;
     temps.record(dir)?;
     let tmp_name = temp_name(temps, path);
     let tmp_path = dir.join(&tmp_name);
     let fd = openat(
-        &dir_fd,
+        dir_fd,
         tmp_name.as_str(),
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::from_bits_truncate(0o600),
@@ -128,8 +148,14 @@ pub fn atomic_write(
             format!("cannot create a temporary file in `{}`: {e}", dir.display()),
         )
     })?;
-    let mut file = std::fs::File::from(fd);
+    let staged = Staged {
+        dir_fd: std::sync::Arc::clone(dir_fd),
+        tmp_name,
+        path: path.to_path_buf(),
+        file: std::fs::File::from(fd),
+    };
     let written = (|| -> Result<(), FsError> {
+        let mut file = &staged.file;
         file.write_all(content).map_err(|e| {
             std::io::Error::new(e.kind(), format!("writing `{}`: {e}", tmp_path.display()))
         })?;
@@ -138,25 +164,65 @@ pub fn atomic_write(
                 .map_err(sys("cannot change the owner of", path))?;
         }
         // After chown, which clears setuid bits.
-        chmod(&file, path, mode)?;
-        file.sync_all().map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot sync `{}`: {e}", path.display()))
-        })?;
-        renameat(&dir_fd, tmp_name.as_str(), &dir_fd, name).map_err(sys("cannot replace", path))?;
-        Ok(())
+        chmod(file, path, mode)
     })();
-    if let Err(e) = written {
+    match written {
+        Ok(()) => Ok(staged),
+        Err(e) => {
+            staged.discard();
+            Err(e)
+        }
+    }
+}
+
+impl Staged {
+    /// Syncs the file's data, then renames it over the path: whatever
+    /// happens (a crash, a power cut), the path holds the old content or
+    /// the whole new one. The directory entry is durable once the
+    /// directory is synced (the caller's).
+    pub fn land(self) -> Result<(), FsError> {
+        let path = self.path.clone();
+        let landed = (|| -> Result<(), FsError> {
+            self.file.sync_all().map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot sync `{}`: {e}", path.display()))
+            })?;
+            let name = path
+                .file_name()
+                .ok_or_else(|| FsError::NoParent(path.clone()))?;
+            nix::fcntl::renameat(&*self.dir_fd, self.tmp_name.as_str(), &*self.dir_fd, name)
+                .map_err(sys("cannot replace", &path))?;
+            Ok(())
+        })();
+        if landed.is_err() {
+            self.discard();
+        }
+        landed
+    }
+
+    /// The directory the file lands in, to sync once it has.
+    pub fn dir(&self) -> (&Path, &std::sync::Arc<std::os::fd::OwnedFd>) {
+        let dir = dir_and_name(&self.path).map_or(Path::new("."), |(d, _)| d);
+        (dir, &self.dir_fd)
+    }
+
+    /// Removes the temporary file: it will not land.
+    pub fn discard(&self) {
         let _ = nix::unistd::unlinkat(
-            &dir_fd,
-            tmp_name.as_str(),
+            &*self.dir_fd,
+            self.tmp_name.as_str(),
             nix::unistd::UnlinkatFlags::NoRemoveDir,
         );
-        return Err(e);
     }
-    std::fs::File::from(dir_fd).sync_all().map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot sync `{}`: {e}", dir.display()))
-    })?;
-    Ok(())
+}
+
+/// Syncs a directory by its descriptor; `dir` is for the message.
+pub fn sync_fd(fd: &std::os::fd::OwnedFd, dir: &Path) -> Result<(), FsError> {
+    nix::unistd::fsync(fd).map_err(|e| {
+        FsError::Io(std::io::Error::new(
+            std::io::Error::from(e).kind(),
+            format!("cannot sync `{}`: {e}", dir.display()),
+        ))
+    })
 }
 
 /// Makes a directory entry change durable.
