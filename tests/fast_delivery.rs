@@ -311,3 +311,89 @@ fn an_operator_wakes_an_environment_and_its_agents_run_now() {
     assert_eq!(viewer.code, 1, "{}", viewer.stdout);
     assert!(viewer.stderr.contains("403"), "{}", viewer.stderr);
 }
+
+/// Watches are parked outside the HTTP library, on the connection they
+/// came on: one connection serves watches one after another, then any
+/// other request; the answers carry the same headers as every answer; a
+/// refused watch is refused the same way.
+#[test]
+fn one_connection_serves_watches_then_other_requests() {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let (_dir, repo) = source_repo();
+    let first = commit(&repo, "first");
+    let source = repo.display().to_string();
+    let log = LogServer::start(&["--source", &source, "--ref", "main", "--source-poll", "1h"]);
+    let host = fs_err::read_to_string(log.token("web-1.prod", "production")).unwrap();
+    let host = host.trim().to_owned();
+    let address = log.url.trim_start_matches("http://").to_owned();
+    let stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    // One answer: status, headers (lower-cased names), body.
+    let mut answer = |request: String| -> (u16, Vec<String>, serde_json::Value) {
+        writer.write_all(request.as_bytes()).unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let status: u16 = line.split(' ').nth(1).unwrap().parse().unwrap();
+        let mut headers = Vec::new();
+        let mut length = 0;
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h).unwrap();
+            let h = h.trim_end().to_ascii_lowercase();
+            if h.is_empty() {
+                break;
+            }
+            if let Some(n) = h.strip_prefix("content-length: ") {
+                length = n.parse().unwrap();
+            }
+            headers.push(h);
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        (status, headers, serde_json::from_slice(&body).unwrap())
+    };
+    let watch = |after: &str, token: &str| {
+        format!(
+            "GET /v1/watch?after={after}&timeout=1 HTTP/1.1\r\nHost: log\r\nAuthorization: Bearer {token}\r\n\r\n"
+        )
+    };
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let (status, headers, body) = answer(watch(&first, &host));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["moved"], false, "{body}");
+        assert!(asked.elapsed() >= Duration::from_secs(1));
+        assert!(
+            headers
+                .iter()
+                .any(|h| h == "x-content-type-options: nosniff"),
+            "{headers:?}"
+        );
+        assert!(
+            headers
+                .iter()
+                .any(|h| h.starts_with("content-type: application/json")),
+            "{headers:?}"
+        );
+    }
+    let (status, _, body) = answer(watch("0000000", &host));
+    assert_eq!(
+        (status, &body["commit"]),
+        (200, &serde_json::json!(first)),
+        "{body}"
+    );
+    let (status, _, body) = answer(watch(&first, "not-a-token"));
+    assert_eq!(status, 401, "{body}");
+    // Then a request of another kind, on the same connection: hyper's.
+    let viewer = fs_err::read_to_string(&log.viewer).unwrap();
+    let (status, _, body) = answer(format!(
+        "GET /v1/source HTTP/1.1\r\nHost: log\r\nAuthorization: Bearer {}\r\n\r\n",
+        viewer.trim()
+    ));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["commit"], first.as_str());
+}

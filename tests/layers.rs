@@ -67,7 +67,8 @@ const SHARED: &[&str] = &["report", "rollout", "source", "manifest", "hex"];
 const LOG_ALLOWED: &[(&str, &[&str])] = &[
     ("clock", &[]),
     ("sql", &[]),
-    ("listen", &[]),
+    ("parked", &[]),
+    ("listen", &["parked"]),
     ("pg_tls", &[]),
     ("settings", &[]),
     ("watches", &["identity"]),
@@ -98,6 +99,7 @@ const LOG_ALLOWED: &[(&str, &[&str])] = &[
             "clock",
             "watches",
             "fanout",
+            "parked",
             "dashboard",
             "effect",
             "hourly",

@@ -1076,3 +1076,65 @@ fn the_log_reaches_postgresql_over_tls_as_sslmode_says() {
         "{wrong:?}"
     );
 }
+
+/// Watches are parked outside the HTTP library over TLS too: several on
+/// one connection, answered with the commit, and a report sent after them
+/// on the same connection is stored.
+#[test]
+fn over_tls_watches_and_then_a_report_share_one_connection() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("infra");
+    fs_err::create_dir_all(&repo).unwrap();
+    crate::agent::git(&repo, &["init", "--quiet", "--initial-branch=main"]);
+    crate::agent::git(
+        &repo,
+        &[
+            "-c",
+            "user.name=A",
+            "-c",
+            "user.email=a@b",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "one",
+        ],
+    );
+    let tip = crate::agent::git(&repo, &["rev-parse", "HEAD"]);
+    let source = repo.display().to_string();
+    let log = start_tls(&pki, &["--source", &source, "--source-poll", "1h"]);
+    let token = read_token(&log.token("web-1.prod", "prod"));
+    // One agent: ureq keeps the connection between requests.
+    let agent = crate::log_server::agent_trusting(log.ca.as_deref());
+    for _ in 0..2 {
+        let mut answer = agent
+            .get(format!("{}/v1/watch?after={tip}&timeout=1", log.url))
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        let body: serde_json::Value =
+            serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap();
+        assert_eq!(body["moved"], false, "{body}");
+    }
+    let mut answer = agent
+        .get(format!("{}/v1/watch?after=0000000", log.url))
+        .header("Authorization", format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["commit"], tip.as_str(), "{body}");
+    let stored = agent
+        .post(format!("{}/v1/reports", log.url))
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(report(
+            "web-1.prod",
+            "prod",
+            "0b6cf7e3-7a43-4a3e-9a4e-0d1f0a2b3c4d",
+        ))
+        .unwrap();
+    assert_eq!(stored.status(), 201);
+}

@@ -182,10 +182,19 @@ pub async fn serve(store: Arc<dyn Store>, options: &ServeOptions) -> anyhow::Res
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .layer(middleware::from_fn(deadline))
         .layer(middleware::from_fn(security_headers))
-        .with_state(app);
+        .with_state(app.clone());
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, tls = tls.is_some(), "log server listening");
-    super::listen::run(listener, router, tls, options.max_connections, shutdown()).await;
+    let watches = parked_watches(app);
+    super::listen::run(
+        listener,
+        router,
+        watches,
+        tls,
+        options.max_connections,
+        shutdown(),
+    )
+    .await;
     // The router (and its senders) are gone: the writer drains and ends.
     let _ = writer.join();
     let _ = admitter.join();
@@ -473,24 +482,40 @@ async fn guard(State(app): State<App>, mut request: Request, next: Next) -> Resp
         }
         Ok(None) => {
             app.metrics.refused();
-            return error(
-                StatusCode::UNAUTHORIZED,
-                match need {
-                    Access::Host => {
-                        "no token: send `Authorization: Bearer <token>` (`tend log token create HOST --env ENV` or `tend log enroll create` makes one)"
-                    }
-                    _ => {
-                        "no token: send `Authorization: Bearer <token>` with a viewer's or operator's token (`tend log token create --viewer NAME`), or sign in at /login"
-                    }
-                },
-            );
+            return error(StatusCode::UNAUTHORIZED, no_token(need));
         }
         Err(response) => {
             app.metrics.refused();
             return response;
         }
     };
-    let refusal = match need {
+    if let Some(why) = refusal(need, &who) {
+        app.metrics.refused();
+        return error(StatusCode::FORBIDDEN, why);
+    }
+    app.last_use
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(who.id, now_unix());
+    request.extensions_mut().insert(who);
+    next.run(request).await
+}
+
+/// Why a request without a token is refused.
+fn no_token(need: Access) -> &'static str {
+    match need {
+        Access::Host => {
+            "no token: send `Authorization: Bearer <token>` (`tend log token create HOST --env ENV` or `tend log enroll create` makes one)"
+        }
+        _ => {
+            "no token: send `Authorization: Bearer <token>` with a viewer's or operator's token (`tend log token create --viewer NAME`), or sign in at /login"
+        }
+    }
+}
+
+/// Why `who` may not do what needs `need`, if so.
+fn refusal(need: Access, who: &Identity) -> Option<String> {
+    match need {
         Access::Host if who.kind != Kind::Host => Some(format!(
             "this is {}'s token ({}); hosts report and ask with their own",
             who.name,
@@ -504,17 +529,7 @@ async fn guard(State(app): State<App>, mut request: Request, next: Next) -> Resp
             "only an operator may resume or abort a rollout: use a token made by `tend log token create --operator NAME`".to_owned(),
         ),
         _ => None,
-    };
-    if let Some(why) = refusal {
-        app.metrics.refused();
-        return error(StatusCode::FORBIDDEN, why);
     }
-    app.last_use
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(who.id, now_unix());
-    request.extensions_mut().insert(who);
-    next.run(request).await
 }
 
 /// A host's write is about itself, in its own environment; else why not
@@ -570,7 +585,10 @@ async fn record_use_forever(
 
 /// The headers every answer carries: no scripts, no framing, no sniffing.
 async fn security_headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+    with_security_headers(next.run(request).await)
+}
+
+fn with_security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     for (name, value) in [
         (
@@ -1497,6 +1515,49 @@ async fn watch(
     Extension(who): Extension<Identity>,
     Query(q): Query<WatchQuery>,
 ) -> Response {
+    watch_answer(app, who, q).await
+}
+
+/// The watches the listener parks outside the router (see `parked`): the
+/// guard's checks for a host's request, then the same answer with the
+/// same headers.
+fn parked_watches(app: App) -> super::parked::Handler {
+    Arc::new(move |request: Request| {
+        let app = app.clone();
+        Box::pin(async move { with_security_headers(parked_watch(app, request).await) })
+    })
+}
+
+async fn parked_watch(app: App, request: Request) -> Response {
+    let who = match identify(&app, bearer(request.headers()), None).await {
+        Ok(Some(who)) => who,
+        Ok(None) => {
+            app.metrics.refused();
+            return error(StatusCode::UNAUTHORIZED, no_token(Access::Host));
+        }
+        Err(response) => {
+            app.metrics.refused();
+            return response;
+        }
+    };
+    if let Some(why) = refusal(Access::Host, &who) {
+        app.metrics.refused();
+        return error(StatusCode::FORBIDDEN, why);
+    }
+    app.last_use
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(who.id, now_unix());
+    match Query::<WatchQuery>::try_from_uri(request.uri()) {
+        Ok(Query(q)) => {
+            drop(request);
+            watch_answer(app, who, q).await
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+async fn watch_answer(app: App, who: Identity, q: WatchQuery) -> Response {
     let Some(mirror) = &app.mirror else {
         return error(
             StatusCode::NOT_FOUND,

@@ -20,6 +20,7 @@ mod listen;
 mod metrics;
 pub mod mirror;
 pub mod notify;
+mod parked;
 mod pg_tls;
 pub mod postgres;
 pub mod rollouts;

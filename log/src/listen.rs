@@ -110,6 +110,7 @@ pub fn check_plain(listen: SocketAddr, plain_http: bool) -> Result<(), String> {
 pub async fn run(
     listener: TcpListener,
     router: Router,
+    watches: super::parked::Handler,
     tls: Option<Arc<Tls>>,
     max_connections: usize,
     shutdown: impl std::future::Future<Output = ()>,
@@ -140,20 +141,33 @@ pub async fn run(
             continue;
         };
         let (router, tls, stopping) = (router.clone(), tls.clone(), stopping.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            match tls {
-                None => serve_connection(stream, router, stopping, true).await,
-                Some(tls) => {
-                    match tokio::time::timeout(HEADER_TIMEOUT, tls.acceptor().accept(stream)).await
-                    {
-                        Ok(Ok(stream)) => serve_connection(stream, router, stopping, false).await,
+        let watches = std::sync::Arc::clone(&watches);
+        // The task lives as long as the connection (a watch parks it for
+        // minutes): what it holds inline is kept small (a plain
+        // connection's task is not sized for TLS), the handshake, the TLS
+        // state and hyper's boxed apart.
+        match tls {
+            None => {
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    serve_connection(stream, router, watches, stopping, true).await;
+                });
+            }
+            Some(tls) => {
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let handshake = Box::pin(tls.acceptor().accept(stream));
+                    match tokio::time::timeout(HEADER_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => {
+                            let stream = Box::new(stream);
+                            serve_connection(stream, router, watches, stopping, false).await;
+                        }
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
-                }
+                });
             }
-        });
+        }
     }
     drop(listener);
     let _ = stop.send(true);
@@ -171,8 +185,35 @@ pub async fn run(
 async fn serve_connection<I>(
     io: I,
     router: Router,
+    watches: super::parked::Handler,
     mut stopping: watch::Receiver<bool>,
     vectored: bool,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Watches first, parked without hyper; the rest of the connection is
+    // hyper's.
+    let Some((io, head_timeout)) =
+        super::parked::serve(io, &watches, &mut stopping, HEADER_TIMEOUT).await
+    else {
+        return;
+    };
+    Box::pin(serve_with_hyper(
+        io,
+        router,
+        stopping,
+        vectored,
+        head_timeout,
+    ))
+    .await;
+}
+
+async fn serve_with_hyper<I>(
+    io: I,
+    router: Router,
+    mut stopping: watch::Receiver<bool>,
+    vectored: bool,
+    head_timeout: Duration,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -180,7 +221,7 @@ async fn serve_connection<I>(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(head_timeout)
         // A TLS stream writes no vectors: one buffer makes one record.
         .writev(vectored);
     let connection = builder.serve_connection(TokioIo::new(io), service);

@@ -105,10 +105,20 @@ pub fn cycle(settings: &Settings) -> anyhow::Result<Cycle> {
     }
     let source = Source::open(&settings.state_dir).map_err(anyhow::Error::msg)?;
     let now = memory::now();
-    let fetched = source.fetch(&settings.source, &settings.reference);
+    // Woken for a rollout with the commit this host fetched last: ask the
+    // gate about it without fetching again (see `watch::take_rollout_tip`).
+    let (fetched, fetching) = match watch::take_rollout_tip() {
+        Some(tip) if source.fetched().as_deref() == Some(tip.as_str()) => {
+            tracing::debug!(commit = %tip, "woken for a rollout: the commit fetched last is the ref's");
+            (Ok(tip), false)
+        }
+        _ => (source.fetch(&settings.source, &settings.reference), true),
+    };
     let stale = match &fetched {
         Ok(_) => {
-            memory.last_fetch = Some(now);
+            if fetching {
+                memory.last_fetch = Some(now);
+            }
             false
         }
         Err(e) => {
@@ -454,6 +464,8 @@ pub fn serve(settings: &Settings) -> anyhow::Result<()> {
     // Reports waiting in the spool are retried before the next cycle, with
     // exponential backoff and jitter: (when, attempt).
     let mut retry: Option<(Duration, u32)> = None;
+    // Cycles in a row whose fetch failed.
+    let mut fetch_failures = 0u32;
     if let Some(log) = &settings.log {
         let known = Memory::load(&settings.state_dir)
             .ok()
@@ -514,6 +526,22 @@ pub fn serve(settings: &Settings) -> anyhow::Result<()> {
             && let Some(after) = note.retry_after_s
         {
             next_at = next_at.min(since_epoch() + Duration::from_secs(after.max(5)));
+        }
+        // The source could not be fetched (the git server busy, a network
+        // cut): try again after 30 s, 1 min, 2 min … (jittered, at most an
+        // interval), not a whole interval later; a wave waiting on this
+        // host, or a push it was woken for, is not held that long.
+        let unfetched = match &outcome {
+            Ok(Cycle::Ran(report)) => report.source_stale,
+            Ok(Cycle::NothingToApply(_)) => true,
+            _ => false,
+        };
+        if unfetched {
+            next_at =
+                next_at.min(since_epoch() + backoff(fetch_failures, settings.interval, &host));
+            fetch_failures = fetch_failures.saturating_add(1);
+        } else {
+            fetch_failures = 0;
         }
         retry =
             waiting(settings).then(|| (since_epoch() + backoff(0, settings.interval, &host), 0));

@@ -19,6 +19,19 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(70);
 /// Longest pause between attempts after failures (the log is down).
 const MOST_BACKOFF: Duration = Duration::from_secs(60);
 
+/// The ref's commit as the log said when it woke this host for a rollout.
+/// A wave's hosts fetched that commit when they were told "not yet": when
+/// the last fetch brought it, the cycle asks the gate without fetching
+/// again, so a wave of thousands opening costs the git server nothing.
+/// A log that said wrong only delays a fetch to the next cycle: what is
+/// applied is still what this host fetched itself.
+static ROLLOUT_TIP: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Takes what [`ROLLOUT_TIP`] holds (once: the next cycle fetches).
+pub fn take_rollout_tip() -> Option<String> {
+    ROLLOUT_TIP.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
 /// Starts the watch; `wake` is called (after the jitter) each time the
 /// log's ref moves to a commit the agent has not been woken for yet.
 pub fn spawn(log: Endpoint, first_known: Option<String>, jitter: Duration, wake: fn()) {
@@ -53,10 +66,11 @@ fn watch_forever(log: &Endpoint, mut after: Option<String>, jitter: Duration, wa
                 wake();
                 after = Some(commit);
             }
-            Ok(Some(Answer::Rollout)) => {
+            Ok(Some(Answer::Rollout(tip))) => {
                 failures = 0;
-                // It has the commit: its fetch finds nothing new, so a tenth
-                // of the jitter spreads the questions enough.
+                *ROLLOUT_TIP.lock().unwrap_or_else(|e| e.into_inner()) = tip;
+                // It has the commit and asks the gate without fetching, so
+                // a tenth of the jitter spreads the questions enough.
                 let short = jitter / 10;
                 tracing::info!(
                     jitter_ms = short.as_millis() as u64,
@@ -100,8 +114,9 @@ enum Answer {
     /// An operator asked for a cycle now (`tend-log wake`).
     Woken,
     /// The gate wants to hear from this host: a wave that includes it
-    /// opened, or the rollout it applied halted with a rollback.
-    Rollout,
+    /// opened, or the rollout it applied halted with a rollback. With the
+    /// commit the log's copy of the ref is at.
+    Rollout(Option<String>),
 }
 
 /// One long-poll: what the log said, or `None` (nothing yet).
@@ -137,7 +152,8 @@ fn ask(
         return Ok(Some(Answer::Woken));
     }
     if answer["why"] == "rollout" {
-        return Ok(Some(Answer::Rollout));
+        let tip = answer["commit"].as_str().map(str::to_owned);
+        return Ok(Some(Answer::Rollout(tip)));
     }
     Ok(answer["commit"]
         .as_str()

@@ -60,6 +60,11 @@ impl Source {
         self.resolve(FETCHED)
     }
 
+    /// The commit the last fetch brought, if any (no fetch now).
+    pub fn fetched(&self) -> Option<String> {
+        self.resolve(FETCHED).ok()
+    }
+
     /// Fetches one commit by its id (one the ref no longer points to: a
     /// rollback's target).
     pub fn fetch_commit(&self, url: &str, commit: &str) -> Result<(), String> {
