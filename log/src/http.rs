@@ -489,16 +489,25 @@ async fn guard(State(app): State<App>, mut request: Request, next: Next) -> Resp
             return response;
         }
     };
-    if let Some(why) = refusal(need, &who) {
+    if let Some(refused) = permit(&app, need, &who) {
+        return refused;
+    }
+    request.extensions_mut().insert(who);
+    next.run(request).await
+}
+
+/// The 403 saying why `who` may not do what needs `need`; none when it
+/// may (its token's use is noted).
+fn permit(app: &App, need: Access, who: &Identity) -> Option<Response> {
+    if let Some(why) = refusal(need, who) {
         app.metrics.refused();
-        return error(StatusCode::FORBIDDEN, why);
+        return Some(error(StatusCode::FORBIDDEN, why));
     }
     app.last_use
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(who.id, now_unix());
-    request.extensions_mut().insert(who);
-    next.run(request).await
+    None
 }
 
 /// Why a request without a token is refused.
@@ -1540,14 +1549,9 @@ async fn parked_watch(app: App, request: Request) -> Response {
             return response;
         }
     };
-    if let Some(why) = refusal(Access::Host, &who) {
-        app.metrics.refused();
-        return error(StatusCode::FORBIDDEN, why);
+    if let Some(refused) = permit(&app, Access::Host, &who) {
+        return refused;
     }
-    app.last_use
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(who.id, now_unix());
     match Query::<WatchQuery>::try_from_uri(request.uri()) {
         Ok(Query(q)) => {
             drop(request);

@@ -103,10 +103,10 @@ pub fn atomic_write(
     gid: Option<u32>,
     temps: &TempLog,
 ) -> Result<(), FsError> {
-    let dir_fd = std::sync::Arc::new(dirfd::open_dir(dir_and_name(path)?.0)?);
-    let staged = stage(&dir_fd, path, content, mode, uid, gid, temps)?;
-    staged.land()?;
-    sync_fd(&dir_fd, dir_and_name(path)?.0)
+    let (dir, _) = dir_and_name(path)?;
+    let dir_fd = std::sync::Arc::new(dirfd::open_dir(dir)?);
+    stage(&dir_fd, path, content, mode, uid, gid, temps)?.land()?;
+    sync_fd(&dir_fd, dir)
 }
 
 /// A new file written under a temporary name beside `path`, with its mode
