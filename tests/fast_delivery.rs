@@ -397,3 +397,66 @@ fn one_connection_serves_watches_then_other_requests() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["commit"], first.as_str());
 }
+
+/// With two log servers on one PostgreSQL, an operator's wake sent to one
+/// reaches an agent watching the other (the servers tell each other by
+/// LISTEN/NOTIFY); the count is of the watches on the server asked.
+#[test]
+fn a_wake_sent_to_one_of_two_log_servers_reaches_an_agent_watching_the_other() {
+    let fleet = crate::agent::Fleet::new();
+    fleet.role("one");
+    fleet.commit("Ana Diaz", "one");
+    let source = fleet.remote.display().to_string();
+    let (first, _cluster) = LogServer::start_on(
+        crate::log_server::Db::Postgres,
+        &["--source", &source, "--ref", "main", "--source-poll", "1h"],
+    );
+    let second = LogServer::alongside(&first);
+    fs_err::copy(first.token(crate::support::HOST, "prod"), &fleet.token).unwrap();
+    let operator = fleet.remote.parent().unwrap().join("operator");
+    fs_err::write(&operator, token(&first, &["--operator", "ana"])).unwrap();
+    // Stopped when the test ends, passed or not.
+    struct Stopped(std::process::Child);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _agent = Stopped(
+        fleet
+            .agent(
+                &second.url,
+                &["--interval", "1h", "--splay", "0s", "--watch-splay", "1s"],
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !ok() {
+            assert!(start.elapsed() < Duration::from_secs(30), "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for("the first cycle", &|| fleet.motd() == "one\n");
+    std::thread::sleep(Duration::from_secs(3));
+    let motd = fleet.remote.parent().unwrap().join("root/motd");
+    fs_err::write(&motd, "edited by hand\n").unwrap();
+    let run = tend(&[
+        "log",
+        "wake",
+        "prod",
+        "--server",
+        &first.url,
+        "--token-file",
+        operator.to_str().unwrap(),
+    ]);
+    run.expect_code(0);
+    assert_eq!(run.stdout.trim(), "woke 0 hosts of prod");
+    wait_for("the drift corrected through the other server", &|| {
+        fleet.motd() == "one\n"
+    });
+}

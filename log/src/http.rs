@@ -1643,11 +1643,20 @@ async fn wake(State(app): State<App>, body: Bytes) -> Response {
             );
         }
     };
-    let woken = app.fanout.wake(
-        &request.environment,
-        super::watches::Who::Matching(pattern),
-        super::watches::Why::Wake,
-    );
+    // Off the event loop: telling the other servers is a database call.
+    let (fanout, environment) = (Arc::clone(&app.fanout), request.environment.clone());
+    let woken = match tokio::task::spawn_blocking(move || {
+        fanout.wake(
+            &environment,
+            super::watches::Who::Matching(pattern),
+            super::watches::Why::Wake,
+        )
+    })
+    .await
+    {
+        Ok(woken) => woken,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
     tracing::info!(environment = %request.environment, woken, "hosts woken");
     axum::Json(json!({ "environment": request.environment, "woken": woken })).into_response()
 }
