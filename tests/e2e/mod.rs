@@ -621,6 +621,7 @@ struct GitDaemon {
 
 impl GitDaemon {
     fn start(base: &std::path::Path) -> GitDaemon {
+        use std::os::unix::process::CommandExt as _;
         let port = free_port();
         let child = std::process::Command::new("git")
             .args([
@@ -635,6 +636,9 @@ impl GitDaemon {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
+            // `git daemon` runs git-daemon as a child of its own: a process
+            // group of their own, so both stop.
+            .process_group(0)
             .spawn()
             .expect("start git daemon");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -651,7 +655,12 @@ impl GitDaemon {
 
 impl Drop for GitDaemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(-pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let _ = self.child.wait();
     }
 }
