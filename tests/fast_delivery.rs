@@ -37,6 +37,15 @@ fn source_repo() -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, repo)
 }
 
+/// Waits up to 30 s for `ok`; fails saying `what` did not happen.
+fn wait_for(what: &str, ok: &dyn Fn() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < Duration::from_secs(30), "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn token(log: &LogServer, args: &[&str]) -> String {
     let mut argv = vec!["log", "token", "create"];
     argv.extend_from_slice(args);
@@ -261,13 +270,6 @@ fn an_operator_wakes_an_environment_and_its_agents_run_now() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
-        let start = Instant::now();
-        while !ok() {
-            assert!(start.elapsed() < Duration::from_secs(30), "{what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
     wait_for("the first cycle", &|| fleet.motd() == "one\n");
     let wake = |args: &[&str]| {
         let mut argv = vec!["log", "wake", "prod", "--server", &log.url];
@@ -434,13 +436,6 @@ fn a_wake_sent_to_one_of_two_log_servers_reaches_an_agent_watching_the_other() {
             .spawn()
             .unwrap(),
     );
-    let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
-        let start = Instant::now();
-        while !ok() {
-            assert!(start.elapsed() < Duration::from_secs(30), "{what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
     wait_for("the first cycle", &|| fleet.motd() == "one\n");
     std::thread::sleep(Duration::from_secs(3));
     let motd = fleet.remote.parent().unwrap().join("root/motd");

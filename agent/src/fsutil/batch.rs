@@ -13,7 +13,7 @@
 //! a removal) or that depends on them, [`WriteBatch::sync`] before the
 //! state file is written.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -39,9 +39,8 @@ pub struct WriteBatch {
     jobs: Option<mpsc::Sender<Job>>,
     landed: Option<mpsc::Receiver<Landed>>,
     workers: Vec<std::thread::JoinHandle<()>>,
-    /// The tags of the jobs not yet landed.
-    in_flight: HashSet<usize>,
-    in_flight_jobs: usize,
+    /// Jobs not yet landed, by tag (a resource may write more than one).
+    in_flight: HashMap<usize, usize>,
     /// Directories opened since the last settle, by path: one openat chain
     /// each, not one per file.
     open: HashMap<PathBuf, Arc<OwnedFd>>,
@@ -80,8 +79,7 @@ impl WriteBatch {
                 .1
                 .push(tag);
         }
-        self.in_flight.insert(tag);
-        self.in_flight_jobs += 1;
+        *self.in_flight.entry(tag).or_default() += 1;
         let job = Job { tag, files };
         let job = match self.sender() {
             Some(jobs) => jobs.send(job).err().map(|e| e.0),
@@ -90,8 +88,7 @@ impl WriteBatch {
         // No worker could be started: land it here.
         if let Some(job) = job {
             let outcome = land_all(job.files);
-            self.in_flight.remove(&job.tag);
-            self.in_flight_jobs -= 1;
+            landed_one(&mut self.in_flight, job.tag);
             if let Err(e) = outcome {
                 self.failed_inline.push((job.tag, e));
             }
@@ -100,19 +97,18 @@ impl WriteBatch {
 
     /// Whether files tagged `tag` are still on their way.
     pub fn pending(&self, tag: usize) -> bool {
-        self.in_flight.contains(&tag)
+        self.in_flight.contains_key(&tag)
     }
 
     /// Waits until every file submitted is in place; what failed, by tag.
     pub fn settle(&mut self) -> Vec<(usize, FsError)> {
         let mut failed = std::mem::take(&mut self.failed_inline);
         if let Some(landed) = &self.landed {
-            while self.in_flight_jobs > 0 {
+            while !self.in_flight.is_empty() {
                 let Ok((tag, outcome)) = landed.recv() else {
                     break;
                 };
-                self.in_flight_jobs -= 1;
-                self.in_flight.remove(&tag);
+                landed_one(&mut self.in_flight, tag);
                 if let Err(e) = outcome {
                     failed.push((tag, e));
                 }
@@ -181,6 +177,16 @@ impl Drop for WriteBatch {
         self.jobs = None;
         for worker in self.workers.drain(..) {
             let _ = worker.join();
+        }
+    }
+}
+
+/// One job of `tag` landed.
+fn landed_one(in_flight: &mut HashMap<usize, usize>, tag: usize) {
+    if let Some(left) = in_flight.get_mut(&tag) {
+        *left -= 1;
+        if *left == 0 {
+            in_flight.remove(&tag);
         }
     }
 }
